@@ -1,0 +1,287 @@
+"""tealet extensions and CPython lifetime/GC/thread guarantees (skipped on PyPy's reference)."""
+import contextvars
+import gc
+import pickle
+import subprocess
+import sys
+import textwrap
+import weakref
+
+import pytest
+from conftest import IS_PYPY, tealet_only
+
+pytestmark = tealet_only
+
+if not IS_PYPY:
+    from _continuation import (ContinuletExit, continulet, error, get_context, get_frame,
+                               set_context, stack_saved)
+
+
+def run_py(code, timeout=120):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_get_frame_of_suspended():
+    def inner(c):
+        c.switch()
+    def f(c):
+        inner(c)
+    c = continulet(f)
+    assert get_frame(c) is None  # not started: no suspended frame
+    c.switch()
+    fr = get_frame(c)
+    assert fr.f_code.co_name == "inner"
+    names = []
+    while fr is not None:
+        names.append(fr.f_code.co_name)
+        fr = fr.f_back
+    assert names[:2] == ["inner", "f"]
+    c.switch()
+    assert get_frame(c) is None
+
+
+def test_get_frame_walk_after_other_switches():
+    # Another continulet overwrites the shared stack region; walking must stay safe.
+    def deep(c, n):
+        if n:
+            return deep(c, n - 1)
+        c.switch()
+    a = continulet(lambda c: deep(c, 50))
+    a.switch()
+    b = continulet(lambda c: deep(c, 200))
+    b.switch()
+    for cont in (a, b):
+        fr, n = get_frame(cont), 0
+        while fr is not None:
+            fr.f_locals
+            fr, n = fr.f_back, n + 1
+        assert n >= 50
+    a.switch(); b.switch()
+
+
+def test_context_per_continulet():
+    var = contextvars.ContextVar("var", default="unset")
+    def f(c):
+        assert var.get() == "unset"  # fresh empty context by default
+        var.set("inner")
+        c.switch()
+        return var.get()
+    var.set("outer")
+    c = continulet(f)
+    c.switch()
+    assert var.get() == "outer"
+    assert c.switch() == "inner"
+
+
+def test_set_context_before_start_and_get():
+    var = contextvars.ContextVar("var2", default="unset")
+    ctx = contextvars.Context()
+    ctx.run(var.set, "given")
+    c = continulet(lambda c: var.get())
+    set_context(ctx, c)
+    assert get_context(c) is ctx
+    assert c.switch() == "given"
+
+
+def test_get_set_context_current():
+    var = contextvars.ContextVar("var3", default="unset")
+    assert get_context() is not None
+    ctx = contextvars.Context()
+    ctx.run(var.set, "swapped")
+    old = get_context()
+    set_context(ctx)
+    try:
+        assert var.get() == "swapped"
+    finally:
+        set_context(old)
+    assert var.get() == "unset"
+
+
+def test_stack_saved_is_int():
+    c = continulet(lambda c: c.switch())
+    assert stack_saved(c) == 0
+    c.switch()
+    assert isinstance(stack_saved(c), int) and stack_saved(c) >= 0
+    c.switch()
+
+
+def test_pickle_raises_typeerror():
+    c = continulet(lambda c: None)
+    with pytest.raises(TypeError, match="continulet"):
+        pickle.dumps(c)
+
+
+def test_recursion_error_inside():
+    def rec(n):
+        return rec(n + 1)
+    def f(c):
+        try:
+            rec(0)
+        except RecursionError:
+            return "recursion"
+    assert continulet(f).switch() == "recursion"
+
+
+def test_recursion_limit_applies_per_continulet():
+    depth = []
+    def rec(n):
+        try:
+            return rec(n + 1)
+        except RecursionError:
+            return n
+    def f(c):
+        return rec(0)
+    inside = continulet(f).switch()
+    outside = rec(0)
+    assert abs(inside - outside) < 50
+
+
+def test_deep_c_recursion_inside():
+    # C-mediated recursion (repr of nested lists) needs real C stack.
+    def f(c):
+        x = []
+        for _ in range(100000):
+            x = [x]
+        try:
+            repr(x)
+        except RecursionError:
+            return "recursion"
+        return "ok"
+    assert continulet(f).switch() in ("ok", "recursion")
+
+
+def test_exit_on_garbage_runs_finally():
+    log = []
+    def f(c):
+        try:
+            c.switch()
+        except ContinuletExit:
+            log.append("exit")
+            raise
+        finally:
+            log.append("finally")
+    c = continulet(f)
+    c.switch()
+    del c
+    gc.collect()
+    assert log == ["exit", "finally"]
+    assert issubclass(ContinuletExit, BaseException)
+
+
+def test_cycle_through_suspended_is_collected():
+    class Obj:
+        pass
+    def f(c, obj):
+        c.switch()
+    o = Obj()
+    c = continulet(f, o)
+    c.switch()
+    o.c = c  # cycle: c -> suspended frame locals -> o -> c
+    ref = weakref.ref(o)
+    del o, c
+    gc.collect()
+    assert ref() is None
+
+
+def test_gc_referents_include_frame_locals():
+    marker = object()
+    def f(c, m):
+        c.switch()
+    c = continulet(f, marker)
+    c.switch()
+    assert any(marker in (gc.get_referents(r) if not isinstance(r, type) else ())
+               for r in [c] + gc.get_referents(c)) or marker in gc.get_referents(c)
+    c.switch()
+
+
+def test_del_subclass_can_call_super():
+    log = []
+    class C(continulet):
+        def __del__(self):
+            log.append("del")
+            super().__del__()
+    c = C(lambda c: c.switch())
+    c.switch()
+    del c
+    gc.collect()
+    assert log == ["del"]
+
+
+def test_many_created_switched_dropped_flat():
+    r = run_py("""
+        import gc, resource
+        from _continuation import continulet
+        def f(c):
+            c.switch(1)
+        def batch(n):
+            for _ in range(n):
+                c = continulet(f)
+                c.switch()
+        batch(10000)
+        gc.collect()
+        objs = len(gc.get_objects())
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        batch(100000)
+        gc.collect()
+        objs2 = len(gc.get_objects())
+        rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(objs2 - objs, rss2 - rss)
+    """)
+    assert r.returncode == 0, r.stderr
+    dobjs, drss_kib = map(int, r.stdout.split())
+    assert dobjs < 100
+    assert drss_kib < 10 * 1024
+
+
+def test_shutdown_with_suspended_continulets():
+    r = run_py("""
+        from _continuation import continulet
+        keep = []
+        for i in range(100):
+            c = continulet(lambda c: c.switch())
+            c.switch()
+            keep.append(c)
+        c2 = continulet(lambda c: None)  # bound, never started
+        print("ok")
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
+def test_deep_c_recursion_hits_guard_page():
+    r = run_py("""
+        import ctypes
+        from _continuation import continulet
+        # ctypes callbacks recurse on the C stack without Python's C recursion checks
+        CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
+        def rec(n):
+            return cb(n + 1)
+        cb = CB(rec)
+        import sys
+        sys.setrecursionlimit(10**8)
+        continulet(lambda c: cb(0)).switch()
+    """)
+    assert r.returncode != 0
+    assert "tealet: stack overflow in tealet" in r.stderr
+
+
+def test_foreign_thread_finalizer_runs_in_owner_thread():
+    import threading
+    log = []
+    def f(c):
+        try:
+            c.switch()
+        finally:
+            log.append(threading.current_thread().name)
+    c = continulet(f)
+    c.switch()
+    holder = [c]
+    del c
+    t = threading.Thread(target=holder.clear, name="other")
+    t.start(); t.join()
+    gc.collect()
+    # The finalizer cannot run on the foreign thread: it is deferred to the owner.
+    continulet(lambda c: None).switch()
+    gc.collect()
+    assert log == [threading.current_thread().name]
