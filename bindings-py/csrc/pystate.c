@@ -1,0 +1,446 @@
+/* The per-continuation interpreter state: every PyThreadState field that moves on a switch, in ONE
+ * place, with its version condition beside it. Compiled per CPython version with Py_BUILD_CORE
+ * against that version's internal headers (build.rs). The Rust side only sees the opaque
+ * `tpy_state` and the functions at the end of this file.
+ *
+ * 3.14 note: 3.14 checks the C stack pointer against per-thread limits
+ * (tstate->c_stack_soft_limit / c_stack_hard_limit / c_stack_top); a continuation runs on its own
+ * tealet stack, so those three must be saved/restored here and initialised from the tealet's
+ * stack bounds. Also 3.14's current_executor and the iframe stackpointer (see greenlet notes). */
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include <frameobject.h>
+#include <string.h>
+#if PY_VERSION_HEX >= 0x030B0000
+#include "internal/pycore_frame.h"
+#endif
+
+#if PY_VERSION_HEX < 0x03090000 || PY_VERSION_HEX >= 0x030E0000
+#error "bindings-py supports CPython 3.9 to 3.13"
+#endif
+
+#define V310 (PY_VERSION_HEX >= 0x030A0000)
+#define V311 (PY_VERSION_HEX >= 0x030B0000)
+#define V312 (PY_VERSION_HEX >= 0x030C0000)
+#define V313 (PY_VERSION_HEX >= 0x030D0000)
+
+#if V310 && !V311
+typedef CFrame _PyCFrame;                      /* 3.10 names it CFrame */
+#endif
+
+#if V313
+#define TPY_C_RECURSION_LIMIT Py_C_RECURSION_LIMIT
+#elif V312
+#define TPY_C_RECURSION_LIMIT C_RECURSION_LIMIT
+#endif
+
+/* A continuation's own root data-stack chunk (3.11+). Small, malloc'd, previous == NULL, so
+ * CPython never frees it; deeper frames make CPython push (and later free) its own chunks. */
+#define TPY_ROOT_CHUNK_SIZE 2048
+#define TPY_CHUNK_CACHE 1024
+
+typedef struct tpy_link { void *frame; void *previous; } tpy_link;
+
+typedef struct tpy_state {
+    /* frame chain head */
+#if !V311
+    PyFrameObject *frame;                      /* <=3.10: tstate->frame (borrowed by the chain) */
+#elif !V313
+    struct _PyInterpreterFrame *current_frame; /* 3.11/3.12: tstate->cframe->current_frame */
+#else
+    struct _PyInterpreterFrame *current_frame; /* 3.13: tstate->current_frame */
+#endif
+    PyObject *top_frame;                       /* all: owned frame object of the top frame (get_frame) */
+#if V310 && !V313
+    _PyCFrame *cframe;                         /* 3.10-3.12: points into this continuation's C stack */
+#endif
+    int py_depth;                              /* all: Python recursion depth (depth, not remaining) */
+#if V312
+    int c_depth;                               /* 3.12+: separate C recursion counter */
+#endif
+#if V311
+    _PyStackChunk *datastack_chunk;            /* 3.11+: frame data stack, one per continuation */
+    PyObject **datastack_top;
+    PyObject **datastack_limit;
+#endif
+    _PyErr_StackItem *exc_info;                /* all: handled-exception stack pointer */
+    _PyErr_StackItem exc_state;                /* all: incl. previous_item (owned) */
+    PyObject *context;                         /* all: contextvars (owned; context_ver bumped on restore) */
+#if !V312
+    int trash_delete_nesting;                  /* <=3.11: tstate->trash_delete_nesting */
+#elif !V313
+    int trash_delete_nesting;                  /* 3.12: tstate->trash.delete_nesting */
+#else
+    PyObject *delete_later;                    /* 3.13: tstate->delete_later (refcount 0 objects, swapped) */
+    uintptr_t critical_section;                /* 3.13: tstate->critical_section (0 in GIL builds) */
+#endif
+#if V312
+    tpy_link *links;                           /* 3.12+: original `previous` of relinked frames */
+    size_t nlinks, caplinks;
+#endif
+    int started;
+} tpy_state;
+
+/* The tracing flag is per thread: carried from the switcher into the resumed continuation. */
+#if V310 && !V312
+static uint8_t carried_use_tracing;
+#endif
+
+#if V311
+/* Freed root chunks, reused by the next continuation (the GIL protects this list). */
+static _PyStackChunk *chunk_cache;
+static int chunk_cache_len;
+
+static _PyStackChunk *root_chunk_get(void)
+{
+    _PyStackChunk *c = chunk_cache;
+    if (c) {
+        chunk_cache = c->previous;
+        chunk_cache_len--;
+    } else {
+        c = PyMem_RawMalloc(TPY_ROOT_CHUNK_SIZE);
+        if (!c) return NULL;
+    }
+    c->previous = NULL;
+    c->size = TPY_ROOT_CHUNK_SIZE;
+    c->top = 0;
+    return c;
+}
+
+static void root_chunk_put(_PyStackChunk *c)
+{
+    if (chunk_cache_len >= TPY_CHUNK_CACHE) { PyMem_RawFree(c); return; }
+    c->previous = chunk_cache;
+    chunk_cache = c;
+    chunk_cache_len++;
+}
+
+/* Frees a chain ending in our root chunk: CPython's chunks via the arena allocator, ours cached. */
+static void free_chunks(_PyStackChunk *c)
+{
+    PyObjectArenaAllocator alloc;
+    PyObject_GetArenaAllocator(&alloc);
+    while (c && c->previous) {
+        _PyStackChunk *prev = c->previous;
+        alloc.free(alloc.ctx, c, c->size);
+        c = prev;
+    }
+    if (c) root_chunk_put(c);
+}
+
+static struct _PyInterpreterFrame **frame_head(PyThreadState *ts)
+{
+#if V313
+    return &ts->current_frame;
+#else
+    return &ts->cframe->current_frame;
+#endif
+}
+#endif
+
+#if V312
+static int links_push(tpy_state *s, void *frame, void *previous)
+{
+    if (s->nlinks == s->caplinks) {
+        size_t cap = s->caplinks ? 2 * s->caplinks : 8;
+        tpy_link *l = PyMem_RawRealloc(s->links, cap * sizeof *l);
+        if (!l) return -1;
+        s->links = l;
+        s->caplinks = cap;
+    }
+    s->links[s->nlinks].frame = frame;
+    s->links[s->nlinks].previous = previous;
+    s->nlinks++;
+    return 0;
+}
+
+/* Switch-out: the chain passes through entry frames that live on this C stack, which another
+ * continuation may overwrite while we are suspended. Link every heap frame straight to the next
+ * heap frame so f_back, tracebacks and gc never reach them; restored on switch-in. */
+static int hide_cstack_frames(tpy_state *s)
+{
+    s->nlinks = 0;
+    for (struct _PyInterpreterFrame *f = s->current_frame; f; ) {
+        struct _PyInterpreterFrame *next = f->previous;
+        while (next && next->owner == FRAME_OWNED_BY_CSTACK) next = next->previous;
+        if (next != f->previous) {
+            if (links_push(s, f, f->previous) < 0) return -1;
+            f->previous = next;
+        }
+        f = next;
+    }
+    /* The head itself may be an entry frame (switch called from C at the top of an eval loop). */
+    return 0;
+}
+
+static void unhide_cstack_frames(tpy_state *s)
+{
+    while (s->nlinks) {
+        s->nlinks--;
+        ((struct _PyInterpreterFrame *)s->links[s->nlinks].frame)->previous = s->links[s->nlinks].previous;
+    }
+}
+#endif
+
+size_t tpy_state_size(void) { return sizeof(tpy_state); }
+
+tpy_state *tpy_state_new(void)
+{
+    return PyMem_RawCalloc(1, sizeof(tpy_state));
+}
+
+/* Called in the running continuation just before it switches away (GIL held). */
+int tpy_save(tpy_state *s)
+{
+    PyThreadState *ts = PyThreadState_Get();
+#if V311
+    /* The top frame object must exist before we leave; creating it may run the GC, which must
+     * not re-enter a switch, hence disabled around it. */
+    int gc_was = PyGC_Disable();
+    PyFrameObject *top = PyThreadState_GetFrame(ts);
+    if (gc_was) PyGC_Enable();
+#else
+    PyFrameObject *top = PyThreadState_GetFrame(ts);  /* <=3.10: frame objects always exist */
+#endif
+    Py_XSETREF(s->top_frame, (PyObject *)top);
+#if !V311
+    s->frame = ts->frame;
+#else
+    s->current_frame = *frame_head(ts);
+#endif
+#if V310 && !V313
+    s->cframe = ts->cframe;
+#endif
+#if V310 && !V312
+    carried_use_tracing = ts->cframe->use_tracing;
+#endif
+#if !V311
+    s->py_depth = ts->recursion_depth;
+#elif !V312
+    s->py_depth = ts->recursion_limit - ts->recursion_remaining;
+#else
+    s->py_depth = ts->py_recursion_limit - ts->py_recursion_remaining;
+    s->c_depth = TPY_C_RECURSION_LIMIT - ts->c_recursion_remaining;
+#endif
+#if V311
+    s->datastack_chunk = ts->datastack_chunk;
+    s->datastack_top = ts->datastack_top;
+    s->datastack_limit = ts->datastack_limit;
+#endif
+    s->exc_info = ts->exc_info;
+    s->exc_state = ts->exc_state;
+    s->context = ts->context;
+    ts->context = NULL;
+#if !V312
+    s->trash_delete_nesting = ts->trash_delete_nesting;
+#elif !V313
+    s->trash_delete_nesting = ts->trash.delete_nesting;
+#else
+    s->delete_later = ts->delete_later;
+    ts->delete_later = NULL;
+    s->critical_section = ts->critical_section;
+#endif
+#if V312
+    if (hide_cstack_frames(s) < 0) { PyErr_NoMemory(); return -1; }
+#endif
+    s->started = 1;
+    return 0;
+}
+
+/* Called in the resumed continuation right after the switch returned into it. */
+void tpy_restore(tpy_state *s)
+{
+    PyThreadState *ts = PyThreadState_Get();
+#if V312
+    unhide_cstack_frames(s);
+#endif
+#if V310 && !V313
+    ts->cframe = s->cframe;
+#endif
+#if !V311
+    ts->frame = s->frame;
+#else
+    *frame_head(ts) = s->current_frame;
+#endif
+#if V310 && !V312
+    ts->cframe->use_tracing = carried_use_tracing;
+#endif
+#if !V311
+    ts->recursion_depth = s->py_depth;
+#elif !V312
+    ts->recursion_remaining = ts->recursion_limit - s->py_depth;
+#else
+    ts->py_recursion_remaining = ts->py_recursion_limit - s->py_depth;
+    ts->c_recursion_remaining = TPY_C_RECURSION_LIMIT - s->c_depth;
+#endif
+#if V311
+    ts->datastack_chunk = s->datastack_chunk;
+    ts->datastack_top = s->datastack_top;
+    ts->datastack_limit = s->datastack_limit;
+    s->datastack_chunk = NULL;
+#endif
+    ts->exc_state = s->exc_state;
+    ts->exc_info = s->exc_info ? s->exc_info : &ts->exc_state;
+    memset(&s->exc_state, 0, sizeof s->exc_state);
+    Py_XSETREF(ts->context, s->context);
+    s->context = NULL;
+    ts->context_ver++;
+#if !V312
+    ts->trash_delete_nesting = s->trash_delete_nesting;
+#elif !V313
+    ts->trash.delete_nesting = s->trash_delete_nesting;
+#else
+    ts->delete_later = s->delete_later;
+    s->delete_later = NULL;
+    ts->critical_section = s->critical_section;
+#endif
+    Py_CLEAR(s->top_frame);
+}
+
+/* The body of a fresh continuation: runs `body(arg)` on the new C stack with the fresh state
+ * (empty frame chain, own data stack, no handled exception, the context set on it). The eval
+ * loop's cframe (3.10-3.12) must live on this C stack, hence the local here. */
+void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
+{
+    PyThreadState *ts = PyThreadState_Get();
+#if V310 && !V313
+    _PyCFrame cframe = *ts->cframe;   /* copies use_tracing (3.10/3.11) from the switcher */
+    cframe.previous = &ts->root_cframe;
+#if V311
+    cframe.current_frame = NULL;
+#endif
+    ts->cframe = &cframe;
+#endif
+#if V310 && !V312
+    cframe.use_tracing = carried_use_tracing;
+#endif
+#if !V311
+    ts->frame = NULL;                 /* Python depth is inherited from the switcher (kept as is) */
+#elif !V313
+    ts->cframe->current_frame = NULL;
+#else
+    ts->current_frame = NULL;
+#endif
+#if V312
+    ts->c_recursion_remaining = TPY_C_RECURSION_LIMIT;  /* fresh C stack */
+#endif
+#if V311
+    _PyStackChunk *root = root_chunk_get();
+    if (!root) return NULL;           /* caller turns this into MemoryError */
+    ts->datastack_chunk = root;
+    ts->datastack_top = &root->data[1];  /* as CPython does for a root chunk */
+    ts->datastack_limit = (PyObject **)((char *)root + root->size);
+#endif
+    memset(&ts->exc_state, 0, sizeof ts->exc_state);
+    ts->exc_info = &ts->exc_state;
+    Py_XSETREF(ts->context, s->context);
+    s->context = NULL;
+    ts->context_ver++;
+#if !V312
+    ts->trash_delete_nesting = 0;
+#elif !V313
+    ts->trash.delete_nesting = 0;
+#else
+    ts->delete_later = NULL;
+    ts->critical_section = 0;
+#endif
+    s->started = 1;
+    return body(arg);
+}
+
+/* The running continuation finished (its Python frames are gone): release its own state before
+ * the final switch; the target's tpy_restore installs everything else. */
+void tpy_finish(void)
+{
+    PyThreadState *ts = PyThreadState_Get();
+#if V311
+    free_chunks(ts->datastack_chunk);
+    ts->datastack_chunk = NULL;
+    ts->datastack_top = NULL;
+    ts->datastack_limit = NULL;
+#endif
+    Py_CLEAR(ts->exc_state.exc_value);
+#if !V311
+    Py_CLEAR(ts->exc_state.exc_type);
+    Py_CLEAR(ts->exc_state.exc_traceback);
+#endif
+    Py_CLEAR(ts->context);
+}
+
+/* Frees a state that is not suspended with live frames (never started, or finished). */
+void tpy_state_free(tpy_state *s)
+{
+    Py_CLEAR(s->top_frame);
+    Py_CLEAR(s->context);
+    Py_CLEAR(s->exc_state.exc_value);
+#if !V311
+    Py_CLEAR(s->exc_state.exc_type);
+    Py_CLEAR(s->exc_state.exc_traceback);
+#endif
+#if V311
+    if (s->datastack_chunk) free_chunks(s->datastack_chunk);
+#endif
+#if V312
+    PyMem_RawFree(s->links);
+#endif
+    PyMem_RawFree(s);
+}
+
+/* New reference to the top frame of a suspended continuation, or None. */
+PyObject *tpy_top_frame(tpy_state *s)
+{
+    PyObject *f = s->top_frame ? s->top_frame : Py_None;
+    Py_INCREF(f);
+    return f;
+}
+
+/* Context of a suspended/unstarted continuation (borrowed; may be NULL) and its replacement. */
+PyObject *tpy_get_context(tpy_state *s) { return s->context; }
+void tpy_set_context(tpy_state *s, PyObject *ctx) { Py_XINCREF(ctx); Py_XSETREF(s->context, ctx); }
+
+/* Context of the running continuation (borrowed; may be NULL) and entering another one. */
+PyObject *tpy_get_current_context(void) { return PyThreadState_Get()->context; }
+void tpy_set_current_context(PyObject *ctx)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    Py_XINCREF(ctx);
+    Py_XSETREF(ts->context, ctx);
+    ts->context_ver++;
+}
+
+/* GC: visits exactly the references a suspended continuation owns. The frames on its data stack
+ * (3.11+) own their code, function, locals dict, frame object and fast locals; the value stack
+ * is not visited (its top is not recorded while a frame executes), so that part stays
+ * conservative. <=3.10 frames are owned by the C stack and traverse themselves. */
+int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
+{
+    Py_VISIT(s->top_frame);
+    Py_VISIT(s->context);
+    Py_VISIT(s->exc_state.exc_value);
+#if !V311
+    Py_VISIT(s->exc_state.exc_type);
+    Py_VISIT(s->exc_state.exc_traceback);
+#else
+    for (struct _PyInterpreterFrame *f = s->current_frame; f; f = f->previous) {
+        if (f->owner != FRAME_OWNED_BY_THREAD) continue;
+#if V313
+        Py_VISIT(f->f_executable);
+        Py_VISIT(f->f_funcobj);
+        PyCodeObject *code = (PyCodeObject *)f->f_executable;
+        if (!PyCode_Check(code)) continue;
+#elif V312
+        Py_VISIT(f->f_code);
+        Py_VISIT(f->f_funcobj);
+        PyCodeObject *code = f->f_code;
+#else
+        Py_VISIT(f->f_code);
+        Py_VISIT(f->f_func);
+        PyCodeObject *code = f->f_code;
+#endif
+        Py_VISIT(f->f_locals);
+        Py_VISIT(f->frame_obj);
+        for (int i = 0; i < code->co_nlocalsplus; i++) Py_VISIT(f->localsplus[i]);
+    }
+#endif
+    return 0;
+}
