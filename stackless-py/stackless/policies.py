@@ -1,0 +1,89 @@
+"""Run-queue policies: which runnable tasklet runs next.
+
+A policy holds the runnable tasklets of one thread, except the current one.
+The scheduler calls only these methods; replace the policy with
+`stackless.set_run_queue(policy)`.
+"""
+import collections
+import heapq
+import itertools
+
+
+class RoundRobin:
+    """First in, first out: Stackless's default order."""
+
+    def __init__(self):
+        self._queue = collections.deque()
+
+    def push(self, task):
+        self._queue.append(task)
+
+    def pop(self):
+        """The next tasklet to run, removed from the queue, or None."""
+        return self._queue.popleft() if self._queue else None
+
+    def remove(self, task):
+        self._queue.remove(task)
+
+    def __contains__(self, task):
+        return task in self._queue
+
+    def __iter__(self):
+        """Tasklets in the order they will run."""
+        return iter(list(self._queue))
+
+    def __len__(self):
+        return len(self._queue)
+
+
+class _Heap:
+    """A heap ordered by `key(task)`, FIFO among equal keys."""
+
+    def key(self, task):
+        raise NotImplementedError
+
+    def __init__(self):
+        self._heap = []
+        self._members = set()
+        self._order = itertools.count()
+
+    def push(self, task):
+        heapq.heappush(self._heap, (self.key(task), next(self._order), task))
+        self._members.add(task)
+
+    def pop(self):
+        while self._heap:
+            task = heapq.heappop(self._heap)[2]
+            if task in self._members:
+                self._members.discard(task)
+                return task
+        return None
+
+    def remove(self, task):
+        self._members.remove(task)
+        self._heap = [e for e in self._heap if e[2] is not task]
+        heapq.heapify(self._heap)
+
+    def __contains__(self, task):
+        return task in self._members
+
+    def __iter__(self):
+        return iter([e[2] for e in sorted(self._heap) if e[2] in self._members])
+
+    def __len__(self):
+        return len(self._members)
+
+
+class Priority(_Heap):
+    """Highest `task.priority` first (default 0); round-robin within a level."""
+
+    def key(self, task):
+        return -getattr(task, "priority", 0)
+
+
+class Deadline(_Heap):
+    """Earliest `task.deadline` first (any comparable number; none = last)."""
+
+    def key(self, task):
+        deadline = getattr(task, "deadline", None)
+        return (deadline is None, deadline or 0)
