@@ -1,0 +1,131 @@
+//! riscv64 LP64D: ra, sp (the context itself), s0-s11 and fs0-fs11. gp and tp are untouched.
+use core::arch::naked_asm;
+
+use crate::{EntryFn, RestoreFn, SaveFn};
+
+/// Bytes `switch` stores: ra and s0-s11 (104), fs0-fs11 (96), padded to 16.
+pub const FRAME_SIZE: usize = 208;
+
+/// Switch stacks; see the crate docs.
+///
+/// # Safety
+/// `save` must return a stack pointer produced by `switch` or `init_stack` whose context is not
+/// running; both callbacks must not unwind.
+#[unsafe(naked)]
+pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) -> *mut u8 {
+    naked_asm!(
+        ".cfi_startproc",
+        "addi sp, sp, -208",
+        ".cfi_def_cfa_offset 208",
+        "sd ra, 0(sp)",
+        "sd s0, 8(sp)",
+        "sd s1, 16(sp)",
+        "sd s2, 24(sp)",
+        "sd s3, 32(sp)",
+        "sd s4, 40(sp)",
+        "sd s5, 48(sp)",
+        "sd s6, 56(sp)",
+        "sd s7, 64(sp)",
+        "sd s8, 72(sp)",
+        "sd s9, 80(sp)",
+        "sd s10, 88(sp)",
+        "sd s11, 96(sp)",
+        "fsd fs0, 104(sp)",
+        "fsd fs1, 112(sp)",
+        "fsd fs2, 120(sp)",
+        "fsd fs3, 128(sp)",
+        "fsd fs4, 136(sp)",
+        "fsd fs5, 144(sp)",
+        "fsd fs6, 152(sp)",
+        "fsd fs7, 160(sp)",
+        "fsd fs8, 168(sp)",
+        "fsd fs9, 176(sp)",
+        "fsd fs10, 184(sp)",
+        "fsd fs11, 192(sp)",
+        ".cfi_offset ra, -208",
+        ".cfi_offset s0, -200",
+        ".cfi_offset s1, -192",
+        ".cfi_offset s2, -184",
+        ".cfi_offset s3, -176",
+        ".cfi_offset s4, -168",
+        ".cfi_offset s5, -160",
+        ".cfi_offset s6, -152",
+        ".cfi_offset s7, -144",
+        ".cfi_offset s8, -136",
+        ".cfi_offset s9, -128",
+        ".cfi_offset s10, -120",
+        ".cfi_offset s11, -112",
+        // s1/s2 are saved above, so they carry restore and ctx across the stack change.
+        "mv s1, a1",
+        "mv s2, a2",
+        "mv t0, a0",
+        "mv a0, a2",
+        "mv a1, sp",
+        "jalr t0",
+        // From here on sp is in the target context, whose frame has the same layout.
+        "mv sp, a0",
+        "mv a1, a0",
+        "mv a0, s2",
+        "jalr s1",
+        "ld ra, 0(sp)",
+        "ld s0, 8(sp)",
+        "ld s1, 16(sp)",
+        "ld s2, 24(sp)",
+        "ld s3, 32(sp)",
+        "ld s4, 40(sp)",
+        "ld s5, 48(sp)",
+        "ld s6, 56(sp)",
+        "ld s7, 64(sp)",
+        "ld s8, 72(sp)",
+        "ld s9, 80(sp)",
+        "ld s10, 88(sp)",
+        "ld s11, 96(sp)",
+        "fld fs0, 104(sp)",
+        "fld fs1, 112(sp)",
+        "fld fs2, 120(sp)",
+        "fld fs3, 128(sp)",
+        "fld fs4, 136(sp)",
+        "fld fs5, 144(sp)",
+        "fld fs6, 152(sp)",
+        "fld fs7, 160(sp)",
+        "fld fs8, 168(sp)",
+        "fld fs9, 176(sp)",
+        "fld fs10, 184(sp)",
+        "fld fs11, 192(sp)",
+        "addi sp, sp, 208",
+        ".cfi_def_cfa_offset 0",
+        "ret",
+        ".cfi_endproc",
+    )
+}
+
+/// First code of a fresh stack, reached by `switch`'s `ret`: s1 = entry, s2 = arg,
+/// a0 = restore's result. The undefined return address ends debugger backtraces here.
+#[unsafe(naked)]
+unsafe extern "C" fn trampoline() -> ! {
+    naked_asm!(
+        ".cfi_startproc",
+        ".cfi_undefined ra",
+        "mv a1, s2",
+        "jalr s1",
+        "unimp",
+        ".cfi_endproc",
+    )
+}
+
+/// Write the initial frame below `top` (16-byte aligned) and return the stack pointer to pass
+/// back from a `save` callback.
+///
+/// # Safety
+/// `[top - FRAME_SIZE, top)` must be writable memory of the stack being prepared.
+pub unsafe fn init_stack(top: *mut u8, entry: EntryFn, arg: *mut u8) -> *mut u8 {
+    let sp = top.wrapping_sub(FRAME_SIZE) as *mut u64;
+    let mut words = [0u64; FRAME_SIZE / 8];
+    words[0] = trampoline as *const () as usize as u64; // ra
+    words[1] = 0; // s0: ends frame-pointer chains
+    words[2] = entry as *const () as usize as u64; // s1
+    words[3] = arg as u64; // s2
+    // SAFETY: the caller guarantees the frame's bytes are writable; `top` is 16-aligned.
+    unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp, words.len()) };
+    sp as *mut u8
+}

@@ -1,0 +1,117 @@
+//! x86_64 System V: rbx, rbp, r12-r15, the return address, MXCSR and the x87 control word.
+use core::arch::naked_asm;
+
+use crate::{EntryFn, RestoreFn, SaveFn};
+
+/// Bytes `switch` pushes: MXCSR + x87 CW (8), six registers (48), return address (8).
+pub const FRAME_SIZE: usize = 64;
+
+/// Switch stacks; see the crate docs.
+///
+/// # Safety
+/// `save` must return a stack pointer produced by `switch` or `init_stack` whose context is not
+/// running; both callbacks must not unwind.
+#[unsafe(naked)]
+pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) -> *mut u8 {
+    naked_asm!(
+        ".cfi_startproc",
+        "endbr64",
+        "push rbp",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbp, 0",
+        "push rbx",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbx, 0",
+        "push r12",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r12, 0",
+        "push r13",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r13, 0",
+        "push r14",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r14, 0",
+        "push r15",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r15, 0",
+        "sub rsp, 8",
+        ".cfi_adjust_cfa_offset 8",
+        "stmxcsr [rsp]",
+        "fnstcw [rsp + 4]",
+        // r12/r13 are saved above, so they carry restore and ctx across the stack change.
+        "mov r12, rsi",
+        "mov r13, rdx",
+        "mov rax, rdi",
+        "mov rdi, rdx",
+        "mov rsi, rsp",
+        "call rax",
+        // From here on rsp is in the target context, whose frame has the same layout.
+        "mov rsp, rax",
+        "mov rdi, r13",
+        "mov rsi, rax",
+        "call r12",
+        "ldmxcsr [rsp]",
+        "fldcw [rsp + 4]",
+        "add rsp, 8",
+        ".cfi_adjust_cfa_offset -8",
+        "pop r15",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r15",
+        "pop r14",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r14",
+        "pop r13",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r13",
+        "pop r12",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r12",
+        "pop rbx",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbx",
+        "pop rbp",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbp",
+        "ret",
+        ".cfi_endproc",
+    )
+}
+
+/// First code of a fresh stack, reached by `switch`'s `ret`: rbx = entry, r12 = arg,
+/// rax = restore's result. The undefined return address ends debugger backtraces here.
+#[unsafe(naked)]
+unsafe extern "C" fn trampoline() -> ! {
+    naked_asm!(
+        ".cfi_startproc",
+        ".cfi_undefined rip",
+        "endbr64",
+        "mov rdi, rax",
+        "mov rsi, r12",
+        "call rbx",
+        "ud2",
+        ".cfi_endproc",
+    )
+}
+
+/// Write the initial frame below `top` (16-byte aligned) and return the stack pointer to pass
+/// back from a `save` callback.
+///
+/// # Safety
+/// `[top - FRAME_SIZE, top)` must be writable memory of the stack being prepared.
+pub unsafe fn init_stack(top: *mut u8, entry: EntryFn, arg: *mut u8) -> *mut u8 {
+    let sp = top.wrapping_sub(FRAME_SIZE) as *mut u64;
+    let fpenv = 0x1F80u64 | (0x037Fu64 << 32); // default MXCSR, default x87 control word
+    let words: [u64; 8] = [
+        fpenv,
+        0,                           // r15
+        0,                           // r14
+        0,                           // r13
+        arg as u64,                  // r12
+        entry as *const () as usize as u64,       // rbx
+        0,                           // rbp: ends frame-pointer chains
+        trampoline as *const () as usize as u64,  // return address
+    ];
+    // SAFETY: the caller guarantees the frame's bytes are writable; `top` is 16-aligned.
+    unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp, words.len()) };
+    sp as *mut u8
+}

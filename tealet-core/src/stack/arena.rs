@@ -1,0 +1,137 @@
+//! Process-wide arenas: big `MAP_NORESERVE` reservations carved into slots of one size, each
+//! slot = guard page(s) + usable stack. Guards are `MADV_GUARD_INSTALL` markers (no extra
+//! kernel mappings) where the kernel has them, else `mprotect` within a `vm.max_map_count` budget.
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::{StackError, GUARD_SIZE};
+
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+/// Address space reserved per chunk.
+const CHUNK_BYTES: usize = 1 << 30;
+
+struct Class {
+    slot: usize,
+    free: Vec<usize>,
+    cursor: usize,
+    end: usize,
+}
+
+static CLASSES: Mutex<Vec<Class>> = Mutex::new(Vec::new());
+static GUARD_MODE: OnceLock<GuardMode> = OnceLock::new();
+static MPROTECT_GUARDS: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum GuardMode {
+    Madvise,
+    /// mprotect guards, at most this many.
+    Mprotect(usize),
+}
+
+fn max_map_budget() -> usize {
+    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(65530);
+    let used = std::fs::read_to_string("/proc/self/maps").map(|s| s.lines().count()).unwrap_or(0);
+    // Each mprotect guard can split one mapping into three: two new VMAs. Use half the headroom.
+    max.saturating_sub(used) / 4
+}
+
+fn guard_mode(probe_at: usize) -> GuardMode {
+    *GUARD_MODE.get_or_init(|| {
+        // SAFETY: `probe_at` is the first page of a fresh private anonymous writable mapping.
+        let r = unsafe { libc::madvise(probe_at as *mut _, GUARD_SIZE, MADV_GUARD_INSTALL) };
+        if r == 0 {
+            GuardMode::Madvise
+        } else {
+            GuardMode::Mprotect(max_map_budget())
+        }
+    })
+}
+
+fn reserve(len: usize) -> Result<usize, StackError> {
+    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(StackError::NoMem);
+    }
+    // SAFETY: `p..p+len` is the mapping just created. Huge pages would make every touched
+    // stack cost 2 MiB of RSS.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    Ok(p as usize)
+}
+
+fn install_guard(base: usize) -> Result<(), StackError> {
+    match guard_mode(base) {
+        GuardMode::Madvise => {
+            // SAFETY: `base` is the guard page of a slot we own.
+            let r = unsafe { libc::madvise(base as *mut _, GUARD_SIZE, MADV_GUARD_INSTALL) };
+            if r != 0 {
+                return Err(StackError::NoMem);
+            }
+        }
+        GuardMode::Mprotect(budget) => {
+            if MPROTECT_GUARDS.fetch_add(1, Ordering::Relaxed) >= budget {
+                MPROTECT_GUARDS.fetch_sub(1, Ordering::Relaxed);
+                return Err(StackError::Exhausted);
+            }
+            // SAFETY: `base` is the guard page of a slot we own.
+            let r = unsafe { libc::mprotect(base as *mut _, GUARD_SIZE, libc::PROT_NONE) };
+            if r != 0 {
+                MPROTECT_GUARDS.fetch_sub(1, Ordering::Relaxed);
+                return Err(StackError::Exhausted);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A guarded slot of `slot` bytes (guard included); returns its lowest address.
+pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
+    let mut classes = CLASSES.lock().unwrap_or_else(|e| e.into_inner());
+    let idx = match classes.iter().position(|c| c.slot == slot) {
+        Some(i) => i,
+        None => {
+            classes.push(Class { slot, free: Vec::new(), cursor: 0, end: 0 });
+            classes.len() - 1
+        }
+    };
+    let class = &mut classes[idx];
+    if let Some(base) = class.free.pop() {
+        return Ok(base);
+    }
+    if class.cursor + slot > class.end {
+        let len = CHUNK_BYTES.max(slot * 4) / slot * slot;
+        let start = reserve(len)?;
+        class.cursor = start;
+        class.end = start + len;
+    }
+    let base = class.cursor;
+    install_guard(base)?;
+    class.cursor += slot;
+    Ok(base)
+}
+
+/// Give a slot back to every thread; its guard stays installed.
+pub(crate) fn free(base: usize, slot: usize) {
+    let mut classes = CLASSES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = classes.iter_mut().find(|c| c.slot == slot) {
+        c.free.push(base);
+    }
+}
+
+/// Drop the pages of `[base + GUARD_SIZE, base + slot)`; the guard survives.
+pub(crate) fn trim(base: usize, slot: usize) {
+    // SAFETY: the usable part of a slot we own and nobody runs on.
+    unsafe { libc::madvise((base + GUARD_SIZE) as *mut _, slot - GUARD_SIZE, libc::MADV_DONTNEED) };
+}

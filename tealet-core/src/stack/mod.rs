@@ -1,0 +1,26 @@
+//! Stack memory. `arena` reserves address space and carves guarded slots, `pool` keeps a
+//! thread's freed slots most-recently-used first, `shared` is the dense policy's regions.
+
+pub(crate) mod arena;
+pub(crate) mod pool;
+pub(crate) mod shared;
+
+/// Guard below every stack.
+pub(crate) const GUARD_SIZE: usize = 4096;
+/// Default usable size of a dedicated stack (reserved, not resident).
+pub(crate) const DEFAULT_DEDICATED: usize = 256 * 1024;
+/// Default size of a shared region: CPython needs thread-default recursion depth.
+pub(crate) const DEFAULT_SHARED: usize = 8 * 1024 * 1024;
+/// Smallest stack we hand out: signal frames alone take several KiB with AVX-512.
+pub(crate) const MIN_STACK: usize = 32 * 1024;
+
+pub(crate) fn page_round(n: usize) -> usize {
+    (n + 4095) & !4095
+}
+
+/// Why a stack could not be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StackError {
+    NoMem,
+    Exhausted,
+}
