@@ -182,8 +182,6 @@ static void unhide_cstack_frames(tpy_state *s)
 }
 #endif
 
-size_t tpy_state_size(void) { return sizeof(tpy_state); }
-
 tpy_state *tpy_state_new(void)
 {
     return PyMem_RawCalloc(1, sizeof(tpy_state));

@@ -1,0 +1,596 @@
+//! `_continuation`: PyPy's continulet for CPython 3.9-3.13, each continuation on its own tealet.
+//! All CPython internals live in csrc/pystate.c (wrapped by `pystate`); this file holds the
+//! continulet semantics (who holds which continuation) and the Python API.
+// `error` is PyPy's name for the module's exception class.
+#![allow(non_camel_case_types)]
+mod pystate;
+
+use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyTypeError};
+use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::{create_exception, ffi, prelude::*, PyTraverseError, PyVisit};
+use pystate::*;
+use std::cell::Cell;
+use std::os::raw::{c_int, c_void};
+use std::ptr;
+use std::sync::Once;
+use std::thread::ThreadId;
+use tealet_core as tc;
+
+create_exception!(_continuation, error, PyException, "Usage error of the _continuation module.");
+create_exception!(
+    _continuation,
+    ContinuletExit,
+    PyBaseException,
+    "Thrown into a pending continulet that became garbage, so its finally blocks run."
+);
+
+/// What a switch carries: the value the resumed side returns, or the exception it raises there.
+enum Payload {
+    Value(Py<PyAny>),
+    Throw(PyErr),
+}
+
+/// Attached to every tealet (`tealet_set_data`): its interpreter state, what it runs until it
+/// starts, and while it runs, the continulet whose callable it is (the result goes to whatever
+/// continuation that continulet holds when the callable ends).
+struct Cont {
+    state: *mut TpyState,
+    start: Option<Start>,
+    owner: Option<Py<Continulet>>,
+}
+
+struct Start {
+    callable: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwds: Option<Py<PyDict>>,
+}
+
+/// The stored continuation of a continulet. Only touched with the GIL held, in its owner thread.
+struct Slot {
+    tealet: Cell<*mut tc::tealet_t>,
+    bound: Cell<bool>,
+    thread: Cell<Option<ThreadId>>,
+}
+
+// SAFETY: every access happens with the GIL held (GIL builds only), and switches check the
+// owning thread before touching the tealet.
+unsafe impl Sync for Slot {}
+// SAFETY: as above; the raw tealet pointer is only dereferenced by the core in its owner thread.
+unsafe impl Send for Slot {}
+
+thread_local! {
+    static MAIN: Cell<*mut tc::tealet_t> = const { Cell::new(ptr::null_mut()) };
+}
+
+fn core_error(rc: c_int) -> PyErr {
+    // SAFETY: tealet_strerror returns a static NUL-terminated string for any code.
+    let msg = unsafe { std::ffi::CStr::from_ptr(tc::tealet_strerror(rc)) };
+    if rc == tc::TEALET_ERR_NOMEM {
+        PyMemoryError::new_err(msg.to_string_lossy().into_owned())
+    } else {
+        error::new_err(format!("tealet: {}", msg.to_string_lossy()))
+    }
+}
+
+fn new_cont(start: Option<Start>) -> PyResult<*mut Cont> {
+    // SAFETY: plain allocation of a zeroed C struct.
+    let state = unsafe { tpy_state_new() };
+    if state.is_null() {
+        return Err(PyMemoryError::new_err("continulet state"));
+    }
+    Ok(Box::into_raw(Box::new(Cont { state, start, owner: None })))
+}
+
+/// The calling thread's main tealet, with its `Cont` attached on first use.
+fn main_tealet() -> PyResult<*mut tc::tealet_t> {
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: installs the core's SIGSEGV/SIGBUS handler; it chains to earlier handlers.
+        unsafe { tc::tealet_install_overflow_handler() };
+    });
+    MAIN.with(|m| {
+        if m.get().is_null() {
+            // SAFETY: creates (or returns) this thread's main tealet.
+            let t = unsafe { tc::tealet_main() };
+            if t.is_null() {
+                return Err(PyMemoryError::new_err("tealet_main"));
+            }
+            let data = new_cont(None)?;
+            // SAFETY: t is this thread's live main tealet.
+            unsafe { tc::tealet_set_data(t, data.cast()) };
+            m.set(t);
+        }
+        Ok(m.get())
+    })
+}
+
+fn cont_of(t: *mut tc::tealet_t) -> *mut Cont {
+    // SAFETY: every tealet we create or adopt carries a `Cont` from creation on.
+    unsafe { tc::tealet_get_data(t).cast() }
+}
+
+/// Frees the tealet we just came from if it finished (a finished tealet cannot free itself).
+fn reap_previous() {
+    // SAFETY: tealet_previous is the tealet that switched to us in this thread.
+    unsafe {
+        let prev = tc::tealet_previous();
+        if !prev.is_null() && tc::tealet_status(prev) == tc::TEALET_STATUS_FINISHED {
+            let data = cont_of(prev);
+            tc::tealet_free(prev);
+            if !data.is_null() {
+                let data = Box::from_raw(data);
+                tpy_state_free(data.state);
+            }
+        }
+    }
+}
+
+/// Leaves the current continuation for `target`, carrying `payload`; returns what we are resumed with.
+fn transfer(py: Python<'_>, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
+    let me = cont_of(unsafe {
+        // SAFETY: called with the GIL in a thread that has its main tealet.
+        tc::tealet_current()
+    });
+    // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
+    if unsafe { tpy_save((*me).state) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let mut value = Box::into_raw(Box::new(payload)).cast::<c_void>();
+    // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
+    // with the switch because it stays in this OS thread.
+    let rc = unsafe { tc::tealet_switch(target, &mut value) };
+    // SAFETY: we are running again on our own stack: reinstall our interpreter state first.
+    unsafe { tpy_restore((*me).state) };
+    if rc != tc::TEALET_OK {
+        // SAFETY: on failure the value was not consumed; it is still our box.
+        drop(unsafe { Box::from_raw(value.cast::<Payload>()) });
+        return Err(core_error(rc));
+    }
+    reap_previous();
+    // SAFETY: whoever resumed us passed a boxed Payload.
+    match *unsafe { Box::from_raw(value.cast::<Payload>()) } {
+        Payload::Value(v) => Ok(v),
+        Payload::Throw(e) => Err(e),
+    }
+}
+
+/// The first switch into a tealet lands here, on its own stack.
+unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *mut c_void) -> *mut tc::tealet_t {
+    let data = arg.cast::<Cont>();
+    let mut ctx = (data, value);
+    // SAFETY: data is this tealet's Cont; tpy_run_fresh installs the fresh interpreter state on
+    // this stack and calls body with ctx, which outlives the call.
+    let target = unsafe { tpy_run_fresh((*data).state, body, (&mut ctx as *mut (*mut Cont, *mut *mut c_void)).cast()) };
+    // SAFETY: the callable is done; release this continuation's own interpreter state.
+    unsafe { tpy_finish() };
+    if target.is_null() {
+        // Out of memory for the data stack before anything ran: give the error to main.
+        let py = unsafe {
+            // SAFETY: the GIL is held by this thread across switches.
+            Python::assume_attached()
+        };
+        let err = PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack"));
+        // SAFETY: value is the core's in/out slot for this run.
+        unsafe { *value = Box::into_raw(Box::new(Payload::Throw(err))).cast() };
+        return main_tealet().unwrap_or(ptr::null_mut());
+    }
+    target.cast()
+}
+
+unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
+    // SAFETY: arg is the ctx tuple of `run`, alive for this call.
+    let (data, value) = unsafe { *arg.cast::<(*mut Cont, *mut *mut c_void)>() };
+    // SAFETY: the GIL is held by this thread across switches.
+    let py = unsafe { Python::assume_attached() };
+    reap_previous();
+    // SAFETY: the switcher passed a boxed Payload in *value.
+    let payload = *unsafe { Box::from_raw((*value).cast::<Payload>()) };
+    // SAFETY: data is this tealet's Cont, only used from this thread.
+    let (start, owner) = unsafe { ((*data).start.take(), (*data).owner.clone_ref_opt(py)) };
+    let result = match (payload, start) {
+        (Payload::Throw(e), _) => Err(e),
+        (Payload::Value(v), _) if !v.is_none(py) => {
+            Err(PyTypeError::new_err("can't send non-None value to a just-started continulet"))
+        }
+        (Payload::Value(_), Some(s)) => {
+            let owner = owner.as_ref().expect("started tealet has its continulet");
+            let mut all = vec![owner.clone_ref(py).into_any()];
+            all.extend(s.args.bind(py).iter().map(|a| a.unbind()));
+            PyTuple::new(py, all)
+                .and_then(|args| s.callable.bind(py).call(args, s.kwds.as_ref().map(|k| k.bind(py))))
+                .map(|r| r.unbind())
+        }
+        (Payload::Value(_), None) => Err(error::new_err("continulet started twice")),
+    };
+    // The result goes to the continuation the continulet holds now; it is finished afterwards.
+    // SAFETY: single-threaded access under the GIL.
+    let owner = unsafe { (*data).owner.take() };
+    let target = match &owner {
+        Some(o) => o.get().slot.tealet.replace(ptr::null_mut()),
+        None => ptr::null_mut(),
+    };
+    let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
+    drop(owner);
+    let payload = match result {
+        Ok(v) => Payload::Value(v),
+        Err(e) => Payload::Throw(e),
+    };
+    // SAFETY: value is the core's in/out slot; the target takes the box.
+    unsafe { *value = Box::into_raw(Box::new(payload)).cast() };
+    target.cast()
+}
+
+trait CloneRefOpt {
+    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<Continulet>>;
+}
+impl CloneRefOpt for Option<Py<Continulet>> {
+    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<Continulet>> {
+        self.as_ref().map(|o| o.clone_ref(py))
+    }
+}
+
+#[pyclass(subclass, dict, weakref, module = "_continuation", name = "continulet", frozen)]
+pub struct Continulet {
+    slot: Slot,
+}
+
+impl Continulet {
+    fn finished(&self) -> bool {
+        self.slot.bound.get() && self.slot.tealet.get().is_null()
+    }
+
+    fn foreign(&self) -> bool {
+        self.slot.bound.get() && self.slot.thread.get() != Some(std::thread::current().id())
+    }
+
+    /// PyPy's switch/throw: `cont` receives the current continuation, `to` (if any) `cont`'s old
+    /// one, and we resume what was in `to` (or in `cont`).
+    fn exchange(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, payload: Payload) -> PyResult<Py<PyAny>> {
+        let to = to.filter(|t| t.slot.bound.get());
+        let (cont, to) = match (cont.slot.bound.get(), to) {
+            (false, None) => return deliver_here(payload),
+            (false, Some(t)) => (t, None),
+            (true, Some(t)) if ptr::eq(t, cont) => return deliver_here(payload),
+            (true, t) => (cont, t),
+        };
+        if cont.finished() || to.is_some_and(|t| t.finished()) {
+            return Err(error::new_err("continulet already finished"));
+        }
+        if cont.foreign() {
+            return Err(error::new_err("cannot switch to a different thread"));
+        }
+        if to.is_some_and(|t| t.foreign()) {
+            return Err(error::new_err("cross-thread double switch"));
+        }
+        main_tealet()?;
+        // SAFETY: this thread has its main tealet, so a current tealet exists.
+        let current = unsafe { tc::tealet_current() };
+        let old = cont.slot.tealet.replace(current);
+        let target = match to {
+            Some(t) => t.slot.tealet.replace(old),
+            None => old,
+        };
+        transfer(py, target, payload)
+    }
+
+    /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
+    fn kill(&self, py: Python<'_>) {
+        let t = self.slot.tealet.get();
+        if t.is_null() || self.foreign() {
+            return;
+        }
+        // SAFETY: t is a live tealet of this thread.
+        let status = unsafe { tc::tealet_status(t) };
+        let main = MAIN.with(|m| m.get());
+        if t == main || status == tc::TEALET_STATUS_RUNNING {
+            return;
+        }
+        if status == tc::TEALET_STATUS_NEW {
+            self.slot.tealet.set(ptr::null_mut());
+            // SAFETY: a never-started tealet has no stack contents to unwind.
+            unsafe {
+                let data = Box::from_raw(cont_of(t));
+                tc::tealet_free(t);
+                tpy_state_free(data.state);
+            }
+            return;
+        }
+        let exit = Payload::Throw(ContinuletExit::new_err(()));
+        match Self::exchange(py, self, None, exit) {
+            Ok(_) => {}
+            Err(e) if e.is_instance_of::<ContinuletExit>(py) => {}
+            Err(e) => e.write_unraisable(py, None),
+        }
+    }
+}
+
+fn deliver_here(payload: Payload) -> PyResult<Py<PyAny>> {
+    match payload {
+        Payload::Value(v) => Ok(v),
+        Payload::Throw(e) => Err(e),
+    }
+}
+
+/// Builds the exception `throw(type, value, tb)` raises, normalised like PyPy's.
+fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<PyErr> {
+    let exc = if typ.is_instance_of::<PyBaseException>() {
+        if value.is_some_and(|v| !v.is_none()) {
+            return Err(PyTypeError::new_err("instance exception may not have a separate value"));
+        }
+        typ.clone()
+    } else if typ.cast::<PyType>().is_ok_and(|t| t.is_subclass_of::<PyBaseException>().unwrap_or(false)) {
+        match value {
+            None => typ.call0()?,
+            Some(v) if v.is_none() => typ.call0()?,
+            Some(v) if v.is_instance(typ)? => v.clone(),
+            Some(v) => match v.cast::<PyTuple>() {
+                Ok(args) => typ.call1(args.clone())?,
+                Err(_) => typ.call1((v,))?,
+            },
+        }
+    } else {
+        return Err(PyTypeError::new_err("exceptions must derive from BaseException"));
+    };
+    if let Some(tb) = tb.filter(|tb| !tb.is_none()) {
+        exc.call_method1("with_traceback", (tb,))?;
+    }
+    let _ = py;
+    Ok(PyErr::from_value(exc))
+}
+
+#[pymethods]
+impl Continulet {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwds))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwds: Option<&Bound<'_, PyDict>>) -> Self {
+        Continulet { slot: Slot { tealet: Cell::new(ptr::null_mut()), bound: Cell::new(false), thread: Cell::new(None) } }
+    }
+
+    #[pyo3(signature = (callable, *args, **kwds))]
+    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: Py<PyTuple>, kwds: Option<Py<PyDict>>) -> PyResult<()> {
+        let me = slf.get();
+        if me.slot.bound.get() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        main_tealet()?;
+        let data = new_cont(Some(Start { callable, args, kwds }))?;
+        // SAFETY: data is a fresh Cont; the tealet takes it as its data.
+        unsafe { (*data).owner = Some(slf.clone().unbind()) };
+        let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
+        let mut t = ptr::null_mut();
+        // SAFETY: run is our entry; data outlives the tealet (freed when it is reaped or killed).
+        let rc = unsafe { tc::tealet_create(Some(run), data.cast(), &cfg, &mut t) };
+        if rc != tc::TEALET_OK {
+            // SAFETY: the tealet was not created; data is still ours.
+            unsafe { tpy_state_free(Box::from_raw(data).state) };
+            return Err(core_error(rc));
+        }
+        // SAFETY: t is the new tealet.
+        unsafe { tc::tealet_set_data(t, data.cast()) };
+        me.slot.tealet.set(t);
+        me.slot.bound.set(true);
+        me.slot.thread.set(Some(std::thread::current().id()));
+        Ok(())
+    }
+
+    #[pyo3(signature = (value = None, to = None))]
+    fn switch(slf: &Bound<'_, Self>, value: Option<Py<PyAny>>, to: Option<Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let value = value.unwrap_or_else(|| py.None());
+        Self::exchange(py, slf.get(), to.as_ref().map(|t| t.get()), Payload::Value(value))
+    }
+
+    #[pyo3(signature = (r#type, value = None, tb = None, to = None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        r#type: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+        to: Option<Bound<'_, Continulet>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let err = make_exception(py, r#type, value, tb)?;
+        Self::exchange(py, slf.get(), to.as_ref().map(|t| t.get()), Payload::Throw(err))
+    }
+
+    fn is_pending(&self) -> bool {
+        self.slot.bound.get() && !self.slot.tealet.get().is_null()
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyTypeError::new_err("cannot pickle continulet objects (pickling support is not implemented yet)"))
+    }
+
+    /// Finalizer a subclass's `__del__` can chain to: unwinds a pending continuation.
+    fn __del__(slf: &Bound<'_, Self>) {
+        slf.get().kill(slf.py());
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let t = self.slot.tealet.get();
+        if t.is_null() || self.foreign() || MAIN.with(|m| m.get()) == t {
+            return Ok(());
+        }
+        // SAFETY: t is a tealet of this thread; its Cont is alive while the tealet is.
+        let data = unsafe { &*cont_of(t) };
+        if unsafe {
+            // SAFETY: as above.
+            tc::tealet_status(t)
+        } == tc::TEALET_STATUS_RUNNING
+        {
+            return Ok(());
+        }
+        if let Some(s) = &data.start {
+            visit.call(&s.callable)?;
+            visit.call(&s.args)?;
+            visit.call(&s.kwds)?;
+        }
+        visit.call(&data.owner)?;
+        let mut v = Visiting { visit, failed: None };
+        // SAFETY: tpy_traverse only visits references this suspended continuation owns.
+        unsafe { tpy_traverse(data.state, visit_trampoline, (&mut v as *mut Visiting<'_>).cast()) };
+        v.failed.map_or(Ok(()), Err)
+    }
+
+    fn __clear__(&self) {
+        // SAFETY: called by the GC with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        self.kill(py);
+    }
+}
+
+/// Lets the C traversal call pyo3's visitor and keep its error.
+struct Visiting<'a> {
+    visit: PyVisit<'a>,
+    failed: Option<PyTraverseError>,
+}
+
+unsafe extern "C" fn visit_trampoline(obj: *mut ffi::PyObject, arg: *mut c_void) -> c_int {
+    // SAFETY: arg is the Visiting of __traverse__; obj is a live object pointer, viewed as a
+    // borrowed Py<PyAny> (same representation) without touching its refcount.
+    unsafe {
+        let v = &mut *arg.cast::<Visiting<'_>>();
+        let obj = &*(&obj as *const *mut ffi::PyObject).cast::<Py<PyAny>>();
+        match v.visit.call(obj) {
+            Ok(()) => 0,
+            Err(e) => {
+                v.failed = Some(e);
+                1
+            }
+        }
+    }
+}
+
+impl Drop for Continulet {
+    fn drop(&mut self) {
+        let t = self.slot.tealet.get();
+        if t.is_null() {
+            return;
+        }
+        // SAFETY: objects are deallocated with the GIL held.
+        let py = unsafe { Python::assume_attached() };
+        self.kill(py);
+    }
+}
+
+fn check_permutable(c: &Continulet) -> PyResult<bool> {
+    if !c.slot.bound.get() {
+        return Ok(false);
+    }
+    if c.finished() {
+        return Err(error::new_err("got an already-finished continulet"));
+    }
+    if c.foreign() {
+        return Err(error::new_err("inter-thread support is missing"));
+    }
+    Ok(true)
+}
+
+/// permute(*continulets): the last one's continuation goes to the first, the first's to the second, ...
+#[pyfunction]
+#[pyo3(signature = (*continulets))]
+fn permute(continulets: &Bound<'_, PyTuple>) -> PyResult<()> {
+    let mut bound = Vec::new();
+    for c in continulets.iter() {
+        let c = c.cast_into::<Continulet>().map_err(|_| PyTypeError::new_err("permute() expects continulet arguments"))?;
+        if check_permutable(c.get())? {
+            bound.push(c);
+        }
+    }
+    if let Some(last) = bound.last() {
+        let mut carry = last.get().slot.tealet.get();
+        for c in &bound {
+            carry = c.get().slot.tealet.replace(carry);
+        }
+    }
+    Ok(())
+}
+
+/// Holds `cont`'s suspended state (the running one when `cont` is None or not pending).
+fn state_of(cont: Option<&Continulet>) -> Option<*mut TpyState> {
+    let c = cont?;
+    let t = c.slot.tealet.get();
+    if t.is_null() || c.foreign() {
+        return None;
+    }
+    // SAFETY: t is a tealet of this thread carrying a Cont.
+    Some(unsafe { (*cont_of(t)).state })
+}
+
+/// get_frame(cont): the top frame of the continuation stored in `cont`, or None.
+#[pyfunction]
+fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> Py<PyAny> {
+    match state_of(Some(cont.get())) {
+        // SAFETY: tpy_top_frame returns a new reference (None when it has no frame).
+        Some(s) => unsafe { Bound::from_owned_ptr(py, tpy_top_frame(s)).unbind() },
+        None => py.None(),
+    }
+}
+
+/// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset).
+#[pyfunction]
+#[pyo3(signature = (cont = None))]
+fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
+    let ctx = match cont {
+        None => {
+            // SAFETY: make sure the running context exists, as contextvars would.
+            unsafe { ffi::PyContext_CopyCurrent() };
+            unsafe { ffi::Py_XDECREF(tpy_get_current_context()) };
+            // SAFETY: a borrowed pointer, alive while we hold the GIL.
+            unsafe { tpy_get_current_context() }
+        }
+        Some(c) => match state_of(Some(c.get())) {
+            // SAFETY: a borrowed pointer owned by the suspended state.
+            Some(s) => unsafe { tpy_get_context(s) },
+            None => return Err(error::new_err("continulet is not pending")),
+        },
+    };
+    // SAFETY: ctx is NULL or a live borrowed object.
+    Ok(unsafe { Bound::from_borrowed_ptr_or_opt(py, ctx) }.map_or_else(|| py.None(), |b| b.unbind()))
+}
+
+/// set_context(ctx, cont=None): replace the context that continuation resumes with.
+#[pyfunction]
+#[pyo3(signature = (ctx, cont = None))]
+fn set_context(ctx: &Bound<'_, PyAny>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<()> {
+    let raw = if ctx.is_none() { ptr::null_mut() } else { ctx.as_ptr() };
+    // SAFETY: checked type: contextvars.Context or None.
+    if !raw.is_null() && unsafe { ffi::PyContext_CheckExact(raw) } == 0 {
+        return Err(PyTypeError::new_err("set_context() expects a contextvars.Context or None"));
+    }
+    match cont {
+        // SAFETY: tpy_set_current_context takes its own reference.
+        None => unsafe { tpy_set_current_context(raw) },
+        Some(c) => match state_of(Some(c.get())) {
+            // SAFETY: tpy_set_context takes its own reference.
+            Some(s) => unsafe { tpy_set_context(s, raw) },
+            None => return Err(error::new_err("continulet is not pending")),
+        },
+    }
+    Ok(())
+}
+
+/// stack_saved(cont): bytes of that continuation's C stack held on the heap.
+#[pyfunction]
+fn stack_saved(cont: &Bound<'_, Continulet>) -> usize {
+    let t = cont.get().slot.tealet.get();
+    if t.is_null() {
+        return 0;
+    }
+    // SAFETY: t is a live tealet.
+    unsafe { tc::tealet_stack_saved(t) }
+}
+
+#[pymodule]
+fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Continulet>()?;
+    m.add("error", py.get_type::<error>())?;
+    m.add("ContinuletExit", py.get_type::<ContinuletExit>())?;
+    m.add_function(wrap_pyfunction!(permute, m)?)?;
+    m.add_function(wrap_pyfunction!(get_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(get_context, m)?)?;
+    m.add_function(wrap_pyfunction!(set_context, m)?)?;
+    m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    Ok(())
+}
