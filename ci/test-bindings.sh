@@ -9,7 +9,7 @@ rc=0
 for v in "${PY_VERSIONS[@]}"; do
     py=$(venv_python "$v")
     log "bindings: CPython $v"
-    if ! "$py" -m pip install -q --no-build-isolation --force-reinstall ./bindings-py; then
+    if ! PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation --force-reinstall ./bindings-py; then
         echo "bindings: build failed on $v"; rc=1; continue
     fi
     # Run from the tests dir so the installed module (not a source tree) is imported.
