@@ -533,11 +533,12 @@ fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> Py<PyAny> {
 fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
     let ctx = match cont {
         None => {
-            // SAFETY: make sure the running context exists, as contextvars would.
-            unsafe { ffi::PyContext_CopyCurrent() };
-            unsafe { ffi::Py_XDECREF(tpy_get_current_context()) };
-            // SAFETY: a borrowed pointer, alive while we hold the GIL.
-            unsafe { tpy_get_current_context() }
+            // SAFETY: copying the current context creates the thread's context if it has none
+            // yet (as contextvars would); the copy itself is dropped. Then a borrowed pointer.
+            unsafe {
+                ffi::Py_XDECREF(ffi::PyContext_CopyCurrent());
+                tpy_get_current_context()
+            }
         }
         Some(c) => match state_of(Some(c.get())) {
             // SAFETY: a borrowed pointer owned by the suspended state.
