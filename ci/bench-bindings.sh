@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Side by side in one run: _continuation (bindings-py) against C greenlet 3.5.x on the same CPython.
+# greenlet lives in its own venv (.venv/greenlet-bench), never in the test venvs.
+# Usage: bash ci/bench-bindings.sh [3.X]   (default 3.12)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+v=${1:-3.12}
+py=$(venv_python "$v")
+gvenv="$VENVS/greenlet-bench-$v"
+if [ ! -x "$gvenv/bin/python" ]; then
+    "$(find_python "$v")" -m venv "$gvenv"
+    "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6"
+fi
+if ! "$py" -c "import _continuation" 2>/dev/null; then
+    PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
+fi
+
+B=bindings-py/bench/bench.py
+gv=$("$gvenv/bin/python" -c "import greenlet; print(greenlet.__version__)")
+printf 'CPython %s, greenlet %s\n' "$v" "$gv"
+printf '%-40s %14s %14s %8s %8s\n' measure continulet greenlet ratio target
+row() {
+    local name=$1 what=$2 scale=$3 unit=$4 target=$5 c g
+    c=$("$py" $B continulet "$what")
+    g=$("$gvenv/bin/python" $B greenlet "$what")
+    awk -v n="$name" -v c="$c" -v g="$g" -v s="$scale" -v u="$unit" -v t="$target" \
+        'BEGIN { printf "%-40s %10.3f %-3s %10.3f %-3s %7.3fx %8s\n", n, c*s, u, g*s, u, c/g, t }'
+}
+row "switch round trip" roundtrip 1e9 ns "<=0.33x"
+row "create+run+finish" lifecycle 1e9 ns "<=0.15x"
+row "RSS per suspended (100k, 3 deep)" memory 1 B "<=0.4x"
+printf '%-40s ' "1,000,000 suspended (3 deep)"
+"$py" $B continulet million | awk '{ printf "continulet: %s, RSS %.0f MiB\n", $1, $2 / 1048576 }'
