@@ -21,8 +21,8 @@ def make_api(kind):
         def spawn(fn):
             return continulet(lambda c: fn(c.switch))
 
-        def resume(c, v=None):
-            return c.switch(v)
+        def resume(c):
+            return c.switch()
     else:
         from greenlet import greenlet, getcurrent
 
@@ -30,8 +30,8 @@ def make_api(kind):
             main = getcurrent()
             return greenlet(lambda: fn(main.switch))
 
-        def resume(g, v=None):
-            return g.switch(v)
+        def resume(g):
+            return g.switch()
     return spawn, resume
 
 

@@ -36,7 +36,7 @@ typedef CFrame _PyCFrame;                      /* 3.10 names it CFrame */
 
 /* A continuation's own root data-stack chunk (3.11+). Small, malloc'd, previous == NULL, so
  * CPython never frees it; deeper frames make CPython push (and later free) its own chunks. */
-#define TPY_ROOT_CHUNK_SIZE 2048
+#define TPY_ROOT_CHUNK_SIZE 1024
 #define TPY_CHUNK_CACHE 1024
 
 typedef struct tpy_link { void *frame; void *previous; } tpy_link;
@@ -193,10 +193,17 @@ int tpy_save(tpy_state *s)
     PyThreadState *ts = PyThreadState_Get();
 #if V311
     /* The top frame object must exist before we leave; creating it may run the GC, which must
-     * not re-enter a switch, hence disabled around it. */
-    int gc_was = PyGC_Disable();
-    PyFrameObject *top = PyThreadState_GetFrame(ts);
-    if (gc_was) PyGC_Enable();
+     * not re-enter a switch, hence disabled around it (only when it does not exist yet). */
+    struct _PyInterpreterFrame *f = *frame_head(ts);
+    while (f && _PyFrame_IsIncomplete(f)) f = f->previous;
+    PyFrameObject *top;
+    if (f && f->frame_obj) {
+        top = (PyFrameObject *)Py_NewRef(f->frame_obj);
+    } else {
+        int gc_was = PyGC_Disable();
+        top = PyThreadState_GetFrame(ts);
+        if (gc_was) PyGC_Enable();
+    }
 #else
     PyFrameObject *top = PyThreadState_GetFrame(ts);  /* <=3.10: frame objects always exist */
 #endif
