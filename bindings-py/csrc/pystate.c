@@ -77,6 +77,7 @@ typedef struct tpy_state {
 #if V312
     tpy_link *links;                           /* 3.12+: original `previous` of relinked frames */
     size_t nlinks, caplinks;
+    struct _PyInterpreterFrame *heap_head;     /* 3.12+: first frame not on the C stack */
 #endif
     int started;
 } tpy_state;
@@ -160,7 +161,10 @@ static int links_push(tpy_state *s, void *frame, void *previous)
 static int hide_cstack_frames(tpy_state *s)
 {
     s->nlinks = 0;
-    for (struct _PyInterpreterFrame *f = s->current_frame; f; ) {
+    struct _PyInterpreterFrame *head = s->current_frame;
+    while (head && head->owner == FRAME_OWNED_BY_CSTACK) head = head->previous;
+    s->heap_head = head;
+    for (struct _PyInterpreterFrame *f = head; f; ) {
         struct _PyInterpreterFrame *next = f->previous;
         while (next && next->owner == FRAME_OWNED_BY_CSTACK) next = next->previous;
         if (next != f->previous) {
@@ -169,7 +173,6 @@ static int hide_cstack_frames(tpy_state *s)
         }
         f = next;
     }
-    /* The head itself may be an entry frame (switch called from C at the top of an eval loop). */
     return 0;
 }
 
@@ -426,7 +429,12 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
     Py_VISIT(s->exc_state.exc_type);
     Py_VISIT(s->exc_state.exc_traceback);
 #else
-    for (struct _PyInterpreterFrame *f = s->current_frame; f; f = f->previous) {
+#if V312
+    struct _PyInterpreterFrame *head = s->heap_head;   /* never read C-stack frames */
+#else
+    struct _PyInterpreterFrame *head = s->current_frame;
+#endif
+    for (struct _PyInterpreterFrame *f = head; f; f = f->previous) {
         if (f->owner != FRAME_OWNED_BY_THREAD) continue;
 #if V313
         Py_VISIT(f->f_executable);
