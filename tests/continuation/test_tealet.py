@@ -285,3 +285,16 @@ def test_foreign_thread_finalizer_runs_in_owner_thread():
     continulet(lambda c: None).switch()
     gc.collect()
     assert log == [threading.current_thread().name]
+
+
+def test_unstarted_and_finished_continulets_are_freed():
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(10000):
+        continulet(lambda c: None)  # bound, never started: collected as a cycle
+    for _ in range(10000):
+        c = continulet(lambda c: 1)
+        c.switch()
+    del c
+    gc.collect()
+    assert len(gc.get_objects()) - before < 50
