@@ -38,11 +38,27 @@ fn max_map_budget() -> usize {
     max.saturating_sub(used) / 4
 }
 
+/// Whether reading `page` faults, asked without faulting: write(2) from it gives EFAULT.
+/// (Emulators such as qemu-user accept unknown madvise advice without doing anything.)
+fn is_guarded(page: usize) -> bool {
+    let mut fds = [0; 2];
+    // SAFETY: a private pipe, closed below; write(2) reports a bad buffer as EFAULT.
+    unsafe {
+        if libc::pipe(fds.as_mut_ptr()) != 0 {
+            return false;
+        }
+        let n = libc::write(fds[1], page as *const _, 1);
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+        n < 0
+    }
+}
+
 fn guard_mode(probe_at: usize) -> GuardMode {
     *GUARD_MODE.get_or_init(|| {
         // SAFETY: `probe_at` is the first page of a fresh private anonymous writable mapping.
         let r = unsafe { libc::madvise(probe_at as *mut _, GUARD_SIZE, MADV_GUARD_INSTALL) };
-        if r == 0 {
+        if r == 0 && is_guarded(probe_at) {
             GuardMode::Madvise
         } else {
             GuardMode::Mprotect(max_map_budget())

@@ -1,0 +1,84 @@
+//! Stack overflow in a tealet: the handler names the tealet and aborts (checked in a child).
+use std::ffi::c_void;
+use std::ptr::null_mut;
+
+use tealet_core::*;
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let buf = [n; 64];
+    std::hint::black_box(&buf);
+    recurse(n + 1) + buf[3]
+}
+
+unsafe extern "C" fn deep(_me: *mut tealet_t, _arg: *mut c_void, _v: *mut *mut c_void) -> *mut tealet_t {
+    recurse(0);
+    null_mut()
+}
+
+/// Run `f` in a forked child; return (exit signal or status, stderr).
+fn in_child(f: impl FnOnce()) -> (i32, String) {
+    let mut fds = [0; 2];
+    // SAFETY: fork; the child only runs `f` then _exits; the parent reads the pipe and reaps it.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::dup2(fds[1], 2);
+            f();
+            libc::_exit(0);
+        }
+        libc::close(fds[1]);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = libc::read(fds[0], buf.as_mut_ptr() as *mut _, buf.len());
+            if n <= 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+        libc::close(fds[0]);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        let code = if libc::WIFSIGNALED(status) { -libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) };
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+#[test]
+fn overflow_is_reported_with_id_and_size() {
+    for (policy, size) in [(TEALET_STACK_DEDICATED, 64 * 1024), (TEALET_STACK_SHARED, 1024 * 1024)] {
+        let (code, err) = in_child(|| {
+            // SAFETY: plain API use in the child.
+            unsafe {
+                assert_eq!(tealet_install_overflow_handler(), TEALET_OK);
+                let cfg = tealet_config_t { stack_size: size, policy };
+                let mut t = null_mut();
+                assert_eq!(tealet_create(Some(deep), null_mut(), &cfg, &mut t), TEALET_OK);
+                let msg = format!("tealet: stack overflow in tealet {} (stack size {})\n", tealet_id(t), size);
+                libc::write(2, b"expect:".as_ptr() as *const _, 7);
+                libc::write(2, msg.as_ptr() as *const _, msg.len());
+                tealet_switch(t, null_mut());
+            }
+        });
+        assert_eq!(code, -libc::SIGABRT, "policy {policy}: {err}");
+        let (expect, got) = err.split_once('\n').expect("child wrote the expected line");
+        let expect = expect.strip_prefix("expect:").unwrap();
+        assert_eq!(got.lines().next(), Some(expect), "policy {policy}");
+    }
+}
+
+#[test]
+fn foreign_faults_chain_to_previous_handler() {
+    let (code, err) = in_child(|| {
+        // SAFETY: install, then fault on an address that is not a tealet guard.
+        unsafe {
+            assert_eq!(tealet_install_overflow_handler(), TEALET_OK);
+            std::ptr::read_volatile(8 as *const u64);
+        }
+    });
+    assert_eq!(code, -libc::SIGSEGV, "{err}");
+    assert!(!err.contains("stack overflow"), "{err}");
+}
