@@ -6,11 +6,10 @@
 //! stack-overflow reporter.
 
 
+pub mod api;
 pub mod ffi;
 mod stack;
 mod tealet;
 mod trap;
-#[cfg(feature = "valgrind")]
-mod valgrind;
 
 pub use ffi::*;

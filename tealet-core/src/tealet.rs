@@ -297,8 +297,6 @@ pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c
         s.target = target;
         s.value = value;
         s.finishing = finishing;
-        #[cfg(feature = "valgrind")]
-        crate::valgrind::before_switch(&mut *target);
         tealet_asm::switch(save, restore, ts as *mut u8);
         Ok((*thread_state()).value)
     }

@@ -16,6 +16,9 @@ unsafe extern "C" fn park(_me: *mut tealet_t, arg: *mut c_void, value: *mut *mut
     }
 }
 
+/// The scale tests count process-wide kernel mappings, so they must not overlap.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn vma_count() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
 }
@@ -25,6 +28,7 @@ fn vma_count() -> usize {
 #[test]
 fn a_million_suspended() {
     let n: usize = if cfg!(target_arch = "x86_64") { 1_000_000 } else { 100_000 };
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     std::thread::spawn(move || {
         let before = vma_count();
         let cfg = tealet_config_t { stack_size: 0, policy: TEALET_STACK_SHARED };
@@ -65,6 +69,7 @@ fn a_million_suspended() {
 #[test]
 fn dedicated_thousands_suspended() {
     let n = 20_000;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     std::thread::spawn(move || {
         let cfg = tealet_config_t { stack_size: 64 * 1024, policy: TEALET_STACK_DEDICATED };
         let mut ts = Vec::new();
