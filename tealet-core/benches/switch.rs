@@ -1,0 +1,157 @@
+//! Side by side in one run: switch round trip through tealet's C ABI vs `context` (Boost asm)
+//! and corosensei; pooled create+run+finish; copy-on-contention at 1 KiB live; dense memory.
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::ptr::null_mut;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tealet_core::*;
+
+unsafe extern "C" fn bounce(_me: *mut tealet_t, _a: *mut c_void, v: *mut *mut c_void) -> *mut tealet_t {
+    // SAFETY: main is live for the whole benchmark.
+    unsafe {
+        let mut x = *v;
+        loop {
+            tealet_switch(tealet_main(), &mut x);
+        }
+    }
+}
+
+unsafe extern "C" fn bounce_1k(_me: *mut tealet_t, _a: *mut c_void, v: *mut *mut c_void) -> *mut tealet_t {
+    let live = [7u8; 1024];
+    // SAFETY: main is live for the whole benchmark.
+    unsafe {
+        let mut x = *v;
+        loop {
+            black_box(&live);
+            tealet_switch(tealet_main(), &mut x);
+        }
+    }
+}
+
+unsafe extern "C" fn done(_me: *mut tealet_t, _a: *mut c_void, _v: *mut *mut c_void) -> *mut tealet_t {
+    null_mut()
+}
+
+fn make(run: unsafe extern "C" fn(*mut tealet_t, *mut c_void, *mut *mut c_void) -> *mut tealet_t, policy: i32) -> *mut tealet_t {
+    let cfg = tealet_config_t { stack_size: 0, policy };
+    let mut t = null_mut();
+    // SAFETY: valid arguments.
+    assert_eq!(unsafe { tealet_create(Some(run), null_mut(), &cfg, &mut t) }, TEALET_OK);
+    t
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("round_trip");
+    let t = make(bounce, TEALET_STACK_DEDICATED);
+    g.bench_function("tealet_c_abi", |b| {
+        b.iter(|| {
+            let mut v = 1 as *mut c_void;
+            // SAFETY: `t` loops forever.
+            unsafe { tealet_switch(t, &mut v) };
+            black_box(v)
+        })
+    });
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        use context::stack::ProtectedFixedSizeStack;
+        use context::{Context, Transfer};
+        extern "C" fn ctx_loop(mut t: Transfer) -> ! {
+            loop {
+                // SAFETY: resumes the context that resumed us.
+                t = unsafe { t.context.resume(t.data) };
+            }
+        }
+        let stack = ProtectedFixedSizeStack::new(256 * 1024).unwrap();
+        // SAFETY: `stack` outlives the context.
+        let mut ctx = Some(unsafe { Context::new(&stack, ctx_loop) });
+        g.bench_function("context_boost_asm", |b| {
+            b.iter(|| {
+                // SAFETY: the peer loops forever.
+                let t = unsafe { ctx.take().unwrap().resume(1) };
+                ctx = Some(t.context);
+                black_box(t.data)
+            })
+        });
+        let mut co = corosensei::Coroutine::new(|y: &corosensei::Yielder<usize, usize>, mut v: usize| loop {
+            v = y.suspend(v);
+        });
+        g.bench_function("corosensei", |b| b.iter(|| black_box(co.resume(1))));
+    }
+    g.finish();
+}
+
+fn create_finish(c: &mut Criterion) {
+    c.bench_function("pooled_create_run_finish", |b| {
+        b.iter(|| {
+            let t = make(done, TEALET_STACK_DEDICATED);
+            // SAFETY: `t` runs to completion, then is freed.
+            unsafe {
+                tealet_switch(t, null_mut());
+                tealet_free(t);
+            }
+        })
+    });
+}
+
+fn contention(c: &mut Criterion) {
+    // This thread's first four shared tealets get regions of their own; the next two share one.
+    let fillers: Vec<_> = (0..4).map(|_| make(done, TEALET_STACK_SHARED)).collect();
+    let a = make(bounce_1k, TEALET_STACK_SHARED);
+    let b = make(bounce_1k, TEALET_STACK_SHARED);
+    c.bench_function("copy_on_contention_1k_round_trip", |bch| {
+        bch.iter(|| {
+            // SAFETY: both loop forever; each switch evicts the other from the region.
+            unsafe {
+                tealet_switch(a, null_mut());
+                tealet_switch(b, null_mut());
+            }
+        })
+    });
+    // SAFETY: suspended on the same region, so one of them is on the heap.
+    assert!(unsafe { tealet_stack_saved(a) } >= 1024);
+    for t in fillers {
+        // SAFETY: new tealets of this thread.
+        unsafe { tealet_free(t) };
+    }
+}
+
+unsafe extern "C" fn park(_me: *mut tealet_t, _a: *mut c_void, _v: *mut *mut c_void) -> *mut tealet_t {
+    // SAFETY: main is live.
+    unsafe {
+        loop {
+            tealet_switch(tealet_main(), null_mut());
+        }
+    }
+}
+
+fn dense_memory(_c: &mut Criterion) {
+    std::thread::spawn(|| {
+        let n = 100_000;
+        // SAFETY: mallinfo2 only reads allocator statistics.
+        let heap = || unsafe { libc::mallinfo2().uordblks };
+        let before = heap();
+        let ts: Vec<_> = (0..n)
+            .map(|_| {
+                let t = make(park, TEALET_STACK_SHARED);
+                // SAFETY: starts `t`, which parks in main.
+                unsafe { tealet_switch(t, null_mut()) };
+                t
+            })
+            .collect();
+        let used = heap() - before - ts.capacity() * 8;
+        // SAFETY: suspended tealets of this thread.
+        let live: usize = ts.iter().map(|&t| unsafe { tealet_stack_saved(t) }).sum();
+        println!(
+            "dense_memory: {n} suspended shared tealets: heap {:.0} B each, live stack {:.0} B each, overhead {:.0} B each",
+            used as f64 / n as f64,
+            live as f64 / n as f64,
+            (used - live) as f64 / n as f64
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+criterion_group!(benches, round_trip, create_finish, contention, dense_memory);
+criterion_main!(benches);
