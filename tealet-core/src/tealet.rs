@@ -298,7 +298,8 @@ pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c
         s.value = value;
         s.finishing = finishing;
         tealet_asm::switch(save, restore, ts as *mut u8);
-        Ok((*thread_state()).value)
+        // Resumed on the same thread, so `ts` is still its state.
+        Ok((*ts).value)
     }
 }
 

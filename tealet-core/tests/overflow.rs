@@ -5,6 +5,7 @@ use std::ptr::null_mut;
 use tealet_core::*;
 
 #[inline(never)]
+#[allow(unconditional_recursion)] // it is meant to overflow the stack
 fn recurse(n: u64) -> u64 {
     let buf = [n; 64];
     std::hint::black_box(&buf);
