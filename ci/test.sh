@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what it needs, then runs every part and sums the results.
-# Usage: bash ci/test.sh [part ...]   (parts: core bindings greenlet stackless; default all)
+# Usage: bash ci/test.sh [part ...]   (a part is a ci/test-<part>.sh script; default: every one)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 PARTS=("$@")
-[ ${#PARTS[@]} -gt 0 ] || PARTS=(core bindings greenlet stackless)
+if [ ${#PARTS[@]} -eq 0 ]; then
+    for script in ci/test-*.sh; do part=${script#ci/test-}; PARTS+=("${part%.sh}"); done
+fi
 
 bash ci/setup.sh
 
