@@ -356,7 +356,7 @@ class tasklet:
         self.insert()
         s.queue.remove(self)
         if not pause:
-            s.queue.push(cur)
+            s.queue.push_next(cur)
         s.switch(cur, self)
 
     def run(self):

@@ -18,6 +18,10 @@ class RoundRobin:
     def push(self, task):
         self._queue.append(task)
 
+    def push_next(self, task):
+        """`task` was interrupted by `tasklet.run()`: it resumes next."""
+        self._queue.appendleft(task)
+
     def pop(self):
         """The next tasklet to run, removed from the queue, or None."""
         return self._queue.popleft() if self._queue else None
@@ -50,6 +54,8 @@ class _Heap:
     def push(self, task):
         heapq.heappush(self._heap, (self.key(task), next(self._order), task))
         self._members.add(task)
+
+    push_next = push
 
     def pop(self):
         while self._heap:
