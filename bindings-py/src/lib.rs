@@ -707,6 +707,12 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // type's slots may be filled in before use. The GC calls tp_finalize on garbage before it
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
+    // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
+    // are kept for the life of the process.
+    let methods = py.get_type::<Continulet>().getattr("__dict__")?;
+    let (sw, th) = (methods.get_item("switch")?, methods.get_item("throw")?);
+    // SAFETY: both are method descriptors of the type, kept alive by the references leaked here.
+    unsafe { tpy_set_switch_methods(sw.into_ptr(), th.into_ptr()) };
     m.add("error", py.get_type::<error>())?;
     m.add("ContinuletExit", py.get_type::<ContinuletExit>())?;
     m.add_function(wrap_pyfunction!(permute, m)?)?;
