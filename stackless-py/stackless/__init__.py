@@ -117,10 +117,13 @@ class _Thread:
                 self.cond.wait(0.05)
         return self.pop()
 
-    def switch(self, cur, target):
-        """Suspend `cur` (already queued, blocked or paused), resume `target`."""
+    def check_trap(self):
+        """Called before a blocking path changes any state."""
         if self.trap:
             raise RuntimeError("switch_trap")
+
+    def switch(self, cur, target):
+        """Suspend `cur` (already queued, blocked or paused), resume `target`."""
         if _schedule_cb is not None:
             _schedule_cb(cur, target)
         self.current = target
@@ -353,6 +356,7 @@ class tasklet:
             raise RuntimeError("cannot switch to a tasklet of another thread")
         if self is cur:
             return
+        s.check_trap()
         self.insert()
         s.queue.remove(self)
         if not pause:
@@ -383,6 +387,8 @@ class tasklet:
             raise RuntimeError("You cannot throw to a dead tasklet")
         if self is self._thread.current:
             b.raise_()
+        if not pending and self._thread is _state():
+            self._thread.check_trap()
         if self._blocked:
             self._channel._unblock(self)
         self.tempval = b
@@ -478,6 +484,9 @@ class channel:
         cur = s.current
         with _chan_lock:
             if self.balance * direction < 0:
+                partner = self._queue[0][0]
+                if partner._thread is s and (self.schedule_all or self.preference == -direction):
+                    s.check_trap()
                 partner, sent = self._queue.pop(0)
                 self.balance += direction
                 partner._blocked, partner._channel = 0, None
@@ -487,6 +496,7 @@ class channel:
                     raise ValueError("Send/receive operation on a closed channel")
                 if cur.block_trap:
                     raise RuntimeError("this tasklet does not like to be blocked.")
+                s.check_trap()
                 if cur is s.main and not len(s.queue) and not s.incoming \
                         and threading.active_count() <= 1:
                     raise RuntimeError(DEADLOCK)
@@ -596,6 +606,8 @@ def get_thread_info(thread_id=None):
 def schedule(retval=None):
     s = _state()
     cur = s.current
+    if len(s.queue) or s.incoming:
+        s.check_trap()
     cur.tempval = cur if retval is None else retval
     s.queue.push(cur)
     target = s.pop()
@@ -608,6 +620,7 @@ def schedule(retval=None):
 def schedule_remove(retval=None):
     s = _state()
     cur = s.current
+    s.check_trap()
     cur.tempval = cur if retval is None else retval
     s.block(cur)
     value, cur.tempval = cur.tempval, None
@@ -618,6 +631,8 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
     """Run the scheduler until only the caller is left (see README for timeout)."""
     s = _state()
     cur = s.current
+    if len(s.queue) or s.incoming:
+        s.check_trap()
     if timeout <= 0:
         while s.queue or s.incoming or threadblock and _others_blocked(s):
             if not (s.queue or s.incoming):
