@@ -222,12 +222,12 @@ def test_switch_trap():
     try:
         with pytest.raises(RuntimeError, match="switch_trap"):
             stackless.schedule()
-        assert list(stackless._state().queue) == [t]
+        assert list(stackless.get_run_queue()) == [t]
         with pytest.raises(RuntimeError, match="switch_trap"):
             stackless.run()
         with pytest.raises(RuntimeError, match="switch_trap"):
             t.run()
-        assert list(stackless._state().queue) == [t] and t.alive
+        assert list(stackless.get_run_queue()) == [t] and t.alive
     finally:
         assert stackless.switch_trap(-1) == 1
     stackless.run()
