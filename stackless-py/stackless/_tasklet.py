@@ -98,7 +98,7 @@ class tasklet:
         self.tempval = None
         self.atomic = self.ignore_nesting = self.block_trap = False
         self._trace_function = self._profile_function = None
-        self._context = contextvars.copy_context()
+        self._context = None        # bind() copies the binder's context
 
     def __init__(self, func=None, args=None, kwargs=None):
         if func is not None or args is not None or kwargs is not None:
@@ -111,7 +111,7 @@ class tasklet:
         self._started = True
         self._cont = continulet(_bootstrap, self)
         if _HAS_TEALET:
-            _continuation.set_context(self._context, self._cont)
+            _continuation.set_context(self._get_context(), self._cont)
 
     def _ended(self):
         self._finished = True
@@ -254,13 +254,13 @@ class tasklet:
         else:
             if func is not None:
                 self.func = func
+                self._context = contextvars.copy_context()
             if args is not None or kwargs is not None:
                 if self.func is None:
                     raise TypeError("tasklet function must be a callable")
                 self._args, self._kwargs = tuple(args or ()), dict(kwargs or {})
         self._started = self._finished = False
         self._cont = None
-        self._context = contextvars.copy_context()
         return self
 
     def setup(self, *args, **kwargs):
@@ -388,6 +388,11 @@ class tasklet:
         return old
 
     # -- contextvars --
+    def _get_context(self):
+        if self._context is None:
+            self._context = contextvars.copy_context()
+        return self._context
+
     def set_context(self, context):
         if not isinstance(context, contextvars.Context):
             raise TypeError("context must be a contextvars.Context")
@@ -402,13 +407,13 @@ class tasklet:
         """Call `callable` in this tasklet's context."""
         if self is self._thread.current:
             return callable(*args, **kwargs)
-        return self._context.run(callable, *args, **kwargs)
+        return self._get_context().run(callable, *args, **kwargs)
 
     @property
     def context_id(self):
         if self is self._thread.current and _HAS_TEALET:
             return id(_continuation.get_context())
-        return id(self._context)
+        return id(self._get_context())
 
     # -- pickling (see _pickling.py) --
     def __reduce__(self):
