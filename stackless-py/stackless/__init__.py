@@ -61,12 +61,13 @@ def schedule(retval=None):
     cur = s.current
     if retval is None:
         retval = cur
-    if s.trap and (len(s.queue) or s.incoming):
-        s.check_trap()
-    task = s.pop()
-    if task is None:
+    if not (len(s.queue) or s.incoming):
         return retval
+    s.check_trap()
     s.queue.push(cur)
+    task = s.pop()                  # the policy may pick the caller again
+    if task is cur:
+        return retval
     cur.tempval = retval
     return s.switch(cur, task)
 

@@ -79,6 +79,7 @@ class _Thread:
         self.watchdogs = []         # active run() calls, innermost last
         self.traced = False         # a tasklet got a trace or profile function: swap them
         self.preempt = None         # the active run(timeout) preemption, if any
+        self.starting = None        # an unstarted tasklet handed to main to start
         self.main = self.current = tasklet_type._new_main(self)
 
     # -- the run queue --
@@ -155,8 +156,6 @@ class _Thread:
             sys.setprofile(target._profile_function)
         if self.preempt is not None:
             self.preempt.entering(target)
-        if target._cont is None:
-            target._start()
 
     def switch(self, cur, target):
         """Suspend `cur` (queued, blocked or paused) and run `target`."""
@@ -165,8 +164,30 @@ class _Thread:
         if self.preempt is not None and self.preempt.stop:
             target = self.preempt.soft_stop(cur, target)
         self._enter(cur, target)
-        cur._cont.switch(to=target._cont)
+        if cur is self.main:
+            self._from_main(target)
+        elif target._cont is None:
+            self.starting = target
+            cur._cont.switch()          # to main, which starts it
+        else:
+            cur._cont.switch(to=target._cont)
         return cur._resumed()
+
+    def _from_main(self, target):
+        """Main runs `target`, and starts every tasklet that is handed back to it.
+
+        A continulet starts at the Python recursion depth of whoever switches
+        to it first, so starting each new tasklet from the previous one would
+        add up; main's depth stays put.
+        """
+        while True:
+            if target._cont is None:
+                target._start()
+            target._cont.switch()
+            target = self.starting
+            if target is None:
+                return
+            self.starting = None
 
     def block(self, cur):
         """`cur` is blocked or paused: run something else until it is resumed."""
@@ -192,7 +213,9 @@ class _Thread:
         if self.preempt is not None and self.preempt.stop:
             target = self.preempt.soft_stop(task, target)
         self._enter(task, target)
-        if target is not self.main:     # main's continuation is the default return
+        if target._cont is None:
+            self.starting = target      # the return goes to main, which starts it
+        elif target is not self.main:   # main's continuation is the default return
             permute(cont, target._cont)
 
 
