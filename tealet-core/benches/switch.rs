@@ -10,9 +10,10 @@ use tealet_core::*;
 unsafe extern "C" fn bounce(_me: *mut tealet_t, _a: *mut c_void, v: *mut *mut c_void) -> *mut tealet_t {
     // SAFETY: main is live for the whole benchmark.
     unsafe {
+        let main = tealet_main();
         let mut x = *v;
         loop {
-            tealet_switch(tealet_main(), &mut x);
+            tealet_switch(main, &mut x);
         }
     }
 }

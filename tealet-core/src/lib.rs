@@ -3,13 +3,13 @@
 //! Layers: [`stack`] hands out stack memory (dedicated guarded slots from big arenas, or shared
 //! regions whose occupants are copied out on contention), [`tealet`] switches between tealets
 //! with `tealet-asm`, [`ffi`] is the C ABI, [`api`] a safe Rust API on top, [`trap`] the optional
-//! stack-overflow reporter.
-
+//! stack-overflow reporter, [`threadid`] tells threads apart without a thread-local lookup.
 
 pub mod api;
 pub mod ffi;
 mod stack;
 mod tealet;
+mod threadid;
 mod trap;
 
 pub use ffi::*;

@@ -2,7 +2,7 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::stack::pool::Pool;
@@ -31,6 +31,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Identity of a thread; `alive` turns false when the thread's state is torn down.
 pub(crate) struct ThreadTag {
     alive: AtomicBool,
+    /// The thread's `threadid::current()`; a later thread may reuse it once `alive` is false.
+    tid: usize,
+    /// The thread's state, read only by that thread.
+    ts: AtomicPtr<ThreadState>,
 }
 
 pub(crate) enum Stack {
@@ -50,6 +54,8 @@ pub struct Tealet {
     pub(crate) data: *mut c_void,
     /// Saved stack pointer while not running.
     pub(crate) sp: usize,
+    /// Where the value it is resumed with goes (its `tealet_switch` argument), or null.
+    out: *mut *mut c_void,
     pub(crate) stack: Stack,
     /// Heap copy of `[sp, top)` while another tealet occupies the shared region (malloc'd).
     pub(crate) saved: *mut u8,
@@ -96,9 +102,10 @@ pub(crate) struct ThreadState {
     pub(crate) main: *mut Tealet,
     pub(crate) current: *mut Tealet,
     pub(crate) previous: *mut Tealet,
-    /// Switch in progress: where to, with what value, whether the current one finishes.
+    /// Switch in progress (through `save`/`restore`): where to, with what value, whether the
+    /// current one finishes.
     target: *mut Tealet,
-    pub(crate) value: *mut c_void,
+    value: *mut c_void,
     finishing: bool,
     /// Buffer for the region owner's copy, allocated before the switch so OOM is an error code.
     spare: *mut u8,
@@ -169,7 +176,7 @@ fn init_thread() -> *mut ThreadState {
     if TEARDOWN.try_with(|_| ()).is_err() {
         return null_mut();
     }
-    let tag = Arc::new(ThreadTag { alive: AtomicBool::new(true) });
+    let tag = Arc::new(ThreadTag { alive: AtomicBool::new(true), tid: crate::threadid::current(), ts: AtomicPtr::new(null_mut()) });
     let (top, low) = main_stack_bounds();
     let main = Box::into_raw(Box::new(Tealet {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -179,6 +186,7 @@ fn init_thread() -> *mut ThreadState {
         arg: null_mut(),
         data: null_mut(),
         sp: 0,
+        out: null_mut(),
         stack: Stack::Main { top, low },
         saved: null_mut(),
         saved_len: 0,
@@ -199,6 +207,8 @@ fn init_thread() -> *mut ThreadState {
         altstack: null_mut(),
     }));
     STATE.with(|s| s.set(ts));
+    // SAFETY: `ts` was just created for this thread.
+    unsafe { (&(*ts).tag).ts.store(ts, Ordering::Relaxed) };
     // SAFETY: `ts` was just created for this thread.
     unsafe { (*ts).altstack = crate::trap::thread_altstack() };
     ts
@@ -241,7 +251,7 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
         }
         _ => return Err(ERR_INVALID),
     };
-    Ok(Box::into_raw(Box::new(Tealet {
+    let t = Box::into_raw(Box::new(Tealet {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         status: NEW,
         thread: ts.tag.clone(),
@@ -249,32 +259,87 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
         arg,
         data: null_mut(),
         sp: top - tealet_asm::FRAME_SIZE,
+        out: null_mut(),
         stack,
         saved: null_mut(),
         saved_len: 0,
-    })))
+    }));
+    // SAFETY: `t` was just created; a dedicated slot is ours alone, so its first frame can be
+    // written now and the first switch needs no callback. (A shared region may be occupied.)
+    unsafe {
+        if let Stack::Dedicated { .. } = (*t).stack {
+            tealet_asm::init_stack(top as *mut u8, entry, t as *mut u8);
+        }
+    }
+    Ok(t)
 }
 
-/// Check that `target` can be switched to from the calling thread.
-pub(crate) fn check_target(ts: *mut ThreadState, target: *mut Tealet) -> i32 {
-    if target.is_null() || ts.is_null() {
-        return ERR_INVALID;
+/// The calling thread's state if `target` can be switched to from the calling thread.
+#[inline]
+pub(crate) fn target_state(target: *mut Tealet) -> Result<*mut ThreadState, i32> {
+    if target.is_null() {
+        return Err(ERR_INVALID);
     }
-    // SAFETY: the caller passes a tealet pointer it got from us and has not freed.
-    let t = unsafe { &*target };
-    if !same_thread(ts, t) {
-        return ERR_THREAD;
+    // SAFETY: the caller passes a tealet pointer it got from us and has not freed; its tag
+    // outlives it.
+    let (t, tag) = unsafe { (&*target, &*(*target).thread) };
+    // A thread that reuses an exited thread's id finds that tag dead.
+    if tag.tid != crate::threadid::current() || !tag.alive.load(Ordering::Acquire) {
+        return Err(ERR_THREAD);
     }
     if t.status == FINISHED {
-        return ERR_FINISHED;
+        return Err(ERR_FINISHED);
     }
-    OK
+    Ok(tag.ts.load(Ordering::Relaxed))
 }
 
-/// Switch from the current tealet to `target` (checked) passing `value`; returns the value we
-/// are resumed with, or an error before anything moved. With `finishing` it never returns.
+/// Switch from the current tealet to `target` (checked by `target_state`) passing `*out`
+/// (null if `out` is); `*out` receives the value we are resumed with. Returns OK once resumed,
+/// or an error before anything moved.
+#[inline(always)]
+pub(crate) unsafe fn switch(ts: *mut ThreadState, target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    // SAFETY: `ts` is the calling thread's state, `target` one of its tealets, `out` null or
+    // readable and writable (the caller's promise).
+    unsafe {
+        let s = &mut *ts;
+        let cur = s.current;
+        if target == cur {
+            return OK;
+        }
+        let value = if out.is_null() { null_mut() } else { *out };
+        let in_place = match (*target).stack {
+            Stack::Shared(r) => (*r).owner == target,
+            // Dedicated stacks got their first frame in `create`.
+            _ => true,
+        };
+        if !in_place {
+            return match switch_to(ts, target, value, false) {
+                Ok(v) => {
+                    if !out.is_null() {
+                        *out = v;
+                    }
+                    OK
+                }
+                Err(e) => e,
+            };
+        }
+        // Nothing to copy or release: the plain jump, as a tail call (no return to mispredict).
+        (*cur).status = SUSPENDED;
+        (*cur).out = out;
+        let to_out = if (*target).status == NEW { &mut s.value as *mut *mut c_void } else { (*target).out };
+        (*target).status = RUNNING;
+        s.previous = cur;
+        s.current = target;
+        let from = &mut (*cur).sp as *mut usize as *mut *mut u8;
+        tealet_asm::jump(value as *mut u8, from, (*target).sp as *mut u8, to_out as *mut *mut u8)
+    }
+}
+
+/// Switch from the current tealet to `target` (checked) passing `value` through `save` and
+/// `restore`; returns the value we are resumed with, or an error before anything moved. With
+/// `finishing` it never returns.
 pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c_void, finishing: bool) -> Result<*mut c_void, i32> {
-    // SAFETY: `ts` is the calling thread's state; `target` was checked by `check_target`.
+    // SAFETY: `ts` is the calling thread's state; `target` was checked by `target_state`.
     unsafe {
         let s = &mut *ts;
         if target == s.current {
@@ -294,12 +359,13 @@ pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c
                 s.spare_len = len;
             }
         }
+        let mut received = null_mut();
+        (*s.current).out = &mut received;
         s.target = target;
         s.value = value;
         s.finishing = finishing;
         tealet_asm::switch(save, restore, ts as *mut u8);
-        // Resumed on the same thread, so `ts` is still its state.
-        Ok((*ts).value)
+        Ok(received)
     }
 }
 
@@ -345,7 +411,8 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
     }
 }
 
-/// Runs on the target stack below its saved stack pointer: put its bytes back in place.
+/// Runs on the target stack below its saved stack pointer: put its bytes back in place and hand
+/// over the value (a new tealet's `entry` reads it from the thread state).
 unsafe extern "C" fn restore(ctx: *mut u8, _sp: *mut u8) -> *mut u8 {
     // SAFETY: `ctx` is the ThreadState; `current` is the target, whose stack range above its sp
     // belongs to it (save made it the region's owner).
@@ -353,30 +420,36 @@ unsafe extern "C" fn restore(ctx: *mut u8, _sp: *mut u8) -> *mut u8 {
         let s = &mut *(ctx as *mut ThreadState);
         let t = &mut *s.current;
         if t.status == NEW {
-            tealet_asm::init_stack(t.top() as *mut u8, entry, null_mut());
-        } else if !t.saved.is_null() {
-            std::ptr::copy_nonoverlapping(t.saved, t.sp as *mut u8, t.saved_len);
-            t.free_saved();
+            tealet_asm::init_stack(t.top() as *mut u8, entry, s.current as *mut u8);
+        } else {
+            if !t.saved.is_null() {
+                std::ptr::copy_nonoverlapping(t.saved, t.sp as *mut u8, t.saved_len);
+                t.free_saved();
+            }
+            // After the copy: `out` points into its stack.
+            if !t.out.is_null() {
+                *t.out = s.value;
+            }
         }
         t.status = RUNNING;
         if let Some((base, slot)) = s.release.take() {
             s.pool.release(base, slot);
         }
-        ctx
+        null_mut()
     }
 }
 
 /// First frame of every tealet: run it, then continue where it says.
-unsafe extern "C" fn entry(ctx: *mut u8, _arg: *mut u8) -> ! {
-    // SAFETY: `ctx` is the ThreadState; `current` is this new tealet with its run function.
+unsafe extern "C" fn entry(_zero: *mut u8, me: *mut u8) -> ! {
+    // SAFETY: `me` is this new tealet, running on its own thread, with its run function; the
+    // switch that started it left the value in the thread state.
     unsafe {
-        let ts = ctx as *mut ThreadState;
-        let me = (*ts).current;
+        let me = me as *mut Tealet;
+        let ts = (&(*me).thread).ts.load(Ordering::Relaxed);
         let mut value = (*ts).value;
         let run = (*me).run.expect("tealet without run function");
         let next = run(me, (*me).arg, &mut value);
-        let ts = thread_state();
-        let next = if next != me && check_target(ts, next) == OK { next } else { (*ts).main };
+        let next = if next != me && target_state(next).is_ok() { next } else { (*ts).main };
         let _ = switch_to(ts, next, value, true);
         crate::trap::fatal(b"tealet: internal error: finished tealet resumed\n")
     }
