@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tealet-asm + tealet-core: native tests, the same tests under qemu-user for aarch64 and riscv64,
-# the C program (header + one cc line) natively and under valgrind.
+# the C program (header + one cc line) natively and under valgrind, a gdb backtrace check, and
+# the tool hooks (ASan, valgrind) with their cargo features on.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -28,5 +29,42 @@ if valgrind -q --error-exitcode=1 "$out/gen_ping"; then
 else
     echo "0 passed; 1 failed (C program under valgrind)"; rc=1
 fi
+log "core: gdb backtrace from inside a tealet ends at the entry trampoline"
+# The generator's switch line, hit on its 4th resume: dedicated policy first, then shared.
+line=$(grep -n 'tealet_switch(tealet_previous(), &v);' tests/c/gen_ping.c | head -n 1 | cut -d: -f1)
+cc -g -O1 $(PKG_CONFIG_PATH="$out" pkg-config --cflags tealet) tests/c/gen_ping.c \
+    $(PKG_CONFIG_PATH="$out" pkg-config --libs tealet) -o "$out/gen_ping_g"
+bt=$(gdb -batch -nx -ex "break gen_ping.c:$line if i == 3" -ex run -ex bt -ex continue -ex bt \
+    "$out/gen_ping_g" 2>&1 | grep -E '^#[0-9]|Backtrace stopped|corrupt' || true)
+echo "$bt"
+# Each backtrace: gen_run, entry, trampoline, nothing more.
+if [ "$(echo "$bt" | grep -c '^#0 .*gen_run')" = 2 ] && [ "$(echo "$bt" | grep -c '^#2 .*trampoline')" = 2 ] \
+    && ! echo "$bt" | grep -qE '^#3|Backtrace stopped|corrupt'; then
+    echo "1 passed; 0 failed (gdb backtrace)"
+else
+    echo "0 passed; 1 failed (gdb backtrace)"; rc=1
+fi
+
+log "core: tool hooks (features asan, valgrind)"
+cargo build --release -p tealet-core --features asan,valgrind
+cflags=$(PKG_CONFIG_PATH="$out" pkg-config --cflags tealet)
+libs=$(PKG_CONFIG_PATH="$out" pkg-config --libs tealet)
+cc -Wall -Wextra -Werror -g -O1 -fsanitize=address $cflags tests/c/fibers.c $libs -o "$out/fibers_asan"
+cc -Wall -Wextra -Werror -g -O1 $cflags tests/c/fibers.c $libs -o "$out/fibers"
+if "$out/fibers_asan" 2> "$out/asan.log" && ! grep -qE 'WARNING: ASan|ERROR: AddressSanitizer' "$out/asan.log"; then
+    echo "1 passed; 0 failed (C program with ASan)"
+else
+    cat "$out/asan.log"; echo "0 passed; 1 failed (C program with ASan)"; rc=1
+fi
+for prog in fibers gen_ping; do
+    if valgrind --error-exitcode=1 "$out/$prog" 2> "$out/vg.log" && ! grep -q 'client switching stacks' "$out/vg.log"; then
+        echo "1 passed; 0 failed ($prog under valgrind, stacks registered)"
+    else
+        grep -E 'Warning|Invalid|ERROR' "$out/vg.log" | head -n 20
+        echo "0 passed; 1 failed ($prog under valgrind, stacks registered)"; rc=1
+    fi
+done
+# Leave the default build in place for later users of target/release.
+cargo build --release -p tealet-core
 rm -rf "$out"
 exit $rc

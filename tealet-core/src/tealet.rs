@@ -56,6 +56,9 @@ pub struct Tealet {
     pub(crate) sp: usize,
     /// Where the value it is resumed with goes (its `tealet_switch` argument), or null.
     out: *mut *mut c_void,
+    /// ASan's fake stack of this context while it is suspended.
+    #[cfg(feature = "asan")]
+    fake_stack: *mut c_void,
     pub(crate) stack: Stack,
     /// Heap copy of `[sp, top)` while another tealet occupies the shared region (malloc'd).
     pub(crate) saved: *mut u8,
@@ -187,6 +190,8 @@ fn init_thread() -> *mut ThreadState {
         data: null_mut(),
         sp: 0,
         out: null_mut(),
+        #[cfg(feature = "asan")]
+        fake_stack: null_mut(),
         stack: Stack::Main { top, low },
         saved: null_mut(),
         saved_len: 0,
@@ -260,6 +265,8 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
         data: null_mut(),
         sp: top - tealet_asm::FRAME_SIZE,
         out: null_mut(),
+        #[cfg(feature = "asan")]
+        fake_stack: null_mut(),
         stack,
         saved: null_mut(),
         saved_len: 0,
@@ -268,6 +275,8 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
     // written now and the first switch needs no callback. (A shared region may be occupied.)
     unsafe {
         if let Stack::Dedicated { .. } = (*t).stack {
+            #[cfg(feature = "valgrind")]
+            crate::valgrind::make_writable(top - tealet_asm::FRAME_SIZE, tealet_asm::FRAME_SIZE);
             tealet_asm::init_stack(top as *mut u8, entry, t as *mut u8);
         }
     }
@@ -330,7 +339,26 @@ pub(crate) unsafe fn switch(ts: *mut ThreadState, target: *mut Tealet, out: *mut
         (*target).status = RUNNING;
         s.previous = cur;
         s.current = target;
+        jump(cur, target, value, to_out)
+    }
+}
+
+/// The fast path's stack change: a tail call, unless ASan must hear about it on both sides.
+#[inline(always)]
+unsafe fn jump(cur: *mut Tealet, target: *mut Tealet, value: *mut c_void, to_out: *mut *mut c_void) -> i32 {
+    // SAFETY: `cur` is the running tealet, `target` a suspended or new one whose stack is in
+    // place; `to_out` is null or where the target wants its value (the caller's promise).
+    unsafe {
         let from = &mut (*cur).sp as *mut usize as *mut *mut u8;
+        #[cfg(feature = "asan")]
+        {
+            let (_, low, size) = (*target).guard();
+            crate::sanitizer::start(&mut (*cur).fake_stack, low, size);
+            let rc = tealet_asm::jump(value as *mut u8, from, (*target).sp as *mut u8, to_out as *mut *mut u8);
+            crate::sanitizer::finish((*cur).fake_stack);
+            rc
+        }
+        #[cfg(not(feature = "asan"))]
         tealet_asm::jump(value as *mut u8, from, (*target).sp as *mut u8, to_out as *mut *mut u8)
     }
 }
@@ -359,12 +387,21 @@ pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c
                 s.spare_len = len;
             }
         }
+        let me = s.current;
         let mut received = null_mut();
-        (*s.current).out = &mut received;
+        (*me).out = &mut received;
         s.target = target;
         s.value = value;
         s.finishing = finishing;
+        #[cfg(feature = "asan")]
+        {
+            let (_, low, size) = (*target).guard();
+            let keep = if finishing { null_mut() } else { &mut (*me).fake_stack as *mut *mut c_void };
+            crate::sanitizer::start(keep, low, size);
+        }
         tealet_asm::switch(save, restore, ts as *mut u8);
+        #[cfg(feature = "asan")]
+        crate::sanitizer::finish((*me).fake_stack);
         Ok(received)
     }
 }
@@ -395,6 +432,8 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
                 if len > s.spare_len {
                     crate::trap::fatal(b"tealet: internal error: stack copy bound too small\n");
                 }
+                #[cfg(feature = "asan")]
+                crate::sanitizer::unpoison(o.sp, len);
                 std::ptr::copy_nonoverlapping(o.sp as *const u8, s.spare, len);
                 // Shrinking in place keeps the copy at live bytes + malloc's header.
                 let p = libc::realloc(s.spare as *mut c_void, len) as *mut u8;
@@ -404,6 +443,18 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
                 s.spare_len = 0;
             }
             (*r).owner = s.target;
+            #[cfg(feature = "valgrind")]
+            {
+                // `restore` runs below the target's stack pointer, where memcheck may still see
+                // the dead frames of the region's previous occupant; our own frame stays as is.
+                let mut low = tgt.sp.saturating_sub(4096).max((*r).base + GUARD_SIZE);
+                if matches!(cur.stack, Stack::Shared(c) if c == r) {
+                    low = low.max(sp as usize);
+                }
+                if low < tgt.sp {
+                    crate::valgrind::make_writable(low, tgt.sp - low);
+                }
+            }
         }
         s.previous = s.current;
         s.current = s.target;
@@ -420,9 +471,16 @@ unsafe extern "C" fn restore(ctx: *mut u8, _sp: *mut u8) -> *mut u8 {
         let s = &mut *(ctx as *mut ThreadState);
         let t = &mut *s.current;
         if t.status == NEW {
+            #[cfg(feature = "valgrind")]
+            crate::valgrind::make_writable(t.sp, tealet_asm::FRAME_SIZE);
             tealet_asm::init_stack(t.top() as *mut u8, entry, s.current as *mut u8);
         } else {
             if !t.saved.is_null() {
+                // The shadow there describes the frames of the region's previous occupant.
+                #[cfg(feature = "asan")]
+                crate::sanitizer::unpoison(t.sp, t.saved_len);
+                #[cfg(feature = "valgrind")]
+                crate::valgrind::make_writable(t.sp, t.saved_len);
                 std::ptr::copy_nonoverlapping(t.saved, t.sp as *mut u8, t.saved_len);
                 t.free_saved();
             }
@@ -444,6 +502,8 @@ unsafe extern "C" fn entry(_zero: *mut u8, me: *mut u8) -> ! {
     // SAFETY: `me` is this new tealet, running on its own thread, with its run function; the
     // switch that started it left the value in the thread state.
     unsafe {
+        #[cfg(feature = "asan")]
+        crate::sanitizer::finish(null_mut());
         let me = me as *mut Tealet;
         let ts = (&(*me).thread).ts.load(Ordering::Relaxed);
         let mut value = (*ts).value;
@@ -484,6 +544,11 @@ pub(crate) fn free(t: *mut Tealet) -> i32 {
     let s = unsafe { &mut *ts };
     if t == s.current {
         return ERR_INVALID;
+    }
+    // Its frames are abandoned, not returned from: their redzones would outlive them.
+    #[cfg(feature = "asan")]
+    if tr.status == SUSPENDED && tr.saved.is_null() {
+        crate::sanitizer::unpoison(tr.sp, tr.top() - tr.sp);
     }
     match tr.stack {
         Stack::Dedicated { base, slot } if tr.status != FINISHED => s.pool.release(base, slot),
