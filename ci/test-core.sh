@@ -14,6 +14,21 @@ for target in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
     cargo test -p tealet-asm -p tealet-core --target "$target" || rc=1
 done
 
+log "core: aarch64 asm object carries the BTI property note and starts every entry with bti c"
+cargo build -p tealet-core --target aarch64-unknown-linux-gnu
+lib="$ROOT/target/aarch64-unknown-linux-gnu/debug/libtealet_core.a"
+member=$(aarch64-linux-gnu-nm -A "$lib" 2>/dev/null | grep -E 'tealet_asm4arch7aarch646switch' | grep ' T ' | head -n 1 | cut -d: -f2)
+objdir=$(mktemp -d)
+(cd "$objdir" && ar x "$lib" "$member")
+entries=$(aarch64-linux-gnu-objdump -d "$objdir/$member" | grep -A1 -E '<_ZN10tealet_asm4arch7aarch64[0-9]+(switch|jump|trampoline)17h[0-9a-f]+E>:' | grep -c 'bti[[:space:]]c' || true)
+if aarch64-linux-gnu-readelf -n "$objdir/$member" | grep -q 'AArch64 feature: BTI' && [ "$entries" = 3 ]; then
+    echo "1 passed; 0 failed (aarch64 BTI note and landing pads)"
+else
+    aarch64-linux-gnu-readelf -n "$objdir/$member"; echo "bti c entries: $entries"
+    echo "0 passed; 1 failed (aarch64 BTI note and landing pads)"; rc=1
+fi
+rm -rf "$objdir"
+
 log "core: C program"
 cargo build --release -p tealet-core
 out=$(mktemp -d)

@@ -75,6 +75,20 @@ pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) 
         ".cfi_def_cfa_offset 0",
         "ret",
         ".cfi_endproc",
+        // GNU property note: this object's code is BTI-compatible (every indirect-call target
+        // starts with `bti c`; resumption uses `ret`). Without it the linker drops BTI for the
+        // whole output, and `-z force-bti` warns. No PAC bit: nothing here signs return addresses.
+        ".pushsection .note.gnu.property, \"a\"",
+        ".balign 8",
+        ".long 4",          // n_namesz
+        ".long 16",         // n_descsz
+        ".long 5",          // NT_GNU_PROPERTY_TYPE_0
+        ".asciz \"GNU\"",
+        ".long 0xc0000000", // GNU_PROPERTY_AARCH64_FEATURE_1_AND
+        ".long 4",          // pr_datasz
+        ".long 1",          // GNU_PROPERTY_AARCH64_FEATURE_1_BTI
+        ".long 0",          // padding to 8
+        ".popsection",
     )
 }
 
