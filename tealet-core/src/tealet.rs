@@ -2,7 +2,7 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::stack::pool::Pool;
@@ -28,11 +28,11 @@ pub(crate) type RunFn = unsafe extern "C" fn(*mut Tealet, *mut c_void, *mut *mut
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Identity of a thread; `alive` turns false when the thread's state is torn down.
+/// Identity of a thread.
 pub(crate) struct ThreadTag {
-    alive: AtomicBool,
-    /// The thread's `threadid::current()`; a later thread may reuse it once `alive` is false.
-    tid: usize,
+    /// The thread's `threadid::current()`, 0 once its state is torn down (a later thread may
+    /// reuse the value).
+    tid: AtomicUsize,
     /// The thread's state, read only by that thread.
     ts: AtomicPtr<ThreadState>,
 }
@@ -136,7 +136,7 @@ impl Drop for Teardown {
         }
         // SAFETY: `ts` came from Box::into_raw in `thread_state` and is no longer reachable.
         let ts = unsafe { Box::from_raw(ts) };
-        ts.tag.alive.store(false, Ordering::Release);
+        ts.tag.tid.store(0, Ordering::Release);
         crate::trap::drop_altstack(ts.altstack);
         // SAFETY: the main tealet was boxed in `thread_state`; its pointer dies with the thread.
         drop(unsafe { Box::from_raw(ts.main) });
@@ -179,7 +179,7 @@ fn init_thread() -> *mut ThreadState {
     if TEARDOWN.try_with(|_| ()).is_err() {
         return null_mut();
     }
-    let tag = Arc::new(ThreadTag { alive: AtomicBool::new(true), tid: crate::threadid::current(), ts: AtomicPtr::new(null_mut()) });
+    let tag = Arc::new(ThreadTag { tid: AtomicUsize::new(crate::threadid::current()), ts: AtomicPtr::new(null_mut()) });
     let (top, low) = main_stack_bounds();
     let main = Box::into_raw(Box::new(Tealet {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -226,7 +226,7 @@ pub(crate) fn same_thread(ts: *mut ThreadState, t: &Tealet) -> bool {
 }
 
 pub(crate) fn thread_alive(t: &Tealet) -> bool {
-    t.thread.alive.load(Ordering::Acquire)
+    t.thread.tid.load(Ordering::Acquire) != 0
 }
 
 /// Create a tealet on the calling thread.
@@ -292,8 +292,9 @@ pub(crate) fn target_state(target: *mut Tealet) -> Result<*mut ThreadState, i32>
     // SAFETY: the caller passes a tealet pointer it got from us and has not freed; its tag
     // outlives it.
     let (t, tag) = unsafe { (&*target, &*(*target).thread) };
-    // A thread that reuses an exited thread's id finds that tag dead.
-    if tag.tid != crate::threadid::current() || !tag.alive.load(Ordering::Acquire) {
+    // A thread that reuses an exited thread's id finds 0 there: the exit happened before the
+    // reuse, so even a relaxed load sees it.
+    if tag.tid.load(Ordering::Relaxed) != crate::threadid::current() {
         return Err(ERR_THREAD);
     }
     if t.status == FINISHED {
