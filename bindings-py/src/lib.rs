@@ -512,9 +512,7 @@ impl Continulet {
 
 /// tp_finalize: unwinds a pending continuation held by a continulet that became garbage.
 unsafe extern "C" fn continulet_finalize(obj: *mut ffi::PyObject) {
-    // attach (not assume_attached): the GC calls this outside any pyo3 frame, and pyo3 defers
-    // the decrefs of an unattached thread, which would keep the garbage alive past this collection.
-    Python::attach(|py| {
+    let finalize = |py: Python<'_>| {
         // SAFETY: CPython calls tp_finalize on a live object, which outlives this call.
         let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
         let Ok(c) = obj.cast::<Continulet>() else { return };
@@ -523,7 +521,18 @@ unsafe extern "C" fn continulet_finalize(obj: *mut ffi::PyObject) {
         if let Some(e) = saved {
             e.restore(py);
         }
-    })
+    };
+    // SAFETY: Py_IsInitialized only reads a runtime flag; the GC runs with the GIL held.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        // attach (not assume_attached): the GC calls this outside any pyo3 frame, and pyo3 defers
+        // the decrefs of an unattached thread, which would keep the garbage alive past this collection.
+        Python::attach(finalize);
+    } else {
+        // The final collections of Py_FinalizeEx run after the runtime reports itself uninitialized
+        // (3.12+), where attach would panic; deferred decrefs no longer matter then.
+        // SAFETY: the GC calls tp_finalize with the GIL held.
+        finalize(unsafe { Python::assume_attached() });
+    }
 }
 
 /// Lets the C traversal call pyo3's visitor and keep its error.
