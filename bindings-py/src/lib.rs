@@ -623,7 +623,8 @@ fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> Py<PyAny> {
     }
 }
 
-/// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset).
+/// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset,
+/// or if `cont` holds no continuation: unbound or finished).
 #[pyfunction]
 #[pyo3(signature = (cont = None))]
 fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
@@ -636,10 +637,13 @@ fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult
                 tpy_get_current_context()
             }
         }
+        Some(c) if c.get().foreign() => return Err(error::new_err("cannot access a continulet of a different thread")),
         Some(c) => match state_of(Some(c.get())) {
             // SAFETY: a borrowed pointer owned by the suspended state.
             Some(s) => unsafe { tpy_get_context(s) },
-            None => return Err(error::new_err("continulet is not pending")),
+            // Unbound or finished: nothing will resume, so no context (greenlet: a dead
+            // greenlet's gr_context is None).
+            None => ptr::null_mut(),
         },
     };
     // SAFETY: ctx is NULL or a live borrowed object.
