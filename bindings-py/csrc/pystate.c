@@ -72,7 +72,9 @@ typedef struct tpy_state {
 #else
     struct _PyInterpreterFrame *current_frame; /* 3.13: tstate->current_frame */
 #endif
-    PyObject *top_frame;                       /* all: owned frame object of the top frame (get_frame) */
+#if !V311
+    PyObject *top_frame;                       /* <=3.10: owned frame object of the top frame (get_frame) */
+#endif
 #if V310 && !V313
     _PyCFrame *cframe;                         /* 3.10-3.12: points into this continuation's C stack */
 #endif
@@ -216,23 +218,9 @@ tpy_state *tpy_state_new(void)
 int tpy_save(tpy_state *s)
 {
     PyThreadState *ts = PyThreadState_Get();
-#if V311
-    /* The top frame object must exist before we leave; creating it may run the GC, which must
-     * not re-enter a switch, hence disabled around it (only when it does not exist yet). */
-    struct _PyInterpreterFrame *f = *frame_head(ts);
-    while (f && _PyFrame_IsIncomplete(f)) f = f->previous;
-    PyFrameObject *top;
-    if (f && f->frame_obj) {
-        top = (PyFrameObject *)Py_NewRef(f->frame_obj);
-    } else {
-        int gc_was = PyGC_Disable();
-        top = PyThreadState_GetFrame(ts);
-        if (gc_was) PyGC_Enable();
-    }
-#else
-    PyFrameObject *top = PyThreadState_GetFrame(ts);  /* <=3.10: frame objects always exist */
+#if !V311
+    Py_XSETREF(s->top_frame, (PyObject *)PyThreadState_GetFrame(ts));  /* frame objects always exist */
 #endif
-    Py_XSETREF(s->top_frame, (PyObject *)top);
 #if !V311
     s->frame = ts->frame;
 #else
@@ -324,7 +312,9 @@ void tpy_restore(tpy_state *s)
     s->delete_later = NULL;
     ts->critical_section = s->critical_section;
 #endif
+#if !V311
     Py_CLEAR(s->top_frame);
+#endif
 }
 
 /* The body of a fresh continuation: runs `body(arg)` on the new C stack with the fresh state
@@ -400,7 +390,9 @@ void tpy_finish(void)
 /* Frees a state that is not suspended with live frames (never started, or finished). */
 void tpy_state_free(tpy_state *s)
 {
+#if !V311
     Py_CLEAR(s->top_frame);
+#endif
     Py_CLEAR(s->context);
     Py_CLEAR(s->exc_state.exc_value);
 #if !V311
@@ -416,10 +408,34 @@ void tpy_state_free(tpy_state *s)
     PyMem_RawFree(s);
 }
 
-/* New reference to the top frame of a suspended continuation, or None. */
+/* New reference to the top frame of a suspended continuation, or None. On 3.11+ the frame object
+ * is made here, on demand, not on every switch: the interpreter makes it by reading the thread's
+ * frame chain, which is pointed at the suspended chain meanwhile, with the GC off so that no
+ * finalizer runs (and switches) while it does. */
 PyObject *tpy_top_frame(tpy_state *s)
 {
-    PyObject *f = s->top_frame ? s->top_frame : Py_None;
+#if !V311
+    PyObject *f = s->top_frame;
+#else
+    PyObject *f = NULL;
+#if V312
+    struct _PyInterpreterFrame *head = s->heap_head;
+#else
+    struct _PyInterpreterFrame *head = s->current_frame;
+#endif
+    if (head && s->started) {
+        PyThreadState *ts = PyThreadState_Get();
+        struct _PyInterpreterFrame *running = *frame_head(ts);
+        int gc_was = PyGC_Disable();
+        *frame_head(ts) = head;
+        f = (PyObject *)PyThreadState_GetFrame(ts);
+        *frame_head(ts) = running;
+        if (gc_was) PyGC_Enable();
+        if (!f) PyErr_Clear();
+        return f ? f : Py_NewRef(Py_None);
+    }
+#endif
+    if (!f) f = Py_None;
     Py_INCREF(f);
     return f;
 }
@@ -516,7 +532,6 @@ static int runs_callee(PyObject *callable, void *callee_func) { return callable 
 
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 {
-    Py_VISIT(s->top_frame);
     Py_VISIT(s->context);
     Py_VISIT(s->exc_state.exc_value);
 #if V312
