@@ -167,7 +167,7 @@ static struct _PyInterpreterFrame **frame_head(PyThreadState *ts)
 static int links_push(tpy_state *s, void *frame, void *previous)
 {
     if (s->nlinks == s->caplinks) {
-        size_t cap = s->caplinks ? 2 * s->caplinks : 8;
+        size_t cap = s->caplinks ? 2 * s->caplinks : 2;   /* usually one: the bottom entry frame */
         tpy_link *l = PyMem_RawRealloc(s->links, cap * sizeof *l);
         if (!l) return -1;
         s->links = l;

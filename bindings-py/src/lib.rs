@@ -198,8 +198,16 @@ fn take_posted(value: *mut c_void) -> Payload {
     unsafe { (*value.cast::<Option<Payload>>()).take() }.expect("a switch always carries a payload")
 }
 
+/// `error(msg)`, built out of line: the switch path's frames stay on every suspended stack.
+#[cold]
+#[inline(never)]
+fn usage_error(msg: &'static str) -> PyErr {
+    error::new_err(msg)
+}
+
 /// Leaves the current continuation (`current`) for `target`, carrying `payload`; returns what we
 /// are resumed with.
+#[inline(never)]
 fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
     let me = cont_of(current);
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
@@ -235,57 +243,91 @@ unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *
     // SAFETY: the callable is done; release this continuation's own interpreter state.
     unsafe { tpy_finish() };
     if target.is_null() {
-        // Out of memory for the data stack before anything ran: give the error to main.
-        let py = unsafe {
-            // SAFETY: the GIL is held by this thread across switches.
-            Python::assume_attached()
-        };
-        let err = PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack"));
-        // The switcher's payload was not taken yet: drop it, then pass the error on.
-        // SAFETY: value is the core's in/out slot for this run, pointing at the switcher's outbox.
-        unsafe {
-            drop(take_posted(*value));
-            *value = post(data, Payload::Throw(err));
-        }
-        return main_tealet().unwrap_or(ptr::null_mut());
+        return no_data_stack(data, value);
     }
     target.cast()
 }
 
+/// Out of memory for the data stack before anything ran: the error goes to main.
+#[cold]
+#[inline(never)]
+fn no_data_stack(data: *mut Cont, value: *mut *mut c_void) -> *mut tc::tealet_t {
+    // SAFETY: the GIL is held by this thread across switches.
+    let py = unsafe { Python::assume_attached() };
+    let err = PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack"));
+    // The switcher's payload was not taken yet: drop it, then pass the error on.
+    // SAFETY: value is the core's in/out slot for this run, pointing at the switcher's outbox.
+    unsafe {
+        drop(take_posted(*value));
+        *value = post(data, Payload::Throw(err));
+    }
+    main_tealet().unwrap_or(ptr::null_mut())
+}
+
+/// The callable's run. Its frame stays on the continuation's C stack (and in every copy of it)
+/// for as long as the callable runs, so it only holds two pointers: the work is in helpers.
 unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
     // SAFETY: arg is the ctx tuple of `run`, alive for this call.
     let (data, value) = unsafe { *arg.cast::<(*mut Cont, *mut *mut c_void)>() };
+    if begin(data, value) {
+        call_running(data);
+    }
+    finish(data, value).cast()
+}
+
+/// Takes the first switch's payload and prepares the call in `running`; or, if the callable
+/// must not run, leaves the outcome in the outbox. Returns whether to call.
+#[inline(never)]
+fn begin(data: *mut Cont, value: *mut *mut c_void) -> bool {
     // SAFETY: the GIL is held by this thread across switches.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: the switcher passed its outbox in *value.
     let payload = take_posted(unsafe { *value });
     reap_previous();
     // SAFETY: data is this tealet's Cont, only used from this thread.
-    let start = unsafe { (*data).start.take() };
-    let result = match (payload, start) {
-        (Payload::Throw(e), _) => Err(e),
+    let data = unsafe { &mut *data };
+    let outcome = match (payload, data.start.take()) {
+        (Payload::Throw(e), _) => e,
         (Payload::Value(v), _) if !v.is_none(py) => {
-            Err(PyTypeError::new_err("can't send non-None value to a just-started continulet"))
+            PyTypeError::new_err("can't send non-None value to a just-started continulet")
         }
         (Payload::Value(_), Some(s)) => {
-            // SAFETY: as above; nothing on this C stack owns a reference while the callable runs.
-            unsafe {
-                let owner = (*data).owner.as_ref().expect("started tealet has its continulet");
-                match Running::new(py, owner.clone_ref(py).into_any(), s) {
-                    Ok(r) => {
-                        (*data).running = Some(r);
-                        let result = (*data).running.as_ref().expect("just set").call(py);
-                        (*data).running = None;
-                        result
-                    }
-                    Err(e) => Err(e),
+            let owner = data.owner.as_ref().expect("started tealet has its continulet");
+            match Running::new(py, owner.clone_ref(py).into_any(), s) {
+                Ok(r) => {
+                    data.running = Some(r);
+                    return true;
                 }
+                Err(e) => e,
             }
         }
-        (Payload::Value(_), None) => Err(error::new_err("continulet started twice")),
+        (Payload::Value(_), None) => error::new_err("continulet started twice"),
     };
-    // The result goes to the continuation the continulet holds now; it is finished afterwards.
-    // SAFETY: single-threaded access under the GIL.
+    data.outbox = Some(Payload::Throw(outcome));
+    false
+}
+
+/// Calls the callable; its result (or exception) goes to the outbox.
+#[inline(never)]
+fn call_running(data: *mut Cont) {
+    // SAFETY: the GIL is held by this thread across switches.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: data is this tealet's Cont; `running` is not touched until the call returns, and
+    // nothing on this C stack owns a reference while the callable runs.
+    let result = unsafe { (*data).running.as_ref().expect("prepared by begin").call(py) };
+    // SAFETY: as above.
+    let data = unsafe { &mut *data };
+    data.running = None;
+    data.outbox = Some(match result {
+        Ok(v) => Payload::Value(v),
+        Err(e) => Payload::Throw(e),
+    });
+}
+
+/// The outcome goes to the continuation the continulet holds now; it is finished afterwards.
+#[inline(never)]
+fn finish(data: *mut Cont, value: *mut *mut c_void) -> *mut tc::tealet_t {
+    // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
     let owner = unsafe { (*data).owner.take() };
     let target = match &owner {
         Some(o) => o.get().slot.tealet.replace(ptr::null_mut()),
@@ -293,14 +335,10 @@ unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
     };
     let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
     drop(owner);
-    let payload = match result {
-        Ok(v) => Payload::Value(v),
-        Err(e) => Payload::Throw(e),
-    };
     // SAFETY: value is the core's in/out slot; the target takes the payload from our outbox,
     // which lives until the target reaps this finished tealet (after taking it).
-    unsafe { *value = post(data, payload) };
-    target.cast()
+    unsafe { *value = (&raw mut (*data).outbox).cast() };
+    target
 }
 
 #[pyclass(subclass, dict, weakref, module = "_continuation", name = "continulet", frozen)]
@@ -328,13 +366,13 @@ impl Continulet {
             (true, t) => (cont, t),
         };
         if cont.finished() || to.is_some_and(|t| t.finished()) {
-            return Err(error::new_err("continulet already finished"));
+            return Err(usage_error("continulet already finished"));
         }
         if cont.foreign() {
-            return Err(error::new_err("cannot switch to a different thread"));
+            return Err(usage_error("cannot switch to a different thread"));
         }
         if to.is_some_and(|t| t.foreign()) {
-            return Err(error::new_err("cross-thread double switch"));
+            return Err(usage_error("cross-thread double switch"));
         }
         main_tealet()?;
         // SAFETY: this thread has its main tealet, so a current tealet exists.
