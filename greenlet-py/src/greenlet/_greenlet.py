@@ -18,6 +18,7 @@ from types import TracebackType
 from _thread import _local
 from contextvars import Context
 from operator import methodcaller
+from _thread import get_ident as _get_ident
 
 import _continuation
 
@@ -57,7 +58,7 @@ class _ThreadState:
         self.current = self.origin = self.main = self.trace = None
         self.deleteme = []
         self.alive = True
-        self.ident = threading.get_ident()
+        self.ident = _get_ident()
 
 
 class _ThreadDeath:
@@ -363,10 +364,10 @@ class greenlet(_continulet):
         above.
         """
         ts = self._gr_ts
-        if ts is None or kwargs or ts.trace is not None or ts.deleteme:
+        if (ts is None or kwargs or ts.trace is not None or ts.deleteme
+                or ts.ident != _get_ident()):
             return self._switch_slow(args, kwargs)
-        # Fast path: an active greenlet. If it belongs to another thread the binding refuses
-        # before switching, and _foreign_switch undoes the ts.current update.
+        # Fast path: an active greenlet of this thread, no tracing, plain arguments.
         cur = ts.current
         ts.current = self
         try:
@@ -546,7 +547,7 @@ class greenlet(_continulet):
         ts = self._gr_ts
         if not ts.alive:
             return
-        if ts.ident != threading.get_ident():
+        if ts.ident != _get_ident():
             ts.deleteme.append(self)  # killed by its own thread on its next greenlet call
             return
         self._kill_garbage(ts)
@@ -586,9 +587,6 @@ class _Unraisable:
 
 
 def _resumed_with_exception(ts, cur, target, exc):
-    if ts is not _thread_state():
-        ts.current = cur  # the binding refused before switching: undo, greenlet's message
-        raise _cross_thread(target) from None
     finished = ts.current
     if finished is cur:
         if ts.trace is not None:
