@@ -98,9 +98,8 @@ def _new_thread_state():
     global _total_main_greenlets
     ts = _ThreadState()
     main = _continulet.__new__(greenlet)
-    main._gr_parent = None
-    main._gr_main = True
-    main._gr_started = True
+    main._gr_init(None)
+    main._gr_main = main._gr_started = True
     main._gr_ts = ts
     ts.main = ts.current = main
     _tls.ts = ts
@@ -181,10 +180,11 @@ def _check_greenlet(value):
 
 
 def _lineage_main(g):
-    """The main greenlet a greenlet belongs to: its own once started, else its parent chain's."""
-    while not g._gr_started:
-        g = g._gr_parent
-    return g if g._gr_main else g._gr_owner
+    """The main greenlet a greenlet belongs to: its own once started, else its parent chain's.
+    Reads the slots directly: a subclass's __getattribute__ must not change the answer."""
+    while not _started_of(g):
+        g = _parent_of(g)
+    return g if _main_of(g) else _owner_of(g)
 
 
 def _cross_thread(target):
@@ -194,6 +194,7 @@ def _cross_thread(target):
 
 def _run_trace(ts, event, origin, target):
     trace = ts.trace
+    ts.origin = None
     try:
         trace(event, (origin, target))
     except BaseException:
@@ -203,9 +204,8 @@ def _run_trace(ts, event, origin, target):
 
 def _traced_run(self, *args, **kwargs):
     """Entry of a greenlet started while tracing: the trace call must happen inside it."""
-    run = self._gr_run_now
     _run_trace(self._gr_ts, "switch", self._gr_ts.origin, self)
-    return run(*args, **kwargs)
+    return self._gr_run(*args, **kwargs)
 
 
 _start_entry = methodcaller("_gr_run_now")
@@ -227,8 +227,9 @@ def _switch(cur, ts, target, args, exc):
                 break
             else:
                 # Throwing into an unstarted greenlet kills it before run is called.
+                target.run  # noqa: B018 (greenlet looks run up here too: AttributeError)
                 target._gr_started = True
-                target.__dict__.pop("_gr_run", None)
+                target._gr_run = None
             if isinstance(exc, GreenletExit):
                 args, exc = (exc,), None
             target = target._gr_parent
@@ -238,19 +239,21 @@ def _switch(cur, ts, target, args, exc):
             run = target.run  # may run Python code (a property, __getattribute__)
             if target._gr_ts is not None:
                 continue  # that code started the greenlet meanwhile
-            if _lineage_main(target)._gr_ts is not ts:
+            owner_ts = _lineage_main(target)._gr_ts
+            if owner_ts is not ts:
+                if not owner_ts.alive:
+                    raise error("cannot switch to a different thread (which happens to have exited)")
                 raise _cross_thread(target)
-            target._gr_run_now = run
+            target._gr_run = target._gr_run_now = run
             target._gr_started = True
-            target.__dict__.pop("_gr_run", None)
             target._gr_owner = ts.main
             if type(args) is _Kw:
                 a, kw = args.args, args.kwargs
             else:
                 a, kw = args, {}
             if ts.trace is not None:
-                entry = methodcaller("_gr_traced", *a, **kw)
-                target._gr_traced = _traced_run.__get__(target)
+                target._gr_run_now = _traced_run.__get__(target)
+                entry = methodcaller("_gr_run_now", *a, **kw)
             else:
                 entry = methodcaller("_gr_run_now", *a, **kw) if a or kw else _start_entry
             _continulet.__init__(target, entry)
@@ -269,7 +272,8 @@ def _switch(cur, ts, target, args, exc):
                 raise exc
             return args
         ts.current = target
-        ts.origin = origin
+        if ts.trace is not None:
+            ts.origin = origin  # for the trace call on the other side
         try:
             if start:
                 value = _cswitch(cur, None, target)
@@ -284,7 +288,7 @@ def _switch(cur, ts, target, args, exc):
                     _run_trace(ts, "throw", ts.origin, cur)
                 raise
             # `finished` raised out of its run: the exception goes to its parent.
-            target, args, exc = _finish(finished, ts), None, e
+            target, args, exc = _finish(finished, ts, cur), None, e
             if isinstance(e, GreenletExit):
                 args, exc = (e,), None
         else:
@@ -293,16 +297,16 @@ def _switch(cur, ts, target, args, exc):
                 if ts.trace is not None:
                     _run_trace(ts, "switch", ts.origin, cur)
                 return value
-            target, args, exc = _finish(finished, ts), (value,), None
+            target, args, exc = _finish(finished, ts, cur), (value,), None
         origin = finished
 
 
-def _finish(g, ts):
-    """Bookkeeping for a greenlet whose run just ended; returns where its result goes."""
+def _finish(g, ts, cur):
+    """Bookkeeping for a greenlet whose run just ended (its result landed in `cur`, which runs
+    now); returns where the result goes."""
+    ts.current = cur
     g._gr_ts = None
-    d = g.__dict__
-    d.pop("_gr_run_now", None)
-    d.pop("_gr_traced", None)
+    g._gr_run = g._gr_run_now = None
     return g._gr_parent
 
 
@@ -328,17 +332,28 @@ class greenlet(_continulet):
     error = error
     GreenletExit = GreenletExit
 
-    # Defaults; an instance stores only what differs.
-    _gr_ts = None          # its thread's _ThreadState while active (started, not dead)
-    _gr_started = False
-    _gr_main = False
-    _gr_owner = None       # the main greenlet of the thread it started in
-    _gr_ctx = None         # context assigned before the start
+    # Kept out of the instance __dict__, which belongs to the user.
+    __slots__ = (
+        "_gr_ts",       # its thread's _ThreadState while active (started, not dead)
+        "_gr_parent",
+        "_gr_run",      # run: assigned before the start; the resolved callable while running
+        "_gr_run_now",  # what the binding calls on the first switch (through methodcaller)
+        "_gr_started",
+        "_gr_main",
+        "_gr_owner",    # the main greenlet of the thread it started in
+        "_gr_ctx",      # context assigned before the start
+    )
 
     def __new__(cls, *args, **kwargs):
         self = _continulet.__new__(cls)
-        self._gr_parent = _thread_state().current
+        greenlet._gr_init(self, _thread_state().current)
         return self
+
+    def _gr_init(self, parent):
+        self._gr_parent = parent
+        self._gr_ts = self._gr_run_now = self._gr_owner = self._gr_ctx = None
+        self._gr_run = _NOT_GIVEN
+        self._gr_started = self._gr_main = False
 
     def __init__(self, run=_NOT_GIVEN, parent=None):
         if run is not _NOT_GIVEN:
@@ -418,20 +433,19 @@ class greenlet(_continulet):
     def _get_run(self):
         if self._gr_started:
             raise AttributeError("run")
-        try:
-            return self.__dict__["_gr_run"]
-        except KeyError:
-            raise AttributeError("run") from None
+        if self._gr_run is _NOT_GIVEN:
+            raise AttributeError("run")
+        return self._gr_run
 
     def _set_run(self, run):
         if self._gr_started:
             raise AttributeError("run cannot be set after the start of the greenlet")
-        self.__dict__["_gr_run"] = run
+        self._gr_run = run
 
     def _del_run(self):
         if self._gr_started:
             raise AttributeError("run cannot be set after the start of the greenlet")
-        self.__dict__.pop("_gr_run", None)
+        self._gr_run = _NOT_GIVEN
 
     run = property(_get_run, _set_run, _del_run,
                    "The callable that this greenlet will run in its own context. "
@@ -528,8 +542,8 @@ class greenlet(_continulet):
 
     def __repr__(self):
         ts = self._gr_ts
-        owner = self._gr_owner or (self if self._gr_main else _lineage_main_or_none(self))
-        otid = owner._gr_ts.ident if owner is not None and owner._gr_ts is not None else 0
+        owner_ts = _lineage_main(self)._gr_ts
+        otid = owner_ts.ident if owner_ts is not None else 0
         head = "<%s.%s object at %#x (otid=%#x)" % (
             type(self).__module__, type(self).__qualname__, id(self), otid)
         if self.dead:
@@ -538,7 +552,7 @@ class greenlet(_continulet):
             return head + " dead>"
         if ts is None:
             return head + " pending>"
-        state = " current" if ts.current is self else " suspended"
+        state = " current" if ts.current is self and ts.ident == _get_ident() else " suspended"
         return head + state + " active started" + (" main" if self._gr_main else "") + ">"
 
     def __del__(self):
@@ -569,12 +583,10 @@ class greenlet(_continulet):
             _leaked.append(self)
 
 
-def _lineage_main_or_none(g):
-    while g is not None and not g._gr_started:
-        g = g._gr_parent
-    if g is None:
-        return None
-    return g if g._gr_main else g._gr_owner
+_started_of = greenlet._gr_started.__get__
+_parent_of = greenlet._gr_parent.__get__
+_main_of = greenlet._gr_main.__get__
+_owner_of = greenlet._gr_owner.__get__
 
 
 class _Unraisable:
@@ -592,7 +604,7 @@ def _resumed_with_exception(ts, cur, target, exc):
         if ts.trace is not None:
             _run_trace(ts, "throw", ts.origin, cur)
         raise exc
-    target = _finish(finished, ts)
+    target = _finish(finished, ts, cur)
     if isinstance(exc, GreenletExit):
         return _switch(cur, ts, target, (exc,), None)
     return _switch(cur, ts, target, None, exc)
@@ -603,7 +615,7 @@ def _resumed_slow(ts, cur, value):
     if finished is cur:
         _run_trace(ts, "switch", ts.origin, cur)
         return value
-    return _switch(cur, ts, _finish(finished, ts), (value,), None)
+    return _switch(cur, ts, _finish(finished, ts, cur), (value,), None)
 
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
