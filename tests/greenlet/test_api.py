@@ -609,3 +609,19 @@ print("end of script")
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "end of script\n"
+
+
+# -- packaging --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("requirement", ["greenlet", "greenlet>=1.0", "greenlet>=3.1.1,<4",
+                                         "greenlet==3.5.6", "greenlet~=3.5"])
+def test_installed_distribution_satisfies_libraries_requirements(requirement):
+    # What pip does for a library that depends on greenlet: an installed distribution that
+    # satisfies the requirement is kept. --no-index: pip may not even look for another one.
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+                          "--disable-pip-version-check", requirement],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Requirement already satisfied: greenlet" in out.stdout
+    assert "3.5.6+tealet" in out.stdout
+    assert "Would install" not in out.stdout

@@ -51,14 +51,19 @@ class error(Exception):
 
 class _ThreadState:
     """Everything greenlet keeps per thread."""
-    __slots__ = ("current", "origin", "main", "trace", "deleteme", "alive", "ident",
+    __slots__ = ("current", "origin", "main", "trace", "deleteme", "alive", "ident", "fast",
                  "__weakref__")
 
     def __init__(self):
         self.current = self.origin = self.main = self.trace = None
         self.deleteme = []
         self.alive = True
-        self.ident = _get_ident()
+        self.ident = self.fast = _get_ident()
+
+    def update_fast(self):
+        """`fast` is the thread's ident while switches may take the fast path (no trace
+        function, nothing queued to kill), else 0: one comparison checks all three."""
+        self.fast = self.ident if self.alive and self.trace is None and not self.deleteme else 0
 
 
 class _ThreadDeath:
@@ -76,6 +81,7 @@ class _ThreadDeath:
         # Greenlets of a dead thread cannot run again; they read as dead.
         ts.current = ts.origin = ts.trace = None
         ts.deleteme.clear()
+        ts.update_fast()
 
 
 _tls = _local()
@@ -111,6 +117,7 @@ def _new_thread_state():
 
 def _clear_deleteme(ts):
     pending, ts.deleteme = ts.deleteme, []
+    ts.update_fast()
     for g in pending:
         g._kill_garbage(ts)
 
@@ -126,6 +133,7 @@ def settrace(callback):
     """Sets the trace function of this thread; returns the previous one."""
     ts = _thread_state()
     previous, ts.trace = ts.trace, callback
+    ts.update_fast()
     return previous
 
 
@@ -199,6 +207,7 @@ def _run_trace(ts, event, origin, target):
         trace(event, (origin, target))
     except BaseException:
         ts.trace = None  # a failing trace function is uninstalled, like greenlet does
+        ts.update_fast()
         raise
 
 
@@ -357,7 +366,9 @@ class greenlet(_continulet):
 
     def __init__(self, run=_NOT_GIVEN, parent=None):
         if run is not _NOT_GIVEN:
-            self.run = run
+            if self._gr_started:
+                raise AttributeError("run cannot be set after the start of the greenlet")
+            self._gr_run = run
         if parent is not None:
             self.parent = parent
 
@@ -379,8 +390,7 @@ class greenlet(_continulet):
         above.
         """
         ts = self._gr_ts
-        if (ts is None or kwargs or ts.trace is not None or ts.deleteme
-                or ts.ident != _get_ident()):
+        if ts is None or kwargs or ts.fast != _get_ident():
             return self._switch_slow(args, kwargs)
         # Fast path: an active greenlet of this thread, no tracing, plain arguments.
         cur = ts.current
@@ -563,6 +573,7 @@ class greenlet(_continulet):
             return
         if ts.ident != _get_ident():
             ts.deleteme.append(self)  # killed by its own thread on its next greenlet call
+            ts.update_fast()
             return
         self._kill_garbage(ts)
 
