@@ -14,7 +14,6 @@ import pytest
 import greenlet
 from greenlet import GreenletExit, getcurrent
 
-GC_DEFECT = "binding: suspended continulets not collected (issue 3)"
 VAR = contextvars.ContextVar("VAR", default="unset")
 
 
@@ -129,7 +128,12 @@ def test_bool_is_used_by_libraries():
 def test_gr_frame():
     def f():
         frame = sys._getframe()
-        assert frame.f_back is None
+        if greenlet._greenlet._RUN_WITHOUT_FRAME:
+            assert frame.f_back is None
+        else:
+            # Before 3.13 run is called from one small entry frame (see _greenlet._bind).
+            assert frame.f_back.f_code.co_name == "_entry"
+            assert frame.f_back.f_back is None
         assert g.gr_frame is None  # running
         getcurrent().parent.switch(frame)
         return 1
@@ -531,7 +535,6 @@ def test_generator_frames_inside_greenlet():
 
 # -- garbage and shutdown -----------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=GC_DEFECT)
 def test_garbage_greenlet_gets_greenlet_exit():
     log = []
 
@@ -550,8 +553,9 @@ def test_garbage_greenlet_gets_greenlet_exit():
     assert log == ["GreenletExit", "finally"]
 
 
-@pytest.mark.xfail(strict=True, reason=GC_DEFECT)
-def test_garbage_greenlet_from_other_thread_is_queued_to_its_thread():
+def test_garbage_greenlet_dropped_in_other_thread_dies_in_its_own_thread():
+    # Whichever thread's collection finds it, GreenletExit is thrown in by its own thread:
+    # directly, or from the queue the next time that thread calls into greenlet.
     log = []
     holder = []
     release = threading.Event()
@@ -569,6 +573,7 @@ def test_garbage_greenlet_from_other_thread_is_queued_to_its_thread():
         holder.append(g)
         del g
         release.wait(10)
+        gc.collect()
         getcurrent()  # a greenlet call in the owner thread runs its queued kills
         done.set()
 
@@ -576,7 +581,7 @@ def test_garbage_greenlet_from_other_thread_is_queued_to_its_thread():
     t.start()
     while not holder:
         pass
-    holder.clear()
+    holder.clear()  # the last reference outside the greenlet's own frames
     gc.collect()
     release.set()
     done.wait(10)

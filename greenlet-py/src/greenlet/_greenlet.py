@@ -217,7 +217,23 @@ def _traced_run(self, *args, **kwargs):
     return self._gr_run(*args, **kwargs)
 
 
-_start_entry = methodcaller("_gr_run_now")
+# The binding calls `callable(cont, *args, **kwargs)` on the first switch. greenlet's run has
+# no frame below it (f_back None), so where methodcaller is vectorcall (3.13+) the callable is a
+# methodcaller: all C, and no hidden reference. Before that, calling a methodcaller builds an
+# argument tuple on the C stack that keeps the greenlet alive for good (the GC cannot see it),
+# so a small Python entry frame calls run instead.
+_RUN_WITHOUT_FRAME = bool(methodcaller.__flags__ & (1 << 11))  # Py_TPFLAGS_HAVE_VECTORCALL
+
+
+def _entry(self, *args, **kwargs):
+    return self._gr_run_now(*args, **kwargs)
+
+
+def _bind(target, args, kwargs):
+    if _RUN_WITHOUT_FRAME:
+        _continulet.__init__(target, methodcaller("_gr_run_now", *args, **kwargs))
+    else:
+        _continulet.__init__(target, _entry, *args, **kwargs)
 
 
 def _switch(cur, ts, target, args, exc):
@@ -262,10 +278,7 @@ def _switch(cur, ts, target, args, exc):
                 a, kw = args, {}
             if ts.trace is not None:
                 target._gr_run_now = _traced_run.__get__(target)
-                entry = methodcaller("_gr_run_now", *a, **kw)
-            else:
-                entry = methodcaller("_gr_run_now", *a, **kw) if a or kw else _start_entry
-            _continulet.__init__(target, entry)
+            _bind(target, a, kw)
             if target._gr_ctx is not None:
                 _set_context(target._gr_ctx, target)
             target._gr_ts = ts
@@ -631,7 +644,7 @@ def _resumed_slow(ts, cur, value):
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
     greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
-    _switch, _resumed_with_exception, _resumed_slow, _traced_run))
+    _switch, _resumed_with_exception, _resumed_slow, _traced_run, _entry))
 
 
 # greenlet._greenlet's introspection helpers, for code and tests that import them.
