@@ -230,7 +230,7 @@ def _others_can_run(s):
         other = _threads.get(t.ident)
         if other is None:
             foreign = possible = True
-        elif not other.waiting:
+        elif not other.waiting or other.incoming:   # woken but not yet running counts
             possible = True
     return foreign if possible else None
 
