@@ -358,14 +358,14 @@ class tasklet:
         local = s is state()
         if not pending and local:
             s.check_trap()
+        if self._blocked:
+            self._channel._remove(self)
         if not self._started and issubclass(b.type, TaskletExit):
             # Killed before its first run: it dies without running.
             if self in s.queue:
                 s.queue.remove(self)
             self._ended()
             return
-        if self._blocked:
-            self._channel._remove(self)
         self.tempval = b
         if pending or not local:
             self.insert()
