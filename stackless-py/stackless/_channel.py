@@ -2,7 +2,7 @@
 import collections
 
 from . import _pickling
-from ._scheduler import hooks, lock, state
+from ._scheduler import _local, hooks, lock, state
 from ._tasklet import bomb, make_bomb
 
 CLOSED = "Send/receive operation on a closed channel"
@@ -59,7 +59,10 @@ class channel:
 
     def _action(self, direction, value):
         """Send `value` (direction 1) or receive (-1); returns what was received."""
-        s = state()
+        try:
+            s = _local.s
+        except AttributeError:
+            s = state()
         cur = s.current
         cb = hooks.channel
         if cb is not None:

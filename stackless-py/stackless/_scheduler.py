@@ -20,6 +20,7 @@ from _continuation import permute
 from .policies import RoundRobin
 
 DEADLOCK = "Deadlock: the last runnable tasklet cannot be blocked."
+bomb = None                    # stackless.bomb, set by _tasklet (which imports us)
 ContinuletExit = getattr(_continuation, "ContinuletExit", None)
 
 lock = threading.Lock()
@@ -90,13 +91,15 @@ class _Thread:
             self.cond.notify()
 
     def pop(self):
+        """The next runnable tasklet, removed from the queue; None if there is none."""
         if self.incoming:
             with lock:
                 incoming, self.incoming = self.incoming, []
             for task in incoming:
                 if task not in self.queue and task is not self.current:
                     self.queue.push(task)
-        return self.queue.pop()
+        queue = self.queue
+        return queue.pop() if queue else None
 
     def runcount(self):
         return 1 + len(self.queue) + len(self.incoming)
@@ -158,20 +161,35 @@ class _Thread:
             self.preempt.entering(target)
 
     def switch(self, cur, target):
-        """Suspend `cur` (queued, blocked or paused) and run `target`."""
-        if target is cur:
-            return cur._resumed()
-        if self.preempt is not None and self.preempt.stop:
-            target = self.preempt.soft_stop(cur, target)
-        self._enter(cur, target)
-        if cur is self.main:
-            self._from_main(target)
-        elif target._cont is None:
-            self.starting = target
-            cur._cont.switch()          # to main, which starts it
-        else:
-            cur._cont.switch(to=target._cont)
-        return cur._resumed()
+        """Suspend `cur` (queued, blocked or paused) and run `target`; returns
+        the value `cur` is resumed with (its tempval; a bomb raises)."""
+        if target is not cur:
+            if self.preempt is not None and self.preempt.stop:
+                target = self.preempt.soft_stop(cur, target)
+            if hooks.schedule is not None or self.traced or self.preempt is not None:
+                self._enter(cur, target)
+            else:
+                self.current = target
+            if cur is self.main:
+                self._from_main(target)
+            elif target._cont is None:
+                self.starting = target
+                cur._cont.switch()          # to main, which starts it
+            else:
+                cur._cont.switch(to=target._cont)
+        value = cur.tempval
+        if value is not None:
+            cur.tempval = None
+            if type(value) is bomb or isinstance(value, bomb):
+                value.raise_()
+        return value
+
+    def block(self, cur):
+        """`cur` is blocked or paused: run something else until it is resumed."""
+        queue = self.queue
+        if queue and not self.incoming:
+            return self.switch(cur, queue.pop())
+        return self.switch(cur, self.runnable_after(cur))
 
     def _from_main(self, target):
         """Main runs `target`, and starts every tasklet that is handed back to it.
@@ -189,10 +207,6 @@ class _Thread:
                 return
             self.starting = None
 
-    def block(self, cur):
-        """`cur` is blocked or paused: run something else until it is resumed."""
-        return self.switch(cur, self.runnable_after(cur))
-
     def finish(self, task, cont, error):
         """`task` ended (with `error` or None): route the return of its continulet."""
         if error is not None and hooks.error is not None:
@@ -209,7 +223,7 @@ class _Thread:
                 target._channel._remove(target)
             elif target in self.queue:
                 self.queue.remove(target)
-            target.tempval = task._bomb_type(type(error), error, error.__traceback__)
+            target.tempval = bomb(type(error), error, error.__traceback__)
         if self.preempt is not None and self.preempt.stop:
             target = self.preempt.soft_stop(task, target)
         self._enter(task, target)

@@ -7,7 +7,7 @@ import threading
 import _continuation
 from _continuation import continulet
 
-from . import _pickling
+from . import _pickling, _scheduler
 from ._scheduler import ContinuletExit, _local, state, thread_state
 
 _HAS_TEALET = hasattr(_continuation, "get_frame")
@@ -38,6 +38,9 @@ class bomb:
     def __reduce__(self):
         # Tracebacks do not pickle (until frame pickling).
         return type(self), (self.type, self.value, None)
+
+
+_scheduler.bomb = bomb
 
 
 def make_bomb(exc, val=None, tb=None):
@@ -76,7 +79,6 @@ class tasklet:
     __slots__ = ("_thread", "_cont", "func", "_args", "_kwargs", "_started", "_finished",
                  "_blocked", "_channel", "tempval", "atomic", "ignore_nesting", "block_trap",
                  "_trace_function", "_profile_function", "_context", "__dict__", "__weakref__")
-    _bomb_type = bomb
 
     def __new__(cls, *args, **kwargs):
         self = object.__new__(cls)
