@@ -69,7 +69,9 @@ def schedule(retval=None):
         return retval
     s.check_trap()
     queue.push(cur)
+    cur._queued = True
     task = s.pop() if s.incoming else queue.pop()   # the policy may pick the caller again
+    task._queued = False
     if task is cur:
         return retval
     cur.tempval = retval
@@ -103,8 +105,7 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
     preempt = None
     if timeout > 0 and s.preempt is None:      # nested runs: the outermost timeout counts
         preempt = Preemption(s, watchdog, timeout, soft, totaltimeout)
-    if cur in s.queue:
-        s.queue.remove(cur)
+    s.dequeue(cur)
     s.watchdogs.append(watchdog)
     if preempt is not None:
         preempt.install()

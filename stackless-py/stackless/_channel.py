@@ -103,14 +103,16 @@ class channel:
         if not local:
             partner._thread.push_remote(partner)
         elif self.schedule_all:
-            s.queue.push(partner)
-            s.queue.push(cur)
+            s.enqueue(partner)
+            s.enqueue(cur)
             s.switch(cur, s.pop())
         elif self.preference == -direction:
             s.queue.push(cur)
+            cur._queued = True
             s.switch(cur, partner)
         else:
             s.queue.push(partner)
+            partner._queued = True
         if isinstance(value, bomb):
             value.raise_()
         return value

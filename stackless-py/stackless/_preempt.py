@@ -96,6 +96,7 @@ class Preemption:
         self.watchdog.stopped = True
         if target is not cur:
             self.s.queue.push_next(target)
+            target._queued = True
         return wd
 
 

@@ -88,6 +88,7 @@ class _Thread:
         """Make `task` (of this thread) runnable from another thread."""
         with lock:
             self.incoming.append(task)
+            task._queued = True
             self.cond.notify()
 
     def pop(self):
@@ -96,10 +97,27 @@ class _Thread:
             with lock:
                 incoming, self.incoming = self.incoming, []
             for task in incoming:
-                if task not in self.queue and task is not self.current:
-                    self.queue.push(task)
+                self.queue.push(task)
         queue = self.queue
-        return queue.pop() if queue else None
+        if not queue:
+            return None
+        task = queue.pop()
+        task._queued = False
+        return task
+
+    def enqueue(self, task):
+        self.queue.push(task)
+        task._queued = True
+
+    def dequeue(self, task):
+        """Take `task` out of the run queue if it is there."""
+        if task._queued:
+            if task in self.incoming:
+                with lock:
+                    self.incoming.remove(task)
+            else:
+                self.queue.remove(task)
+            task._queued = False
 
     def runcount(self):
         return 1 + len(self.queue) + len(self.incoming)
@@ -188,7 +206,9 @@ class _Thread:
         """`cur` is blocked or paused: run something else until it is resumed."""
         queue = self.queue
         if queue and not self.incoming:
-            return self.switch(cur, queue.pop())
+            task = queue.pop()
+            task._queued = False
+            return self.switch(cur, task)
         return self.switch(cur, self.runnable_after(cur))
 
     def _from_main(self, target):
@@ -221,8 +241,8 @@ class _Thread:
             target = self.wakeup_task()
             if target._blocked:
                 target._channel._remove(target)
-            elif target in self.queue:
-                self.queue.remove(target)
+            else:
+                self.dequeue(target)
             target.tempval = bomb(type(error), error, error.__traceback__)
         if self.preempt is not None and self.preempt.stop:
             target = self.preempt.soft_stop(task, target)

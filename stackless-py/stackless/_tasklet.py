@@ -77,7 +77,7 @@ class tasklet:
     """A micro-thread: a function run on its own stack by the scheduler."""
 
     __slots__ = ("_thread", "_cont", "func", "_args", "_kwargs", "_started", "_finished",
-                 "_blocked", "_channel", "tempval", "atomic", "ignore_nesting", "block_trap",
+                 "_blocked", "_channel", "_queued", "tempval", "atomic", "ignore_nesting", "block_trap",
                  "_trace_function", "_profile_function", "_context", "__dict__", "__weakref__")
 
     def __new__(cls, *args, **kwargs):
@@ -96,7 +96,7 @@ class tasklet:
         self._thread, self._cont = thread, cont
         self.func = self._args = self._kwargs = None
         self._started = self._finished = False
-        self._blocked, self._channel = 0, None
+        self._blocked, self._channel, self._queued = 0, None, False
         self.tempval = None
         self.atomic = self.ignore_nesting = self.block_trap = False
         self._trace_function = self._profile_function = None
@@ -156,7 +156,7 @@ class tasklet:
     @property
     def scheduled(self):
         s = self._thread
-        return bool(self._blocked) or self is s.current or self in s.queue or self in s.incoming
+        return bool(self._blocked) or self._queued or self is s.current
 
     @property
     def paused(self):
@@ -166,7 +166,7 @@ class tasklet:
         s = self._thread
         if self._blocked:
             return self._channel._waiting()
-        if self is s.current or self in s.queue:
+        if self is s.current or self._queued:
             return [s.current] + list(s.queue)
         return None
 
@@ -282,7 +282,7 @@ class tasklet:
         if not self.scheduled:
             s = self._thread
             if s is state():
-                s.queue.push(self)
+                s.enqueue(self)
             else:
                 s.push_remote(self)
         return self
@@ -292,8 +292,7 @@ class tasklet:
             raise RuntimeError("You cannot remove a blocked tasklet.")
         if self is self._thread.current:
             raise RuntimeError("The current tasklet cannot be removed.")
-        if self in self._thread.queue:
-            self._thread.queue.remove(self)
+        self._thread.dequeue(self)
         return self
 
     def bind_thread(self, thread_id=None):
@@ -322,10 +321,10 @@ class tasklet:
         if self._blocked:
             raise RuntimeError("You cannot run a blocked tasklet")
         s.check_trap()
-        if self in s.queue:
-            s.queue.remove(self)
+        s.dequeue(self)
         if not pause:
             s.queue.push_next(cur)
+            cur._queued = True
         s.switch(cur, self)
 
     def run(self):
@@ -364,8 +363,7 @@ class tasklet:
             self._channel._remove(self)
         if not self._started and issubclass(b.type, TaskletExit):
             # Killed before its first run: it dies without running.
-            if self in s.queue:
-                s.queue.remove(self)
+            s.dequeue(self)
             self._ended()
             return
         self.tempval = b
