@@ -33,7 +33,13 @@ def greenlet_stackless():
             self.func = func
 
         def __call__(self, *args):
-            g = greenlet(lambda: self.func(*args), parent=main)
+            # Started at once from main and parked: a greenlet inherits the
+            # recursion depth of whoever starts it (as a continulet does).
+            def start():
+                main.switch()
+                self.func(*args)
+            g = greenlet(start, parent=main)
+            g.switch()
             queue.append(g)
             return g
 
