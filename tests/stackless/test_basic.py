@@ -276,8 +276,6 @@ def test_schedule_callback():
     assert seen[0] == (m, t)
 
 
-@pytest.mark.xfail(strict=True, reason="binding defect: a suspended continulet is never garbage-"
-                   "collected (fixed on branch gc, arrives with `git merge main`)")
 def test_garbage_tasklet_is_killed():
     import gc
     log = []
