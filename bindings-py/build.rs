@@ -1,4 +1,4 @@
-//! Compiles csrc/pystate.c against the internal headers of the Python being built for.
+//! Compiles csrc/pystate.c and csrc/frames.c against the internal headers of the Python being built for.
 use std::process::Command;
 
 fn main() {
@@ -12,10 +12,12 @@ fn main() {
     let include = String::from_utf8(out.stdout).expect("utf-8 path").trim().to_owned();
     cc::Build::new()
         .file("csrc/pystate.c")
+        .file("csrc/frames.c")
         .include(&include)
         .include(format!("{include}/internal"))
         .warnings(true)
         .compile("tealet_pystate");
     println!("cargo:rerun-if-changed=csrc/pystate.c");
+    println!("cargo:rerun-if-changed=csrc/frames.c");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
 }

@@ -457,3 +457,24 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 #endif
     return 0;
 }
+
+/* For frames.c: the top heap frame of a suspended continuation (3.11+; NULL before), and the
+ * handled exception it resumes with (borrowed; NULL or None when there is none). */
+void *tpy_frames_head(tpy_state *s)
+{
+#if V312
+    return s->heap_head;
+#elif V311
+    return s->current_frame;
+#else
+    (void)s;
+    return NULL;
+#endif
+}
+
+PyObject *tpy_handled_exception(tpy_state *s)
+{
+    _PyErr_StackItem *item = s->exc_info;
+    if (!item || item == &PyThreadState_Get()->exc_state) item = &s->exc_state;
+    return item->exc_value;
+}

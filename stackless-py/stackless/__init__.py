@@ -173,12 +173,15 @@ def _state():
         return _local.state
 
 
-def _bootstrap(cont, task):
+def _bootstrap(cont, task, resume=None):
     s = task._thread
     error = None
     try:
-        task._resumed()
-        task.func(*task._args, **task._kwargs)
+        if resume is not None:      # a tasklet loaded from a pickle mid-run (_pickling)
+            resume(cont)
+        else:
+            task._resumed()
+            task.func(*task._args, **task._kwargs)
     except TaskletExit:
         pass
     except BaseException as exc:
@@ -253,7 +256,7 @@ class tasklet:
     blocked = property(lambda self: self._blocked)
     is_main = property(lambda self: self is self._thread.main)
     is_current = property(lambda self: self is self._thread.current)
-    restorable = property(lambda self: not self._started or self._finished)
+    restorable = property(lambda self: _pickling.restorable(self))
     thread_id = property(lambda self: self._thread.ident if self._thread.alive() else -1)
     #: Honest values for interpreter internals with no meaning here.
     nesting_level = property(lambda self: 0)
@@ -421,21 +424,12 @@ class tasklet:
     def context_id(self):
         return id(self._context)
 
-    # -- pickling: only states without frames until frame pickling lands --
+    # -- pickling, also of tasklets suspended mid-run (see _pickling) --
     def __reduce__(self):
-        if self._started and not self._finished:
-            raise RuntimeError("cannot pickle a tasklet suspended mid-run "
-                               "(pickling running tasklets needs frame pickling)")
-        if self is self._thread.current:
-            raise RuntimeError("cannot pickle the current tasklet")
-        state = (self.func, self._args, self._kwargs, self._finished, self.tempval,
-                 self.atomic, self.block_trap, self.ignore_nesting)
-        return type(self), (), state, None, None
+        return _pickling.reduce_tasklet(self)
 
     def __setstate__(self, state):
-        (self.func, self._args, self._kwargs, self._finished, self.tempval,
-         self.atomic, self.block_trap, self.ignore_nesting) = state
-        self._started = self._finished
+        _pickling.setstate_tasklet(self, state)
 
     def __repr__(self):
         return "<tasklet %s%s>" % (
@@ -737,3 +731,6 @@ def set_run_queue(policy):
         policy.push(task)
     s.queue = policy
     return old
+
+
+from . import _pickling  # noqa: E402  (it uses the names above)
