@@ -52,8 +52,22 @@ class _Tag:
 
 # -- functions and cells ------------------------------------------------------------------
 
+def _code_parts(code):
+    yield code.co_code
+    yield repr((code.co_names, code.co_varnames, code.co_cellvars, code.co_freevars)).encode()
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            yield from _code_parts(c)
+        else:
+            yield repr(sorted(map(repr, c)) if isinstance(c, frozenset) else c).encode()
+
+
 def _digest(code):
-    return hashlib.sha256(marshal.dumps(code)).hexdigest()[:32]
+    """Identifies bytecode across processes (marshal output depends on refcounts)."""
+    h = hashlib.sha256()
+    for part in _code_parts(code):
+        h.update(len(part).to_bytes(8, "little") + part)
+    return h.hexdigest()[:32]
 
 
 def _by_reference(func):

@@ -18,3 +18,13 @@ def run_py(cwd, source, *args, check=True):
     if check:
         assert r.returncode == 0, r.stdout + r.stderr
     return r
+
+
+def checkpoint_and_resume(cwd, source):
+    """Runs `source` with "dump" (runs to a checkpoint, pickles, prints a marker, goes on) and
+    then with "load" in a fresh process. Returns (what the dumping process printed after the
+    marker, what the loading process printed)."""
+    first = run_py(cwd, source, "dump").stdout
+    assert "--- checkpoint\n" in first, first
+    second = run_py(cwd, source, "load").stdout
+    return first.split("--- checkpoint\n", 1)[1], second
