@@ -293,6 +293,9 @@ PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, 
     }
     Py_DECREF(seq);
     PyThreadState *ts = PyThreadState_Get();
+    /* The pending containers form the logical chain down to our caller. */
+    for (Py_ssize_t k = 0; k < n; k++)
+        ((iframe *)gens[k]->gi_iframe)->previous = k + 1 < n ? (iframe *)gens[k + 1]->gi_iframe : *HEAD(ts);
     if (handled != Py_None) PyErr_SetHandledException(handled);
     PyObject *value = PyObject_CallNoArgs(first), *exc = value ? NULL : take_exc();
     for (Py_ssize_t k = 0; k < n; k++) {
