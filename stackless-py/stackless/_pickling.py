@@ -170,19 +170,24 @@ def _where(code, offset):
 
 def _call_site(code, offset):
     """Names what runs at `offset` (the call into C): its source text and opcode."""
-    for ins in dis.get_instructions(code):
-        if ins.offset == offset:
-            break
-    else:
+    instrs = list(dis.get_instructions(code))
+    at = [n for n, ins in enumerate(instrs) if ins.offset == offset]
+    if not at:
         return "an instruction at offset %d" % offset
+    ins = instrs[at[0]]
+    source = ins
+    if ins.opname == "FOR_ITER" and at[0] > 1 and instrs[at[0] - 1].opname == "GET_ITER":
+        source = instrs[at[0] - 2]      # what produced the iterable (its positions are its text)
     text = None
-    pos = ins.positions
+    pos = source.positions
     if pos and pos.lineno is not None and pos.lineno == pos.end_lineno:
         src = linecache.getline(code.co_filename, pos.lineno)
         text = src[pos.col_offset:pos.end_col_offset] or None
     if text and ins.opname.startswith(("CALL", "PRECALL")):
         callee = text.split("(", 1)[0].strip()
         return "the C function %s (called as `%s`, %s)" % (callee, text, ins.opname)
+    if text and ins.opname == "FOR_ITER":
+        return "the C iterator of `%s` (FOR_ITER)" % text
     return "C code behind `%s` (%s)" % (text or "?", ins.opname)
 
 
@@ -284,7 +289,8 @@ def reduce_tasklet(task):
     if task is s.current:
         raise RuntimeError("cannot pickle the current tasklet")
     frames = capture(task) if task._started and not task._finished else None
-    state = (_Tag(), task.func, task._args, task._kwargs, task._finished, task.tempval,
+    state = (_Tag(), _wrap(task.func), _wrap(task._args), _wrap(task._kwargs), task._finished,
+             _wrap(task.tempval),
              task.atomic, task.block_trap, task.ignore_nesting, frames)
     return type(task), (), state
 
