@@ -62,6 +62,7 @@ def _code_parts(code):
             yield repr(sorted(map(repr, c)) if isinstance(c, frozenset) else c).encode()
 
 
+@functools.lru_cache(maxsize=4096)
 def _digest(code):
     """Identifies bytecode across processes (marshal output depends on refcounts)."""
     h = hashlib.sha256()
@@ -191,6 +192,7 @@ def _call_site(code, offset):
     return "C code behind `%s` (%s)" % (text or "?", ins.opname)
 
 
+@functools.lru_cache(maxsize=4096)
 def _live_slots(code, offset):
     """Fast-local slots that may be read from `offset` on (a conservative liveness analysis)."""
     instrs = list(dis.get_instructions(code))
@@ -235,7 +237,7 @@ def _live_slots(code, offset):
             new = uses[n] | (out - defs[n])
             if new != live[n]:
                 live[n], changed = new, True
-    return {names.index(v) for v in live[at[offset]] if v in names}
+    return frozenset(names.index(v) for v in live[at[offset]] if v in names)
 
 
 def _drop_dead(record):
