@@ -290,7 +290,9 @@ def reduce_tasklet(task):
         return getmain, ()
     if task is s.current:
         raise RuntimeError("cannot pickle the current tasklet")
-    frames = capture(task) if task._started and not task._finished else None
+    frames = None
+    if task._started and not task._finished:
+        frames = task.__dict__.get("_loaded_frames") or capture(task)
     state = (_Tag(), _wrap(task.func), _wrap(task._args), _wrap(task._kwargs), task._finished,
              _wrap(task.tempval),
              task.atomic, task.block_trap, task.ignore_nesting, frames)
@@ -303,10 +305,17 @@ def setstate_tasklet(task, state):
     task._started = task._finished or frames is not None
     if frames is not None:
         records, handled = frames
+        # Until it runs, pickling it again reuses what was loaded.
+        task._loaded_frames = tuple(_Frame(r) for r in records), handled
         resume = functools.partial(_continuation.resume_frames, records=records,
-                                   first=task._resumed, handled=handled)
+                                   first=functools.partial(_first_run, task), handled=handled)
         task._cont = _continuation.continulet(_bootstrap, task, resume)
         _continuation.set_context(task._context, task._cont)
+
+
+def _first_run(task):
+    del task._loaded_frames
+    return task._resumed()
 
 
 def restorable(task):
@@ -315,6 +324,8 @@ def restorable(task):
         return True
     if task is task._thread.current or task is task._thread.main or not _SUPPORTED:
         return False
+    if "_loaded_frames" in task.__dict__:
+        return True
     try:
         capture(task)
     except pickle.PicklingError:

@@ -90,6 +90,11 @@ REPICKLE = """
         print("--- checkpoint")
         ch.send(1)
         ch.send(2)
+    elif MODE == "again":
+        t, ch = pickle.load(open("p1", "rb"))
+        print("restorable", t.restorable)
+        pickle.dump((t, ch), open("p2", "wb"))
+        sys.exit()
     elif MODE == "middle":
         t, ch = pickle.load(open("p1", "rb"))
         ch.send(1)
@@ -108,6 +113,14 @@ def test_restored_tasklet_pickled_again(tmp_path):
     final = run_py(tmp_path, REPICKLE, "load").stdout
     assert middle == "first 1 [4, 3, 2, 1]\nmain finally\n"   # then killed in that process
     assert final == "second 2\ntotal 3\nmain finally\n"
+    assert middle.splitlines()[0] + "\n" + final == reference
+
+
+def test_restored_tasklet_pickled_again_before_it_ran(tmp_path):
+    reference = run_py(tmp_path, REPICKLE, "dump").stdout.split("--- checkpoint\n")[1]
+    assert run_py(tmp_path, REPICKLE, "again").stdout == "restorable True\n"
+    middle = run_py(tmp_path, REPICKLE, "middle").stdout   # loads p2, the re-pickled copy
+    final = run_py(tmp_path, REPICKLE, "load").stdout
     assert middle.splitlines()[0] + "\n" + final == reference
 
 
