@@ -1,4 +1,4 @@
-//! Compiles csrc/pystate.c and csrc/frames.c against the internal headers of the Python being built for.
+//! Compiles csrc/ (interpreter state, frame capture, bytecode stack analysis) against the internal headers of the Python being built for.
 use std::process::Command;
 
 fn main() {
@@ -13,11 +13,13 @@ fn main() {
     cc::Build::new()
         .file("csrc/pystate.c")
         .file("csrc/frames.c")
+        .file("csrc/stackdepth.c")
         .include(&include)
         .include(format!("{include}/internal"))
         .warnings(true)
+        // an undeclared internal (a macro of another version) must fail the build, not the import
+        .flag_if_supported("-Werror=implicit-function-declaration")
         .compile("tealet_pystate");
-    println!("cargo:rerun-if-changed=csrc/pystate.c");
-    println!("cargo:rerun-if-changed=csrc/frames.c");
+    println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
 }

@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <frameobject.h>
 #include <string.h>
+#include "stackdepth.h"
 #if PY_VERSION_HEX >= 0x030B0000
 #include "internal/pycore_frame.h"
 #endif
@@ -38,6 +39,27 @@ typedef CFrame _PyCFrame;                      /* 3.10 names it CFrame */
  * CPython never frees it; deeper frames make CPython push (and later free) its own chunks. */
 #define TPY_ROOT_CHUNK_SIZE 1024
 #define TPY_CHUNK_CACHE 1024
+
+/* Where a suspended frame is, per version: the index (in code units) of the instruction it is
+ * executing; whether its stack pointer was recorded (3.11+: it called a Python function inline;
+ * 3.12+ mark an unrecorded one with stacktop -1, 3.11 only flags the callee as an entry frame);
+ * and a frame's function (3.11+). */
+#if !V310
+#define TPY_LASTI_UNITS(f) ((f)->f_lasti < 0 ? -1 : (f)->f_lasti / 2)   /* 3.9: byte offset */
+#elif !V311
+#define TPY_LASTI_UNITS(f) ((f)->f_lasti)             /* 3.10: code units */
+#elif !V313
+#define TPY_LASTI_UNITS(f) _PyInterpreterFrame_LASTI(f)   /* 3.11/3.12: prev_instr */
+#else
+#define TPY_LASTI_UNITS(f) ((int)((f)->instr_ptr - _PyCode_CODE((PyCodeObject *)(f)->f_executable)))
+#endif
+#if V311 && !V312
+#define TPY_STACK_RECORDED(f, above) ((above) != NULL && !(above)->is_entry)
+#define TPY_FRAME_FUNC(f) ((PyObject *)(f)->f_func)
+#elif V312
+#define TPY_STACK_RECORDED(f, above) ((f)->stacktop >= 0)
+#define TPY_FRAME_FUNC(f) ((f)->f_funcobj)
+#endif
 
 typedef struct tpy_link { void *frame; void *previous; } tpy_link;
 
@@ -423,25 +445,77 @@ void tpy_set_current_context(PyObject *ctx)
     ts->context_ver++;
 }
 
-/* GC: visits exactly the references a suspended continuation owns. The frames on its data stack
- * (3.11+) own their code, function, locals dict, frame object and fast locals; the value stack
- * is not visited (its top is not recorded while a frame executes), so that part stays
- * conservative. <=3.10 frames are owned by the C stack and traverse themselves. */
+/* GC: visits exactly the references a suspended continuation owns: its exception state, context
+ * and top frame object, and everything its frames own. Frames of the continuation are owned by
+ * its C stack (<=3.10) or its data stack (3.11+), so the GC cannot reach them otherwise; frames
+ * owned by generators are skipped (their generator traverses them).
+ *
+ * The value stacks: a frame that called a Python function inline (3.11+) recorded its stack
+ * pointer. A frame inside a call into C did not; its live entries come from the static stack
+ * depth at its instruction (stackdepth.c), and only where that is exact: all of a call's inputs
+ * while the call is running, which holds for the top frame (it is inside the call that switched
+ * away) and for a frame whose callee frame runs the function in its callable slot; otherwise
+ * (e.g. cleaning up after the call) only the entries below the inputs, and none at instructions
+ * other than calls. What is left out stays uncollectable, never freed early. */
+static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
+                      int (*runs_callee)(PyObject *, void *), void *callee)
+{
+    tsd_instr in;
+    int height, ninputs;
+    if (tsd_instruction(code, index, &in) < 0 || tsd_call_inputs(&in, &height, &ninputs) < 0)
+        return 0;
+    if (height > code->co_stacksize) return 0;
+    if (top) return height;
+    for (int k = height - ninputs; k < height - ninputs + 2 && k < height; k++)
+        if (stack[k] && runs_callee(stack[k], callee)) return height;
+    return height - ninputs;
+}
+
+#if !V311
+/* <=3.10: cleanup after a call releases the inputs top-down, the callable last, so the callable
+ * slot (below a NULL for CALL_METHOD's plain-callable form) still holds it whenever a __del__
+ * switched; a function with the callee frame's code is the callee. */
+static int runs_callee(PyObject *callable, void *callee_code)
+{
+    return PyFunction_Check(callable) && PyFunction_GET_CODE(callable) == (PyObject *)callee_code;
+}
+
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 {
     Py_VISIT(s->top_frame);
     Py_VISIT(s->context);
     Py_VISIT(s->exc_state.exc_value);
-#if !V311
     Py_VISIT(s->exc_state.exc_type);
     Py_VISIT(s->exc_state.exc_traceback);
+    PyFrameObject *above = NULL;
+    for (PyFrameObject *f = s->frame; f; above = f, f = f->f_back) {
+        if (PyObject_GC_IsTracked((PyObject *)f)) continue;   /* a generator's frame traverses itself */
+        int err = Py_TYPE(f)->tp_traverse((PyObject *)f, visit, arg);
+        if (err) return err;
+        PyObject **stack = f->f_valuestack;
+        /* the callable slot is the first input, or the second below CALL_METHOD's NULL */
+        int n = live_stack(f->f_code, TPY_LASTI_UNITS(f), stack, above == NULL, runs_callee,
+                           above ? above->f_code : NULL);
+        for (int i = 0; i < n; i++) Py_VISIT(stack[i]);
+    }
+    return 0;
+}
 #else
+/* 3.11+: the callee frame owns its function; comparing pointers never reads a released slot. */
+static int runs_callee(PyObject *callable, void *callee_func) { return callable == callee_func; }
+
+int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
+{
+    Py_VISIT(s->top_frame);
+    Py_VISIT(s->context);
+    Py_VISIT(s->exc_state.exc_value);
 #if V312
     struct _PyInterpreterFrame *head = s->heap_head;   /* never read C-stack frames */
 #else
     struct _PyInterpreterFrame *head = s->current_frame;
 #endif
-    for (struct _PyInterpreterFrame *f = head; f; f = f->previous) {
+    struct _PyInterpreterFrame *above = NULL;
+    for (struct _PyInterpreterFrame *f = head; f; above = f, f = f->previous) {
         if (f->owner != FRAME_OWNED_BY_THREAD) continue;
 #if V313
         Py_VISIT(f->f_executable);
@@ -459,11 +533,21 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 #endif
         Py_VISIT(f->f_locals);
         Py_VISIT(f->frame_obj);
-        for (int i = 0; i < code->co_nlocalsplus; i++) Py_VISIT(f->localsplus[i]);
+        int nlocals = code->co_nlocalsplus;
+        for (int i = 0; i < nlocals; i++) Py_VISIT(f->localsplus[i]);
+        PyObject **stack = f->localsplus + nlocals;
+        int n;
+        if (TPY_STACK_RECORDED(f, above)) {
+            n = f->stacktop - nlocals;       /* it called a Python function inline */
+        } else {
+            n = live_stack(code, TPY_LASTI_UNITS(f), stack, above == NULL, runs_callee,
+                           above ? (void *)TPY_FRAME_FUNC(above) : NULL);
+        }
+        for (int i = 0; i < n; i++) Py_VISIT(stack[i]);
     }
-#endif
     return 0;
 }
+#endif
 
 /* For frames.c: the top heap frame of a suspended continuation (3.11+; NULL before), and the
  * handled exception it resumes with (borrowed; NULL or None when there is none). */

@@ -37,6 +37,7 @@ enum Payload {
 struct Cont {
     state: *mut TpyState,
     start: Option<Start>,
+    running: Option<Running>,
     owner: Option<Py<Continulet>>,
 }
 
@@ -46,11 +47,51 @@ struct Start {
     kwds: Option<Py<PyDict>>,
 }
 
+/// The call of the callable while it runs: its references live here, where the GC sees them,
+/// rather than on the continuation's C stack.
+struct Running {
+    callable: Py<PyAny>,
+    /// The continulet, the positional arguments, then the keyword values.
+    args: Vec<Py<PyAny>>,
+    kwnames: Option<Py<PyTuple>>,
+}
+
+impl Running {
+    fn new(py: Python<'_>, owner: Py<PyAny>, s: Start) -> PyResult<Running> {
+        let mut args = vec![owner];
+        args.extend(s.args.bind(py).iter().map(|a| a.unbind()));
+        let mut names = Vec::new();
+        if let Some(kwds) = &s.kwds {
+            for (k, v) in kwds.bind(py).iter() {
+                names.push(k);
+                args.push(v.unbind());
+            }
+        }
+        let kwnames = if names.is_empty() { None } else { Some(PyTuple::new(py, names)?.unbind()) };
+        Ok(Running { callable: s.callable, args, kwnames })
+    }
+
+    fn call(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let ptrs: Vec<*mut ffi::PyObject> = self.args.iter().map(|a| a.as_ptr()).collect();
+        let nkw = self.kwnames.as_ref().map_or(0, |k| k.bind(py).len());
+        let kwnames = self.kwnames.as_ref().map_or(ptr::null_mut(), |k| k.as_ptr());
+        // SAFETY: every pointer is kept alive by `self`, which outlives the call; vectorcall
+        // borrows them and returns a new reference or NULL with an exception set.
+        unsafe {
+            let res = ffi::PyObject_Vectorcall(self.callable.as_ptr(), ptrs.as_ptr(), ptrs.len() - nkw, kwnames);
+            Bound::from_owned_ptr_or_err(py, res).map(|r| r.unbind())
+        }
+    }
+}
+
 /// The stored continuation of a continulet. Only touched with the GIL held, in its owner thread.
 struct Slot {
     tealet: Cell<*mut tc::tealet_t>,
     bound: Cell<bool>,
     thread: Cell<u64>,
+    /// ContinuletExit did not finish what it holds: the GC is no longer shown its frames, so
+    /// nothing they use is cleared while they may still run.
+    unkillable: Cell<bool>,
 }
 
 // SAFETY: every access happens with the GIL held (GIL builds only), and switches check the
@@ -92,7 +133,7 @@ fn new_cont(start: Option<Start>) -> PyResult<*mut Cont> {
     if state.is_null() {
         return Err(PyMemoryError::new_err("continulet state"));
     }
-    Ok(Box::into_raw(Box::new(Cont { state, start, owner: None })))
+    Ok(Box::into_raw(Box::new(Cont { state, start, running: None, owner: None })))
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -200,19 +241,26 @@ unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
     // SAFETY: the switcher passed a boxed Payload in *value.
     let payload = *unsafe { Box::from_raw((*value).cast::<Payload>()) };
     // SAFETY: data is this tealet's Cont, only used from this thread.
-    let (start, owner) = unsafe { ((*data).start.take(), (*data).owner.clone_ref_opt(py)) };
+    let start = unsafe { (*data).start.take() };
     let result = match (payload, start) {
         (Payload::Throw(e), _) => Err(e),
         (Payload::Value(v), _) if !v.is_none(py) => {
             Err(PyTypeError::new_err("can't send non-None value to a just-started continulet"))
         }
         (Payload::Value(_), Some(s)) => {
-            let owner = owner.as_ref().expect("started tealet has its continulet");
-            let mut all = vec![owner.clone_ref(py).into_any()];
-            all.extend(s.args.bind(py).iter().map(|a| a.unbind()));
-            PyTuple::new(py, all)
-                .and_then(|args| s.callable.bind(py).call(args, s.kwds.as_ref().map(|k| k.bind(py))))
-                .map(|r| r.unbind())
+            // SAFETY: as above; nothing on this C stack owns a reference while the callable runs.
+            unsafe {
+                let owner = (*data).owner.as_ref().expect("started tealet has its continulet");
+                match Running::new(py, owner.clone_ref(py).into_any(), s) {
+                    Ok(r) => {
+                        (*data).running = Some(r);
+                        let result = (*data).running.as_ref().expect("just set").call(py);
+                        (*data).running = None;
+                        result
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         }
         (Payload::Value(_), None) => Err(error::new_err("continulet started twice")),
     };
@@ -232,15 +280,6 @@ unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
     // SAFETY: value is the core's in/out slot; the target takes the box.
     unsafe { *value = Box::into_raw(Box::new(payload)).cast() };
     target.cast()
-}
-
-trait CloneRefOpt {
-    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<Continulet>>;
-}
-impl CloneRefOpt for Option<Py<Continulet>> {
-    fn clone_ref_opt(&self, py: Python<'_>) -> Option<Py<Continulet>> {
-        self.as_ref().map(|o| o.clone_ref(py))
-    }
 }
 
 #[pyclass(subclass, dict, weakref, module = "_continuation", name = "continulet", frozen)]
@@ -290,7 +329,7 @@ impl Continulet {
     /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
     fn kill(&self, py: Python<'_>) {
         let t = self.slot.tealet.get();
-        if t.is_null() || self.foreign() {
+        if t.is_null() || self.foreign() || self.slot.unkillable.get() {
             return;
         }
         // SAFETY: t is a live tealet of this thread.
@@ -314,6 +353,10 @@ impl Continulet {
             Ok(_) => {}
             Err(e) if e.is_instance_of::<ContinuletExit>(py) => {}
             Err(e) => e.write_unraisable(py, None),
+        }
+        if !self.slot.tealet.get().is_null() {
+            self.slot.unkillable.set(true);
+            error::new_err("ContinuletExit did not finish the continulet; it is leaked").write_unraisable(py, None);
         }
     }
 }
@@ -357,7 +400,14 @@ impl Continulet {
     #[new]
     #[pyo3(signature = (*_args, **_kwds))]
     fn new(_args: &Bound<'_, PyTuple>, _kwds: Option<&Bound<'_, PyDict>>) -> Self {
-        Continulet { slot: Slot { tealet: Cell::new(ptr::null_mut()), bound: Cell::new(false), thread: Cell::new(0) } }
+        Continulet {
+            slot: Slot {
+                tealet: Cell::new(ptr::null_mut()),
+                bound: Cell::new(false),
+                thread: Cell::new(0),
+                unkillable: Cell::new(false),
+            },
+        }
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
@@ -388,10 +438,11 @@ impl Continulet {
     }
 
     #[pyo3(signature = (value = None, to = None))]
-    fn switch(slf: &Bound<'_, Self>, value: Option<Py<PyAny>>, to: Option<Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
+    fn switch(slf: &Bound<'_, Self>, value: Option<Py<PyAny>>, to: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
+        // Arguments are borrowed from the caller's stack: a suspended switch owns no hidden reference.
         let py = slf.py();
         let value = value.unwrap_or_else(|| py.None());
-        Self::exchange(py, slf.get(), to.as_ref().map(|t| t.get()), Payload::Value(value))
+        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::Value(value))
     }
 
     #[pyo3(signature = (r#type, value = None, tb = None, to = None))]
@@ -400,11 +451,11 @@ impl Continulet {
         r#type: &Bound<'_, PyAny>,
         value: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
-        to: Option<Bound<'_, Continulet>>,
+        to: Option<&Bound<'_, Continulet>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let err = make_exception(py, r#type, value, tb)?;
-        Self::exchange(py, slf.get(), to.as_ref().map(|t| t.get()), Payload::Throw(err))
+        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::Throw(err))
     }
 
     fn is_pending(&self) -> bool {
@@ -422,7 +473,7 @@ impl Continulet {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         let t = self.slot.tealet.get();
-        if t.is_null() || self.foreign() || MAIN.with(|m| m.get()) == t {
+        if t.is_null() || self.foreign() || self.slot.unkillable.get() || MAIN.with(|m| m.get()) == t {
             return Ok(());
         }
         // SAFETY: t is a tealet of this thread; its Cont is alive while the tealet is.
@@ -439,6 +490,13 @@ impl Continulet {
             visit.call(&s.args)?;
             visit.call(&s.kwds)?;
         }
+        if let Some(r) = &data.running {
+            visit.call(&r.callable)?;
+            for a in &r.args {
+                visit.call(a)?;
+            }
+            visit.call(&r.kwnames)?;
+        }
         visit.call(&data.owner)?;
         let mut v = Visiting { visit, failed: None };
         // SAFETY: tpy_traverse only visits references this suspended continuation owns.
@@ -450,6 +508,31 @@ impl Continulet {
         // SAFETY: called by the GC with the GIL held.
         let py = unsafe { Python::assume_attached() };
         self.kill(py);
+    }
+}
+
+/// tp_finalize: unwinds a pending continuation held by a continulet that became garbage.
+unsafe extern "C" fn continulet_finalize(obj: *mut ffi::PyObject) {
+    let finalize = |py: Python<'_>| {
+        // SAFETY: CPython calls tp_finalize on a live object, which outlives this call.
+        let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
+        let Ok(c) = obj.cast::<Continulet>() else { return };
+        let saved = PyErr::take(py);
+        c.get().kill(py);
+        if let Some(e) = saved {
+            e.restore(py);
+        }
+    };
+    // SAFETY: Py_IsInitialized only reads a runtime flag; the GC runs with the GIL held.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        // attach (not assume_attached): the GC calls this outside any pyo3 frame, and pyo3 defers
+        // the decrefs of an unattached thread, which would keep the garbage alive past this collection.
+        Python::attach(finalize);
+    } else {
+        // The final collections of Py_FinalizeEx run after the runtime reports itself uninitialized
+        // (3.12+), where attach would panic; deferred decrefs no longer matter then.
+        // SAFETY: the GC calls tp_finalize with the GIL held.
+        finalize(unsafe { Python::assume_attached() });
     }
 }
 
@@ -606,10 +689,44 @@ fn stack_saved(cont: &Bound<'_, Continulet>) -> usize {
     unsafe { tc::tealet_stack_saved(t) }
 }
 
+/// _stack_depths(code): [(index, opcode, oparg, depth)] for every reachable instruction, from the
+/// static analysis the GC (and pickling) rely on; private, for checking it against `dis`.
+#[pyfunction]
+fn _stack_depths(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, i32, i32, i32)>> {
+    // SAFETY: a type check on a live object.
+    if unsafe { ffi::PyCode_Check(code.as_ptr()) } == 0 {
+        return Err(PyTypeError::new_err("_stack_depths() expects a code object"));
+    }
+    let _ = py;
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        let mut ins = TsdInstr { index: 0, opcode: 0, oparg: 0, depth: 0 };
+        // SAFETY: code is a live code object; tsd_instruction only reads it (and caches its table).
+        if unsafe { tsd_instruction(code.as_ptr(), i, &mut ins) } < 0 {
+            // unreachable units and the end both stop here: skip ahead until past the end
+            if unsafe { tsd_code_units(code.as_ptr()) } <= i {
+                break;
+            }
+            i += 1;
+            continue;
+        }
+        if out.last().map_or(true, |l: &(i32, i32, i32, i32)| l.0 != ins.index) {
+            out.push((ins.index, ins.opcode, ins.oparg, ins.depth));
+        }
+        i = ins.index + 1;
+    }
+    Ok(out)
+}
+
 #[pymodule]
 fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Continulet>()?;
+    // SAFETY: the type object was just created and no instance or subclass exists yet; a heap
+    // type's slots may be filled in before use. The GC calls tp_finalize on garbage before it
+    // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
+    unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
     m.add("error", py.get_type::<error>())?;
     m.add("ContinuletExit", py.get_type::<ContinuletExit>())?;
     m.add_function(wrap_pyfunction!(permute, m)?)?;
@@ -618,5 +735,6 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_context, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     frames::register(m)?;
+    m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Rust face of csrc/pystate.c: the per-continuation interpreter state (opaque, owned by C).
+//! Rust face of csrc/: the per-continuation interpreter state (pystate.c, opaque, owned by C)
+//! and the bytecode stack analysis (stackdepth.c).
 use pyo3::ffi;
 use std::os::raw::{c_int, c_void};
 
@@ -7,7 +8,18 @@ pub struct TpyState {
     _opaque: [u8; 0],
 }
 
+/// One instruction as csrc/stackdepth.c describes it.
+#[repr(C)]
+pub struct TsdInstr {
+    pub index: c_int,
+    pub opcode: c_int,
+    pub oparg: c_int,
+    pub depth: c_int,
+}
+
 extern "C" {
+    pub fn tsd_instruction(code: *mut ffi::PyObject, index: c_int, out: *mut TsdInstr) -> c_int;
+    pub fn tsd_code_units(code: *mut ffi::PyObject) -> c_int;
     pub fn tpy_state_new() -> *mut TpyState;
     pub fn tpy_state_free(s: *mut TpyState);
     pub fn tpy_save(s: *mut TpyState) -> c_int;

@@ -1,17 +1,18 @@
-"""Pickling of tasklets suspended mid-run ("pickled program state"), CPython 3.11-3.13.
+"""Pickling of tasklets and channels, including tasklets suspended mid-run.
 
-A suspended tasklet's stack is `_bootstrap` -> user frames -> library frames -> `_Thread.switch`
-(the switch point). `_continuation.capture_frames` turns the frames between those two into
-plain records; the pickle carries them with the tasklet. Loading builds a tasklet whose
-continulet runs `_bootstrap(cont, task, resume)`, where `resume` resumes the records innermost
-first with what `_Thread.switch` would have returned (`task._resumed()`: the value, or the
-pending exception raised inside the innermost frame).
+Unstarted tasklets (bound, with arguments), finished tasklets, channels with their queues of
+blocked tasklets and bombs pickle as plain state. A tasklet suspended mid-run (CPython 3.11-3.13)
+also carries its frames: its stack is `_bootstrap` -> user frames -> library frames ->
+`_Thread.switch` (the switch point), and `_continuation.capture_frames` turns the frames in
+between into plain records (`reduce_frames`). Loading gives the tasklet a continulet running
+`_bootstrap(cont, task, resume)`, where `resume` resumes the records innermost first with what
+`_Thread.switch` would have returned: `task._resumed()`, the value or the pending exception
+raised inside the innermost frame (`restore_frames`).
 
-Rules (as Stackless): the pickle is tied to the bytecode magic and the code of every function
-on the stack (functions by reference plus a digest of their bytecode; lambdas and closures by
-value); a stack crossing C code is refused when pickling, naming the call in the way; the
-current tasklet cannot be pickled; the main tasklet pickles as a reference to the loading
-thread's main tasklet.
+Rules (as Stackless): a pickle with frames is tied to the bytecode magic and to the code of every
+function on the stack (functions by reference plus a digest of their bytecode; lambdas and
+closures by value); a stack crossing C code is refused when pickling, naming the call in the
+way; the current and main tasklets cannot be pickled.
 """
 import copyreg
 import dis
@@ -21,17 +22,18 @@ import importlib
 import importlib.util
 import linecache
 import marshal
+import os
 import pickle
 import sys
 import types
 
 import _continuation
 
-from . import _bootstrap, _state, _Thread, getmain, tasklet
+from ._scheduler import _Thread, state
 
 TAG = (importlib.util.MAGIC_NUMBER, sys.implementation.cache_tag)
 _SUPPORTED = (3, 11) <= sys.version_info[:2] <= (3, 13)
-_LIBRARY_FILE = _bootstrap.__code__.co_filename
+_LIBRARY_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _check_tag(tag):
@@ -138,7 +140,7 @@ def _reduce_cell(cell):
 
 
 copyreg.pickle(types.CellType, _reduce_cell)
-_Thread.__reduce__ = lambda self: (_state, ())
+_Thread.__reduce__ = lambda self: (state, ())
 
 
 # -- frames -------------------------------------------------------------------------------
@@ -256,6 +258,7 @@ def _drop_dead(record):
 
 def capture(task):
     """(records, handled) of a suspended tasklet; PicklingError if it crosses C code."""
+    from ._tasklet import _bootstrap
     if not _SUPPORTED:
         raise NotImplementedError(
             "pickling a running tasklet needs CPython 3.11, 3.12 or 3.13; this is CPython %d.%d"
@@ -266,7 +269,7 @@ def capture(task):
     for i, rec in enumerate(records):
         kind, code, func, offset = rec[:4]
         if kind == "frame":
-            out.append(_drop_dead(rec) if code.co_filename == _LIBRARY_FILE else rec)
+            out.append(_drop_dead(rec) if os.path.dirname(code.co_filename) == _LIBRARY_DIR else rec)
             continue
         if kind == "c-call":
             why = "is inside a call to %s" % _call_site(code, offset)
@@ -282,44 +285,10 @@ def capture(task):
     return tuple(_Frame(r) for r in out), handled
 
 
-# -- the tasklet hooks (called from stackless.tasklet) --------------------------------------
-
-def reduce_tasklet(task):
-    s = task._thread
-    if task is s.main:
-        return getmain, ()
-    if task is s.current:
-        raise RuntimeError("cannot pickle the current tasklet")
-    frames = None
-    if task._started and not task._finished:
-        frames = task.__dict__.get("_loaded_frames") or capture(task)
-    state = (_Tag(), _wrap(task.func), _wrap(task._args), _wrap(task._kwargs), task._finished,
-             _wrap(task.tempval),
-             task.atomic, task.block_trap, task.ignore_nesting, frames)
-    return type(task), (), state
-
-
-def setstate_tasklet(task, state):
-    (_, task.func, task._args, task._kwargs, task._finished, task.tempval,
-     task.atomic, task.block_trap, task.ignore_nesting, frames) = state
-    task._started = task._finished or frames is not None
-    if frames is not None:
-        records, handled = frames
-        # Until it runs, pickling it again reuses what was loaded.
-        task._loaded_frames = tuple(_Frame(r) for r in records), handled
-        resume = functools.partial(_continuation.resume_frames, records=records,
-                                   first=functools.partial(_first_run, task), handled=handled)
-        task._cont = _continuation.continulet(_bootstrap, task, resume)
-        _continuation.set_context(task._context, task._cont)
-
-
-def _first_run(task):
-    del task._loaded_frames
-    return task._resumed()
-
+# -- the seams called by tasklet and channel ----------------------------------------------
 
 def restorable(task):
-    """Whether `task` would come back to life from a pickle."""
+    """Whether unpickling `task` gives back a tasklet that can run on."""
     if not task._started or task._finished:
         return True
     if task is task._thread.current or task is task._thread.main or not _SUPPORTED:
@@ -331,3 +300,66 @@ def restorable(task):
     except pickle.PicklingError:
         return False
     return True
+
+
+def reduce_frames(task):
+    """The picklable state of a suspended tasklet's frames."""
+    loaded = task.__dict__.get("_loaded_frames")      # restored, not run since
+    records, handled = loaded or capture(task)
+    return _Tag(), records, handled
+
+
+def restore_frames(task, frames):
+    """Give `task` back the frames that `reduce_frames` produced: it comes back paused."""
+    from ._tasklet import _bootstrap
+    _, records, handled = frames
+    task._loaded_frames = tuple(_Frame(r) for r in records), handled
+    resume = functools.partial(_continuation.resume_frames, records=records,
+                               first=functools.partial(_first_run, task), handled=handled)
+    task._started = True
+    task._cont = _continuation.continulet(_bootstrap, task, resume)
+    _continuation.set_context(task._get_context(), task._cont)
+
+
+def _first_run(task):
+    del task._loaded_frames
+    return task._resumed()
+
+
+def reduce_tasklet(task):
+    if task is task._thread.current:
+        raise RuntimeError("cannot pickle the current tasklet")
+    if task is task._thread.main:
+        raise RuntimeError("cannot pickle a main tasklet")
+    frames = reduce_frames(task) if task._started and not task._finished else None
+    flags = (task.atomic, task.block_trap, task.ignore_nesting)
+    state = (_wrap(task.func), _wrap(task._args), _wrap(task._kwargs), task._finished,
+             _wrap(task.tempval), flags, task._blocked, frames)
+    return type(task), (), state
+
+
+def setstate_tasklet(task, state):
+    """Restore a tasklet into the unpickling thread; it comes back paused
+    (a channel's __setstate__ re-blocks those it held)."""
+    (task.func, task._args, task._kwargs, finished, task.tempval,
+     (task.atomic, task.block_trap, task.ignore_nesting), _blocked, frames) = state
+    task._started = task._finished = finished
+    if frames is not None:
+        restore_frames(task, frames)
+
+
+def reduce_channel(ch):
+    flags = (ch.preference, ch.schedule_all, ch.closing)
+    return type(ch), (), (ch.balance, flags, ch._waiting())
+
+
+def setstate_channel(ch, state):
+    from ._scheduler import lock
+    balance, (ch.preference, ch.schedule_all, ch.closing), tasks = state
+    direction = 1 if balance > 0 else -1
+    with lock:
+        for task in tasks:
+            ch._queue.append(task)
+            task._blocked, task._channel = direction, ch
+            task._thread.nblocked += 1
+        ch.balance = direction * len(tasks)

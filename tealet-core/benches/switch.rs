@@ -10,9 +10,10 @@ use tealet_core::*;
 unsafe extern "C" fn bounce(_me: *mut tealet_t, _a: *mut c_void, v: *mut *mut c_void) -> *mut tealet_t {
     // SAFETY: main is live for the whole benchmark.
     unsafe {
+        let main = tealet_main();
         let mut x = *v;
         loop {
-            tealet_switch(tealet_main(), &mut x);
+            tealet_switch(main, &mut x);
         }
     }
 }
@@ -108,8 +109,12 @@ fn contention(c: &mut Criterion) {
             }
         })
     });
-    // SAFETY: suspended on the same region, so one of them is on the heap.
-    assert!(unsafe { tealet_stack_saved(a) } >= 1024);
+    // SAFETY: both loop forever; after this round trip `a` sits on the heap.
+    unsafe {
+        tealet_switch(a, null_mut());
+        tealet_switch(b, null_mut());
+        assert!(tealet_stack_saved(a) >= 1024);
+    }
     for t in fillers {
         // SAFETY: new tealets of this thread.
         unsafe { tealet_free(t) };

@@ -95,34 +95,23 @@ pub unsafe extern "C" fn tealet_create(
 /// `value` may be NULL (passes NULL, drops the received value).
 #[no_mangle]
 pub unsafe extern "C" fn tealet_switch(target: *mut tealet_t, value: *mut *mut c_void) -> c_int {
-    let ts = t::thread_state();
-    let rc = t::check_target(ts, target);
-    if rc != TEALET_OK {
-        return rc;
-    }
-    // SAFETY: a non-null `value` is readable and writable (the caller's promise).
-    let v = if value.is_null() { null_mut() } else { unsafe { *value } };
-    match t::switch_to(ts, target, v, false) {
-        Ok(back) => {
-            if !value.is_null() {
-                // SAFETY: as above.
-                unsafe { *value = back };
-            }
-            TEALET_OK
-        }
-        Err(e) => e,
-    }
+    let ts = match t::target_state(target) {
+        Ok(ts) => ts,
+        Err(e) => return e,
+    };
+    // SAFETY: `ts` and `target` checked above; a non-null `value` is readable and writable
+    // (the caller's promise).
+    unsafe { t::switch(ts, target, value) }
 }
 
 /// Finish the current tealet and continue in `target` with `value`; returns only on error.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_exit(target: *mut tealet_t, value: *mut c_void) -> c_int {
-    let ts = t::thread_state();
-    let rc = t::check_target(ts, target);
-    if rc != TEALET_OK {
-        return rc;
-    }
-    // SAFETY: `ts` is live (checked by check_target).
+    let ts = match t::target_state(target) {
+        Ok(ts) => ts,
+        Err(e) => return e,
+    };
+    // SAFETY: `ts` is live (checked by target_state).
     let cur = unsafe { (*ts).current };
     // SAFETY: the current tealet is alive while it runs.
     if target == cur || unsafe { (*cur).is_main() } {

@@ -2,7 +2,7 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::stack::pool::Pool;
@@ -28,9 +28,13 @@ pub(crate) type RunFn = unsafe extern "C" fn(*mut Tealet, *mut c_void, *mut *mut
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Identity of a thread; `alive` turns false when the thread's state is torn down.
+/// Identity of a thread.
 pub(crate) struct ThreadTag {
-    alive: AtomicBool,
+    /// The thread's `threadid::current()`, 0 once its state is torn down (a later thread may
+    /// reuse the value).
+    tid: AtomicUsize,
+    /// The thread's state, read only by that thread.
+    ts: AtomicPtr<ThreadState>,
 }
 
 pub(crate) enum Stack {
@@ -50,6 +54,11 @@ pub struct Tealet {
     pub(crate) data: *mut c_void,
     /// Saved stack pointer while not running.
     pub(crate) sp: usize,
+    /// Where the value it is resumed with goes (its `tealet_switch` argument), or null.
+    out: *mut *mut c_void,
+    /// ASan's fake stack of this context while it is suspended.
+    #[cfg(feature = "asan")]
+    fake_stack: *mut c_void,
     pub(crate) stack: Stack,
     /// Heap copy of `[sp, top)` while another tealet occupies the shared region (malloc'd).
     pub(crate) saved: *mut u8,
@@ -96,9 +105,10 @@ pub(crate) struct ThreadState {
     pub(crate) main: *mut Tealet,
     pub(crate) current: *mut Tealet,
     pub(crate) previous: *mut Tealet,
-    /// Switch in progress: where to, with what value, whether the current one finishes.
+    /// Switch in progress (through `save`/`restore`): where to, with what value, whether the
+    /// current one finishes.
     target: *mut Tealet,
-    pub(crate) value: *mut c_void,
+    value: *mut c_void,
     finishing: bool,
     /// Buffer for the region owner's copy, allocated before the switch so OOM is an error code.
     spare: *mut u8,
@@ -126,7 +136,7 @@ impl Drop for Teardown {
         }
         // SAFETY: `ts` came from Box::into_raw in `thread_state` and is no longer reachable.
         let ts = unsafe { Box::from_raw(ts) };
-        ts.tag.alive.store(false, Ordering::Release);
+        ts.tag.tid.store(0, Ordering::Release);
         crate::trap::drop_altstack(ts.altstack);
         // SAFETY: the main tealet was boxed in `thread_state`; its pointer dies with the thread.
         drop(unsafe { Box::from_raw(ts.main) });
@@ -169,7 +179,7 @@ fn init_thread() -> *mut ThreadState {
     if TEARDOWN.try_with(|_| ()).is_err() {
         return null_mut();
     }
-    let tag = Arc::new(ThreadTag { alive: AtomicBool::new(true) });
+    let tag = Arc::new(ThreadTag { tid: AtomicUsize::new(crate::threadid::current()), ts: AtomicPtr::new(null_mut()) });
     let (top, low) = main_stack_bounds();
     let main = Box::into_raw(Box::new(Tealet {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -179,6 +189,9 @@ fn init_thread() -> *mut ThreadState {
         arg: null_mut(),
         data: null_mut(),
         sp: 0,
+        out: null_mut(),
+        #[cfg(feature = "asan")]
+        fake_stack: null_mut(),
         stack: Stack::Main { top, low },
         saved: null_mut(),
         saved_len: 0,
@@ -200,6 +213,8 @@ fn init_thread() -> *mut ThreadState {
     }));
     STATE.with(|s| s.set(ts));
     // SAFETY: `ts` was just created for this thread.
+    unsafe { (&(*ts).tag).ts.store(ts, Ordering::Relaxed) };
+    // SAFETY: `ts` was just created for this thread.
     unsafe { (*ts).altstack = crate::trap::thread_altstack() };
     ts
 }
@@ -211,7 +226,7 @@ pub(crate) fn same_thread(ts: *mut ThreadState, t: &Tealet) -> bool {
 }
 
 pub(crate) fn thread_alive(t: &Tealet) -> bool {
-    t.thread.alive.load(Ordering::Acquire)
+    t.thread.tid.load(Ordering::Acquire) != 0
 }
 
 /// Create a tealet on the calling thread.
@@ -241,7 +256,7 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
         }
         _ => return Err(ERR_INVALID),
     };
-    Ok(Box::into_raw(Box::new(Tealet {
+    let t = Box::into_raw(Box::new(Tealet {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         status: NEW,
         thread: ts.tag.clone(),
@@ -249,32 +264,111 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
         arg,
         data: null_mut(),
         sp: top - tealet_asm::FRAME_SIZE,
+        out: null_mut(),
+        #[cfg(feature = "asan")]
+        fake_stack: null_mut(),
         stack,
         saved: null_mut(),
         saved_len: 0,
-    })))
+    }));
+    // SAFETY: `t` was just created; a dedicated slot is ours alone, so its first frame can be
+    // written now and the first switch needs no callback. (A shared region may be occupied.)
+    unsafe {
+        if let Stack::Dedicated { .. } = (*t).stack {
+            #[cfg(feature = "valgrind")]
+            crate::valgrind::make_writable(top - tealet_asm::FRAME_SIZE, tealet_asm::FRAME_SIZE);
+            tealet_asm::init_stack(top as *mut u8, entry, t as *mut u8);
+        }
+    }
+    Ok(t)
 }
 
-/// Check that `target` can be switched to from the calling thread.
-pub(crate) fn check_target(ts: *mut ThreadState, target: *mut Tealet) -> i32 {
-    if target.is_null() || ts.is_null() {
-        return ERR_INVALID;
+/// The calling thread's state if `target` can be switched to from the calling thread.
+#[inline]
+pub(crate) fn target_state(target: *mut Tealet) -> Result<*mut ThreadState, i32> {
+    if target.is_null() {
+        return Err(ERR_INVALID);
     }
-    // SAFETY: the caller passes a tealet pointer it got from us and has not freed.
-    let t = unsafe { &*target };
-    if !same_thread(ts, t) {
-        return ERR_THREAD;
+    // SAFETY: the caller passes a tealet pointer it got from us and has not freed; its tag
+    // outlives it.
+    let (t, tag) = unsafe { (&*target, &*(*target).thread) };
+    // A thread that reuses an exited thread's id finds 0 there: the exit happened before the
+    // reuse, so even a relaxed load sees it.
+    if tag.tid.load(Ordering::Relaxed) != crate::threadid::current() {
+        return Err(ERR_THREAD);
     }
     if t.status == FINISHED {
-        return ERR_FINISHED;
+        return Err(ERR_FINISHED);
     }
-    OK
+    Ok(tag.ts.load(Ordering::Relaxed))
 }
 
-/// Switch from the current tealet to `target` (checked) passing `value`; returns the value we
-/// are resumed with, or an error before anything moved. With `finishing` it never returns.
+/// Switch from the current tealet to `target` (checked by `target_state`) passing `*out`
+/// (null if `out` is); `*out` receives the value we are resumed with. Returns OK once resumed,
+/// or an error before anything moved.
+#[inline(always)]
+pub(crate) unsafe fn switch(ts: *mut ThreadState, target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    // SAFETY: `ts` is the calling thread's state, `target` one of its tealets, `out` null or
+    // readable and writable (the caller's promise).
+    unsafe {
+        let s = &mut *ts;
+        let cur = s.current;
+        if target == cur {
+            return OK;
+        }
+        let value = if out.is_null() { null_mut() } else { *out };
+        let in_place = match (*target).stack {
+            Stack::Shared(r) => (*r).owner == target,
+            // Dedicated stacks got their first frame in `create`.
+            _ => true,
+        };
+        if !in_place {
+            return match switch_to(ts, target, value, false) {
+                Ok(v) => {
+                    if !out.is_null() {
+                        *out = v;
+                    }
+                    OK
+                }
+                Err(e) => e,
+            };
+        }
+        // Nothing to copy or release: the plain jump, as a tail call (no return to mispredict).
+        (*cur).status = SUSPENDED;
+        (*cur).out = out;
+        let to_out = if (*target).status == NEW { &mut s.value as *mut *mut c_void } else { (*target).out };
+        (*target).status = RUNNING;
+        s.previous = cur;
+        s.current = target;
+        jump(cur, target, value, to_out)
+    }
+}
+
+/// The fast path's stack change: a tail call, unless ASan must hear about it on both sides.
+#[inline(always)]
+unsafe fn jump(cur: *mut Tealet, target: *mut Tealet, value: *mut c_void, to_out: *mut *mut c_void) -> i32 {
+    // SAFETY: `cur` is the running tealet, `target` a suspended or new one whose stack is in
+    // place; `to_out` is null or where the target wants its value (the caller's promise).
+    unsafe {
+        let from = &mut (*cur).sp as *mut usize as *mut *mut u8;
+        #[cfg(feature = "asan")]
+        {
+            let (_, low, size) = (*target).guard();
+            crate::sanitizer::start(&mut (*cur).fake_stack, low, size);
+            let rc = tealet_asm::jump(value as *mut u8, from, (*target).sp as *mut u8, to_out as *mut *mut u8);
+            crate::sanitizer::finish((*cur).fake_stack);
+            rc
+        }
+        #[cfg(not(feature = "asan"))]
+        tealet_asm::jump(value as *mut u8, from, (*target).sp as *mut u8, to_out as *mut *mut u8)
+    }
+}
+
+/// Switch from the current tealet to `target` (checked) passing `value` through `save` and
+/// `restore`; returns the value we are resumed with, or an error before anything moved. With
+/// `finishing` it never returns.
 pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c_void, finishing: bool) -> Result<*mut c_void, i32> {
-    // SAFETY: `ts` is the calling thread's state; `target` was checked by `check_target`.
+    // SAFETY: `ts` is the calling thread's state; `target` was checked by `target_state`.
     unsafe {
         let s = &mut *ts;
         if target == s.current {
@@ -294,12 +388,22 @@ pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c
                 s.spare_len = len;
             }
         }
+        let me = s.current;
+        let mut received = null_mut();
+        (*me).out = &mut received;
         s.target = target;
         s.value = value;
         s.finishing = finishing;
+        #[cfg(feature = "asan")]
+        {
+            let (_, low, size) = (*target).guard();
+            let keep = if finishing { null_mut() } else { &mut (*me).fake_stack as *mut *mut c_void };
+            crate::sanitizer::start(keep, low, size);
+        }
         tealet_asm::switch(save, restore, ts as *mut u8);
-        // Resumed on the same thread, so `ts` is still its state.
-        Ok((*ts).value)
+        #[cfg(feature = "asan")]
+        crate::sanitizer::finish((*me).fake_stack);
+        Ok(received)
     }
 }
 
@@ -329,6 +433,8 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
                 if len > s.spare_len {
                     crate::trap::fatal(b"tealet: internal error: stack copy bound too small\n");
                 }
+                #[cfg(feature = "asan")]
+                crate::sanitizer::unpoison(o.sp, len);
                 std::ptr::copy_nonoverlapping(o.sp as *const u8, s.spare, len);
                 // Shrinking in place keeps the copy at live bytes + malloc's header.
                 let p = libc::realloc(s.spare as *mut c_void, len) as *mut u8;
@@ -338,6 +444,18 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
                 s.spare_len = 0;
             }
             (*r).owner = s.target;
+            #[cfg(feature = "valgrind")]
+            {
+                // `restore` runs below the target's stack pointer, where memcheck may still see
+                // the dead frames of the region's previous occupant; our own frame stays as is.
+                let mut low = tgt.sp.saturating_sub(4096).max((*r).base + GUARD_SIZE);
+                if matches!(cur.stack, Stack::Shared(c) if c == r) {
+                    low = low.max(sp as usize);
+                }
+                if low < tgt.sp {
+                    crate::valgrind::make_writable(low, tgt.sp - low);
+                }
+            }
         }
         s.previous = s.current;
         s.current = s.target;
@@ -345,7 +463,8 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
     }
 }
 
-/// Runs on the target stack below its saved stack pointer: put its bytes back in place.
+/// Runs on the target stack below its saved stack pointer: put its bytes back in place and hand
+/// over the value (a new tealet's `entry` reads it from the thread state).
 unsafe extern "C" fn restore(ctx: *mut u8, _sp: *mut u8) -> *mut u8 {
     // SAFETY: `ctx` is the ThreadState; `current` is the target, whose stack range above its sp
     // belongs to it (save made it the region's owner).
@@ -353,30 +472,45 @@ unsafe extern "C" fn restore(ctx: *mut u8, _sp: *mut u8) -> *mut u8 {
         let s = &mut *(ctx as *mut ThreadState);
         let t = &mut *s.current;
         if t.status == NEW {
-            tealet_asm::init_stack(t.top() as *mut u8, entry, null_mut());
-        } else if !t.saved.is_null() {
-            std::ptr::copy_nonoverlapping(t.saved, t.sp as *mut u8, t.saved_len);
-            t.free_saved();
+            #[cfg(feature = "valgrind")]
+            crate::valgrind::make_writable(t.sp, tealet_asm::FRAME_SIZE);
+            tealet_asm::init_stack(t.top() as *mut u8, entry, s.current as *mut u8);
+        } else {
+            if !t.saved.is_null() {
+                // The shadow there describes the frames of the region's previous occupant.
+                #[cfg(feature = "asan")]
+                crate::sanitizer::unpoison(t.sp, t.saved_len);
+                #[cfg(feature = "valgrind")]
+                crate::valgrind::make_writable(t.sp, t.saved_len);
+                std::ptr::copy_nonoverlapping(t.saved, t.sp as *mut u8, t.saved_len);
+                t.free_saved();
+            }
+            // After the copy: `out` points into its stack.
+            if !t.out.is_null() {
+                *t.out = s.value;
+            }
         }
         t.status = RUNNING;
         if let Some((base, slot)) = s.release.take() {
             s.pool.release(base, slot);
         }
-        ctx
+        null_mut()
     }
 }
 
 /// First frame of every tealet: run it, then continue where it says.
-unsafe extern "C" fn entry(ctx: *mut u8, _arg: *mut u8) -> ! {
-    // SAFETY: `ctx` is the ThreadState; `current` is this new tealet with its run function.
+unsafe extern "C" fn entry(_zero: *mut u8, me: *mut u8) -> ! {
+    // SAFETY: `me` is this new tealet, running on its own thread, with its run function; the
+    // switch that started it left the value in the thread state.
     unsafe {
-        let ts = ctx as *mut ThreadState;
-        let me = (*ts).current;
+        #[cfg(feature = "asan")]
+        crate::sanitizer::finish(null_mut());
+        let me = me as *mut Tealet;
+        let ts = (&(*me).thread).ts.load(Ordering::Relaxed);
         let mut value = (*ts).value;
         let run = (*me).run.expect("tealet without run function");
         let next = run(me, (*me).arg, &mut value);
-        let ts = thread_state();
-        let next = if next != me && check_target(ts, next) == OK { next } else { (*ts).main };
+        let next = if next != me && target_state(next).is_ok() { next } else { (*ts).main };
         let _ = switch_to(ts, next, value, true);
         crate::trap::fatal(b"tealet: internal error: finished tealet resumed\n")
     }
@@ -411,6 +545,11 @@ pub(crate) fn free(t: *mut Tealet) -> i32 {
     let s = unsafe { &mut *ts };
     if t == s.current {
         return ERR_INVALID;
+    }
+    // Its frames are abandoned, not returned from: their redzones would outlive them.
+    #[cfg(feature = "asan")]
+    if tr.status == SUSPENDED && tr.saved.is_null() {
+        crate::sanitizer::unpoison(tr.sp, tr.top() - tr.sp);
     }
     match tr.stack {
         Stack::Dedicated { base, slot } if tr.status != FINISHED => s.pool.release(base, slot),

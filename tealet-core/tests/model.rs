@@ -4,20 +4,9 @@ use std::cell::RefCell;
 use std::ffi::c_void;
 use std::ptr::null_mut;
 
+use proptest::collection::vec;
+use proptest::prelude::*;
 use tealet_core::*;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 const DONE: usize = usize::MAX;
 
@@ -94,8 +83,9 @@ fn check_pattern(idx: usize, t: *mut tealet_t, at: usize) {
     }
 }
 
-fn run_model(seed: u64, n: usize, steps: usize) {
-    let mut rng = Rng(seed);
+/// Runs each chain main -> a -> b -> ... -> main, then checks one tealet's stack through
+/// `tealet_translate`.
+fn run_model(n: usize, chains: &[(Vec<usize>, usize)]) {
     let tealets: Vec<_> = (0..n)
         .map(|i| {
             let policy = if i % 5 == 4 { TEALET_STACK_DEDICATED } else { TEALET_STACK_SHARED };
@@ -110,13 +100,9 @@ fn run_model(seed: u64, n: usize, steps: usize) {
         *w.borrow_mut() = World { tealets: tealets.clone(), pattern_at: vec![0; n], plan: vec![], counters: vec![0; n] };
     });
     let mut model = vec![0u64; n];
-    let mut step = 0;
-    while step < steps {
-        // A chain: main -> a -> b -> ... -> main, each hop counted once.
-        let len = 1 + rng.below(6);
-        let chain: Vec<usize> = (0..len).map(|_| rng.below(n)).collect();
-        // Consecutive repeats are a switch to self (a no-op hop, still counted).
-        for &i in &chain {
+    for (step, (chain, check)) in chains.iter().enumerate() {
+        // Each hop counted once; consecutive repeats are a switch to self (a no-op, counted).
+        for &i in chain {
             model[i] += 1;
         }
         let mut plan: Vec<usize> = chain[1..].to_vec();
@@ -126,15 +112,11 @@ fn run_model(seed: u64, n: usize, steps: usize) {
         let mut p = 1 as *mut c_void;
         // SAFETY: the chain's tealets are live and unfinished.
         assert_eq!(unsafe { tealet_switch(tealets[chain[0]], &mut p) }, TEALET_OK);
-        step += len;
         let counters = WORLD.with(|w| w.borrow().counters.clone());
-        assert_eq!(counters, model, "seed {seed} step {step}");
-        for _ in 0..3 {
-            let i = rng.below(n);
-            let at = WORLD.with(|w| w.borrow().pattern_at[i]);
-            if at != 0 {
-                check_pattern(i, tealets[i], at);
-            }
+        assert_eq!(counters, model, "after chain {step}");
+        let at = WORLD.with(|w| w.borrow().pattern_at[*check]);
+        if at != 0 {
+            check_pattern(*check, tealets[*check], at);
         }
     }
     for (i, &t) in tealets.iter().enumerate() {
@@ -154,10 +136,17 @@ fn run_model(seed: u64, n: usize, steps: usize) {
     }
 }
 
-#[test]
-fn random_switch_orders_match_model() {
-    for seed in 1..=12u64 {
-        run_model(seed.wrapping_mul(0x2545_F491_4F6C_DD1D), 3 + (seed as usize * 7) % 40, 2000);
+/// A tealet count, then chains of 1 to 6 hops, each with a tealet to check afterwards.
+fn scenario() -> impl Strategy<Value = (usize, Vec<(Vec<usize>, usize)>)> {
+    (3usize..40).prop_flat_map(|n| (Just(n), vec((vec(0..n, 1..=6), 0..n), 1..400)))
+}
+
+proptest! {
+    // Few cases keep it short (it also runs under qemu); each has hundreds of switches.
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn random_switch_orders_match_model((n, chains) in scenario()) {
+        run_model(n, &chains);
     }
 }
 

@@ -8,7 +8,7 @@ import textwrap
 import weakref
 
 import pytest
-from conftest import IS_PYPY, suspended_cycle_leak, tealet_only
+from conftest import IS_PYPY, tealet_only
 
 pytestmark = tealet_only
 
@@ -151,7 +151,6 @@ def test_deep_c_recursion_inside():
     assert continulet(f).switch() in ("ok", "recursion")
 
 
-@suspended_cycle_leak
 def test_exit_on_garbage_runs_finally():
     log = []
     def f(c):
@@ -170,7 +169,6 @@ def test_exit_on_garbage_runs_finally():
     assert issubclass(ContinuletExit, BaseException)
 
 
-@suspended_cycle_leak
 def test_cycle_through_suspended_is_collected():
     class Obj:
         pass
@@ -197,7 +195,6 @@ def test_gc_referents_include_frame_locals():
     c.switch()
 
 
-@suspended_cycle_leak
 def test_del_subclass_can_call_super():
     log = []
     class C(continulet):
@@ -211,7 +208,6 @@ def test_del_subclass_can_call_super():
     assert log == ["del"]
 
 
-@suspended_cycle_leak
 def test_many_created_switched_dropped_flat():
     r = run_py("""
         import gc, resource
@@ -273,7 +269,6 @@ def test_deep_c_recursion_hits_guard_page():
     assert "tealet: stack overflow in tealet" in r.stderr
 
 
-@suspended_cycle_leak
 def test_foreign_thread_finalizer_runs_in_owner_thread():
     import threading
     log = []

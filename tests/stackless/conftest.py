@@ -19,8 +19,7 @@ def clean_scheduler():
     stackless.set_schedule_callback(None)
     stackless.set_channel_callback(None)
     stackless.set_error_handler(None)
-    s = stackless._state()
-    for t in list(s.queue):
+    for t in list(stackless.get_run_queue()):
         t.kill()
     assert stackless.getcurrent() is stackless.getmain()
     assert stackless.getruncount() == 1

@@ -217,14 +217,53 @@ def test_atomic_and_flags():
 
 
 def test_switch_trap():
-    stackless.tasklet(lambda: None)()
+    t = stackless.tasklet(lambda: None)()
     assert stackless.switch_trap(1) == 0
     try:
-        with pytest.raises(RuntimeError):
+        with pytest.raises(RuntimeError, match="switch_trap"):
             stackless.schedule()
+        assert list(stackless.get_run_queue()) == [t]
+        with pytest.raises(RuntimeError, match="switch_trap"):
+            stackless.run()
+        with pytest.raises(RuntimeError, match="switch_trap"):
+            t.run()
+        assert list(stackless.get_run_queue()) == [t] and t.alive
     finally:
         assert stackless.switch_trap(-1) == 1
     stackless.run()
+    assert not t.alive
+
+
+def test_switch_trap_channels_keep_state():
+    c = stackless.channel()
+    got = []
+    r = stackless.tasklet(lambda: got.append(c.receive()))()
+    stackless.run()
+    stackless.switch_trap(1)
+    try:
+        with pytest.raises(RuntimeError, match="switch_trap"):
+            c.send(1)
+        assert c.balance == -1 and c.queue is r and r.blocked
+        with pytest.raises(RuntimeError, match="switch_trap"):
+            r.raise_exception(ValueError)
+        assert r.blocked and got == []
+    finally:
+        stackless.switch_trap(-1)
+    c.send(2)
+    assert got == [2]
+    s = stackless.tasklet(lambda: c.send(3))()
+    stackless.run()
+    stackless.switch_trap(1)
+    try:
+        assert c.preference == -1    # the receiver continues: no switch, no trap
+        assert c.receive() == 3
+        with pytest.raises(RuntimeError, match="switch_trap"):
+            c.receive()     # would block
+        assert c.balance == 0 and c.queue is None
+    finally:
+        stackless.switch_trap(-1)
+    stackless.run()
+    assert not s.alive
 
 
 def test_schedule_callback():

@@ -99,8 +99,98 @@ pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) 
     )
 }
 
-/// First code of a fresh stack, reached by `switch`'s `ret`: s1 = entry, s2 = arg,
-/// a0 = restore's result. The undefined return address ends debugger backtraces here.
+/// Switch stacks without callbacks; see the crate docs.
+///
+/// # Safety
+/// `to` must be a stack pointer produced by `switch`, `jump` or `init_stack` whose context is
+/// not running; `from` must be writable, and so must `out` (or null) in the resumed context.
+#[unsafe(naked)]
+pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, out: *mut *mut u8) -> i32 {
+    naked_asm!(
+        ".cfi_startproc",
+        "addi sp, sp, -208",
+        ".cfi_def_cfa_offset 208",
+        "sd ra, 0(sp)",
+        "sd s0, 8(sp)",
+        "sd s1, 16(sp)",
+        "sd s2, 24(sp)",
+        "sd s3, 32(sp)",
+        "sd s4, 40(sp)",
+        "sd s5, 48(sp)",
+        "sd s6, 56(sp)",
+        "sd s7, 64(sp)",
+        "sd s8, 72(sp)",
+        "sd s9, 80(sp)",
+        "sd s10, 88(sp)",
+        "sd s11, 96(sp)",
+        "fsd fs0, 104(sp)",
+        "fsd fs1, 112(sp)",
+        "fsd fs2, 120(sp)",
+        "fsd fs3, 128(sp)",
+        "fsd fs4, 136(sp)",
+        "fsd fs5, 144(sp)",
+        "fsd fs6, 152(sp)",
+        "fsd fs7, 160(sp)",
+        "fsd fs8, 168(sp)",
+        "fsd fs9, 176(sp)",
+        "fsd fs10, 184(sp)",
+        "fsd fs11, 192(sp)",
+        ".cfi_offset ra, -208",
+        ".cfi_offset s0, -200",
+        ".cfi_offset s1, -192",
+        ".cfi_offset s2, -184",
+        ".cfi_offset s3, -176",
+        ".cfi_offset s4, -168",
+        ".cfi_offset s5, -160",
+        ".cfi_offset s6, -152",
+        ".cfi_offset s7, -144",
+        ".cfi_offset s8, -136",
+        ".cfi_offset s9, -128",
+        ".cfi_offset s10, -120",
+        ".cfi_offset s11, -112",
+        "sd sp, 0(a1)",
+        // From here on sp is in the target context, whose frame has the same layout.
+        "mv sp, a2",
+        "beqz a3, 2f",
+        "sd a0, 0(a3)",
+        "2:",
+        "li a0, 0",
+        "ld ra, 0(sp)",
+        "ld s0, 8(sp)",
+        "ld s1, 16(sp)",
+        "ld s2, 24(sp)",
+        "ld s3, 32(sp)",
+        "ld s4, 40(sp)",
+        "ld s5, 48(sp)",
+        "ld s6, 56(sp)",
+        "ld s7, 64(sp)",
+        "ld s8, 72(sp)",
+        "ld s9, 80(sp)",
+        "ld s10, 88(sp)",
+        "ld s11, 96(sp)",
+        "fld fs0, 104(sp)",
+        "fld fs1, 112(sp)",
+        "fld fs2, 120(sp)",
+        "fld fs3, 128(sp)",
+        "fld fs4, 136(sp)",
+        "fld fs5, 144(sp)",
+        "fld fs6, 152(sp)",
+        "fld fs7, 160(sp)",
+        "fld fs8, 168(sp)",
+        "fld fs9, 176(sp)",
+        "fld fs10, 184(sp)",
+        "fld fs11, 192(sp)",
+        "addi sp, sp, 208",
+        ".cfi_def_cfa_offset 0",
+        "ret",
+        ".cfi_endproc",
+    )
+}
+
+/// First code of a fresh stack, reached by the first switch's `ret`: s1 = entry, s2 = arg,
+/// a0 = the first switch's result
+/// (`restore`'s, or 0 from `jump`). The undefined return address ends debugger
+/// backtraces here.
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() -> ! {
     naked_asm!(

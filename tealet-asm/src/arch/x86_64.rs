@@ -1,4 +1,5 @@
 //! x86_64 System V: rbx, rbp, r12-r15, the return address, MXCSR and the x87 control word.
+//! `endbr64` at every entry.
 use core::arch::naked_asm;
 
 use crate::{EntryFn, RestoreFn, SaveFn};
@@ -77,8 +78,81 @@ pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) 
     )
 }
 
-/// First code of a fresh stack, reached by `switch`'s `ret`: rbx = entry, r12 = arg,
-/// rax = restore's result. The undefined return address ends debugger backtraces here.
+/// Switch stacks without callbacks; see the crate docs.
+///
+/// # Safety
+/// `to` must be a stack pointer produced by `switch`, `jump` or `init_stack` whose context is
+/// not running; `from` must be writable, and so must `out` (or null) in the resumed context.
+#[unsafe(naked)]
+pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, out: *mut *mut u8) -> i32 {
+    naked_asm!(
+        ".cfi_startproc",
+        "endbr64",
+        "push rbp",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbp, 0",
+        "push rbx",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset rbx, 0",
+        "push r12",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r12, 0",
+        "push r13",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r13, 0",
+        "push r14",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r14, 0",
+        "push r15",
+        ".cfi_adjust_cfa_offset 8",
+        ".cfi_rel_offset r15, 0",
+        "sub rsp, 8",
+        ".cfi_adjust_cfa_offset 8",
+        "stmxcsr [rsp]",
+        "fnstcw [rsp + 4]",
+        "mov [rsi], rsp",
+        // From here on rsp is in the target context, whose frame has the same layout.
+        "mov rsp, rdx",
+        "test rcx, rcx",
+        "jz 2f",
+        "mov [rcx], rdi",
+        "2:",
+        "xor eax, eax",
+        "ldmxcsr [rsp]",
+        "fldcw [rsp + 4]",
+        "add rsp, 8",
+        ".cfi_adjust_cfa_offset -8",
+        "pop r15",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r15",
+        "pop r14",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r14",
+        "pop r13",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r13",
+        "pop r12",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore r12",
+        "pop rbx",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbx",
+        "pop rbp",
+        ".cfi_adjust_cfa_offset -8",
+        ".cfi_restore rbp",
+        // Resume with a jump: a `ret` here would always mispredict (the return stack holds
+        // the caller of the context we left), and `tealet_switch` tail-calls us.
+        "pop r11",
+        ".cfi_adjust_cfa_offset -8",
+        "jmp r11",
+        ".cfi_endproc",
+    )
+}
+
+/// First code of a fresh stack, reached by the first switch's `ret`: rbx = entry, r12 = arg,
+/// rax = the first switch's result
+/// (`restore`'s, or 0 from `jump`). The undefined return address ends debugger
+/// backtraces here.
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() -> ! {
     naked_asm!(

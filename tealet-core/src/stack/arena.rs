@@ -135,6 +135,8 @@ pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
     let base = class.cursor;
     install_guard(base)?;
     class.cursor += slot;
+    #[cfg(feature = "valgrind")]
+    crate::valgrind::register_stack(base + GUARD_SIZE, base + slot);
     Ok(base)
 }
 

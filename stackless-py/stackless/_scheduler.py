@@ -1,0 +1,258 @@
+"""One scheduler per thread: run queue, main and current tasklet, switching, waiting.
+
+Switching follows PyPy's stackless.py: the main tasklet's container is an
+unbound continulet, and a switch is `cur._cont.switch(to=target._cont)`.
+While a tasklet runs, its continulet holds the suspended main continuation,
+so a tasklet whose function ends returns to main unless `permute` hands that
+return to the next tasklet instead.
+
+Threads meet only here and in channels: one module lock guards every
+cross-thread structure (channel queues, `incoming`, `waiting`); a thread with
+nothing to run waits on its own condition (sharing that lock) until another
+thread hands it a tasklet or the last thread that could do so ends.
+"""
+import sys
+import threading
+
+import _continuation
+from _continuation import permute
+
+from .policies import RoundRobin
+
+DEADLOCK = "Deadlock: the last runnable tasklet cannot be blocked."
+ContinuletExit = getattr(_continuation, "ContinuletExit", None)
+
+lock = threading.Lock()
+_threads = {}                  # ident -> _Thread, for threads that use stackless
+_local = threading.local()
+#: Foreign threads (never used stackless) cannot tell us when they end: while
+#: one lives, a waiting thread re-checks for deadlock this often (seconds).
+FOREIGN_RECHECK = 1.0
+
+
+class hooks:
+    """The process-wide callbacks (set through the module functions)."""
+    schedule = None
+    channel = None
+    error = None
+
+
+class Watchdog:
+    """One `run()` call: its caller waits aside until the run queue is empty."""
+    __slots__ = ("task", "threadblock", "interrupted", "stopped")
+
+    def __init__(self, task, threadblock):
+        self.task, self.threadblock = task, threadblock
+        self.interrupted = None     # the tasklet preemption took out of the queue
+        self.stopped = False        # a soft timeout ended the run
+
+
+class _ThreadEnd:
+    """Kept in thread-local storage, so it is dropped when its thread ends."""
+
+    def __init__(self, s):
+        # Own references: module globals may be gone at interpreter exit.
+        self.s, self.lock, self.threads = s, lock, _threads
+
+    def __del__(self):
+        s = self.s
+        with self.lock:
+            s.alive = False
+            self.threads.pop(s.ident, None)
+            for other in self.threads.values():
+                if other.waiting:
+                    other.cond.notify()
+
+
+class _Thread:
+    """One thread's scheduler."""
+
+    def __init__(self, tasklet_type):
+        self.ident = threading.get_ident()
+        self.alive = True
+        self.queue = RoundRobin()   # runnable tasklets except the current one
+        self.incoming = []          # made runnable by other threads, not yet queued
+        self.cond = threading.Condition(lock)
+        self.waiting = False
+        self.trap = 0
+        self.nblocked = 0           # tasklets of this thread blocked on channels
+        self.watchdogs = []         # active run() calls, innermost last
+        self.traced = False         # a tasklet got a trace or profile function: swap them
+        self.preempt = None         # the active run(timeout) preemption, if any
+        self.starting = None        # an unstarted tasklet handed to main to start
+        self.main = self.current = tasklet_type._new_main(self)
+
+    # -- the run queue --
+    def push_remote(self, task):
+        """Make `task` (of this thread) runnable from another thread."""
+        with lock:
+            self.incoming.append(task)
+            self.cond.notify()
+
+    def pop(self):
+        if self.incoming:
+            with lock:
+                incoming, self.incoming = self.incoming, []
+            for task in incoming:
+                if task not in self.queue and task is not self.current:
+                    self.queue.push(task)
+        return self.queue.pop()
+
+    def runcount(self):
+        return 1 + len(self.queue) + len(self.incoming)
+
+    def wakeup_task(self):
+        """Who runs when nothing else can: the innermost run() caller, else main."""
+        return self.watchdogs[-1].task if self.watchdogs else self.main
+
+    def check_trap(self):
+        """Called before a path that would switch changes any state."""
+        if self.trap:
+            raise RuntimeError("switch_trap")
+
+    # -- choosing and switching --
+    def runnable_after(self, cur):
+        """The tasklet to run now that `cur` is blocked, paused or finished.
+
+        Waits for other threads while they could wake one of ours; raises the
+        deadlock error when nothing here can ever run again.
+        """
+        while True:
+            task = self.pop()
+            if task is not None:
+                return task
+            wake = self.wakeup_task()
+            threadblock = self.watchdogs and self.watchdogs[-1].threadblock and self.nblocked
+            if not wake._blocked and not threadblock:
+                return wake
+            if not self.wait():
+                if not wake._blocked:
+                    return wake
+                raise RuntimeError(DEADLOCK)
+
+    def wait(self):
+        """Sleep until another thread hands us a tasklet; False if none can."""
+        with lock:
+            while not self.incoming:
+                foreign = _others_can_run(self)
+                if foreign is None:
+                    return False
+                self.waiting = True
+                try:
+                    self.cond.wait(FOREIGN_RECHECK if foreign else None)
+                finally:
+                    self.waiting = False
+        return True
+
+    def _enter(self, cur, target):
+        """Bookkeeping of every switch from `cur` to `target`."""
+        cb = hooks.schedule
+        if cb is not None:
+            cb(cur, target)
+        self.current = target
+        if self.traced and self.preempt is None:
+            cur._trace_function, cur._profile_function = sys.gettrace(), sys.getprofile()
+            sys.settrace(target._trace_function)
+            sys.setprofile(target._profile_function)
+        if self.preempt is not None:
+            self.preempt.entering(target)
+
+    def switch(self, cur, target):
+        """Suspend `cur` (queued, blocked or paused) and run `target`."""
+        if target is cur:
+            return cur._resumed()
+        if self.preempt is not None and self.preempt.stop:
+            target = self.preempt.soft_stop(cur, target)
+        self._enter(cur, target)
+        if cur is self.main:
+            self._from_main(target)
+        elif target._cont is None:
+            self.starting = target
+            cur._cont.switch()          # to main, which starts it
+        else:
+            cur._cont.switch(to=target._cont)
+        return cur._resumed()
+
+    def _from_main(self, target):
+        """Main runs `target`, and starts every tasklet that is handed back to it.
+
+        A continulet starts at the Python recursion depth of whoever switches
+        to it first, so starting each new tasklet from the previous one would
+        add up; main's depth stays put.
+        """
+        while True:
+            if target._cont is None:
+                target._start()
+            target._cont.switch()
+            target = self.starting
+            if target is None:
+                return
+            self.starting = None
+
+    def block(self, cur):
+        """`cur` is blocked or paused: run something else until it is resumed."""
+        return self.switch(cur, self.runnable_after(cur))
+
+    def finish(self, task, cont, error):
+        """`task` ended (with `error` or None): route the return of its continulet."""
+        if error is not None and hooks.error is not None:
+            hooks.error(type(error), error, error.__traceback__)
+            error = None
+        if error is None:
+            try:
+                target = self.runnable_after(task)
+            except RuntimeError as exc:
+                error, target = exc, None
+        if error is not None:
+            target = self.wakeup_task()
+            if target._blocked:
+                target._channel._remove(target)
+            elif target in self.queue:
+                self.queue.remove(target)
+            target.tempval = task._bomb_type(type(error), error, error.__traceback__)
+        if self.preempt is not None and self.preempt.stop:
+            target = self.preempt.soft_stop(task, target)
+        self._enter(task, target)
+        if target._cont is None:
+            self.starting = target      # the return goes to main, which starts it
+        elif target is not self.main:   # main's continuation is the default return
+            permute(cont, target._cont)
+
+
+def _others_can_run(s):
+    """With `lock` held: None if no other thread could wake `s`; else whether
+    one of them is foreign (cannot notify us when it ends)."""
+    foreign = False
+    possible = False
+    for t in threading.enumerate():
+        if t.ident == s.ident:
+            continue
+        other = _threads.get(t.ident)
+        if other is None:
+            foreign = possible = True
+        elif not other.waiting:
+            possible = True
+    return foreign if possible else None
+
+
+def state():
+    """This thread's scheduler, created on first use."""
+    try:
+        return _local.s
+    except AttributeError:
+        pass
+    from ._tasklet import tasklet
+    s = _local.s = _Thread(tasklet)
+    _local.end = _ThreadEnd(s)
+    with lock:
+        _threads[s.ident] = s
+    return s
+
+
+def thread_state(ident):
+    return _threads.get(ident)
+
+
+def all_threads():
+    with lock:
+        return list(_threads.values())
