@@ -335,13 +335,20 @@ void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
     cframe.use_tracing = carried_use_tracing;
 #endif
 #if !V311
-    ts->frame = NULL;                 /* Python depth is inherited from the switcher (kept as is) */
+    ts->frame = NULL;
 #elif !V313
     ts->cframe->current_frame = NULL;
 #else
     ts->current_frame = NULL;
 #endif
-#if V312
+    /* An empty frame chain has depth 0: inheriting the switcher's depth would let a chain of
+     * continuations, each started from the previous one, overflow the recursion limit. */
+#if !V311
+    ts->recursion_depth = 0;
+#elif !V312
+    ts->recursion_remaining = ts->recursion_limit;
+#else
+    ts->py_recursion_remaining = ts->py_recursion_limit;
     ts->c_recursion_remaining = TPY_C_RECURSION_LIMIT;  /* fresh C stack */
 #endif
 #if V311
@@ -573,3 +580,24 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
     return 0;
 }
 #endif
+
+/* For frames.c: the top heap frame of a suspended continuation (3.11+; NULL before), and the
+ * handled exception it resumes with (borrowed; NULL or None when there is none). */
+void *tpy_frames_head(tpy_state *s)
+{
+#if V312
+    return s->heap_head;
+#elif V311
+    return s->current_frame;
+#else
+    (void)s;
+    return NULL;
+#endif
+}
+
+PyObject *tpy_handled_exception(tpy_state *s)
+{
+    _PyErr_StackItem *item = s->exc_info;
+    if (!item || item == &PyThreadState_Get()->exc_state) item = &s->exc_state;
+    return item->exc_value;
+}

@@ -3,6 +3,7 @@
 //! continulet semantics (who holds which continuation) and the Python API.
 // `error` is PyPy's name for the module's exception class.
 #![allow(non_camel_case_types)]
+mod frames;
 mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyTypeError};
@@ -673,6 +674,16 @@ fn state_of(cont: Option<&Continulet>) -> Option<*mut TpyState> {
     Some(unsafe { (*cont_of(t)).state })
 }
 
+/// The state of a continuation suspended in `cont` (not running, not finished, this thread).
+pub(crate) fn suspended_state(cont: &Continulet) -> Option<*mut TpyState> {
+    let t = cont.slot.tealet.get();
+    // SAFETY: t is checked non-null and of this thread before the core reads its status.
+    if t.is_null() || cont.foreign() || unsafe { tc::tealet_status(t) } != tc::TEALET_STATUS_SUSPENDED {
+        return None;
+    }
+    state_of(Some(cont))
+}
+
 /// get_frame(cont): the top frame of the continuation stored in `cont`, or None.
 #[pyfunction]
 fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> Py<PyAny> {
@@ -793,6 +804,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_context, m)?)?;
     m.add_function(wrap_pyfunction!(set_context, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    frames::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
     Ok(())
 }
