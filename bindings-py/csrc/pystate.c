@@ -77,6 +77,7 @@ typedef struct tpy_state {
 #endif
 #if V310 && !V313
     _PyCFrame *cframe;                         /* 3.10-3.12: points into this continuation's C stack */
+    _PyCFrame root_cframe;                     /* 3.10-3.12: the one below its first eval loop */
 #endif
     int py_depth;                              /* all: Python recursion depth (depth, not remaining) */
 #if V312
@@ -317,22 +318,27 @@ void tpy_restore(tpy_state *s)
 #endif
 }
 
-/* The body of a fresh continuation: runs `body(arg)` on the new C stack with the fresh state
- * (empty frame chain, own data stack, no handled exception, the context set on it). The eval
- * loop's cframe (3.10-3.12) must live on this C stack, hence the local here. */
-void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
+/* Installs the fresh state of a new continuation on its first switch-in: empty frame chain, own
+ * data stack, no handled exception, the context set on it. Its first eval loop links its cframe
+ * (3.10-3.12) to root_cframe, kept here rather than on the C stack, which every suspended copy
+ * of the stack would carry. Returns -1 (nothing changed) when the data stack cannot be had. */
+int tpy_start(tpy_state *s)
 {
     PyThreadState *ts = PyThreadState_Get();
-#if V310 && !V313
-    _PyCFrame cframe = *ts->cframe;   /* copies use_tracing (3.10/3.11) from the switcher */
-    cframe.previous = &ts->root_cframe;
 #if V311
-    cframe.current_frame = NULL;
+    _PyStackChunk *root = root_chunk_get();
+    if (!root) { PyErr_NoMemory(); return -1; }
 #endif
-    ts->cframe = &cframe;
+#if V310 && !V313
+    s->root_cframe = *ts->cframe;     /* copies use_tracing (3.10/3.11) from the switcher */
+    s->root_cframe.previous = &ts->root_cframe;
+#if V311
+    s->root_cframe.current_frame = NULL;
+#endif
+    ts->cframe = &s->root_cframe;
 #endif
 #if V310 && !V312
-    cframe.use_tracing = carried_use_tracing;
+    s->root_cframe.use_tracing = carried_use_tracing;
 #endif
 #if !V311
     ts->frame = NULL;
@@ -352,8 +358,6 @@ void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
     ts->c_recursion_remaining = TPY_C_RECURSION_LIMIT;  /* fresh C stack */
 #endif
 #if V311
-    _PyStackChunk *root = root_chunk_get();
-    if (!root) return NULL;           /* caller turns this into MemoryError */
     ts->datastack_chunk = root;
     ts->datastack_top = &root->data[1];  /* as CPython does for a root chunk */
     ts->datastack_limit = (PyObject **)((char *)root + root->size);
@@ -372,7 +376,16 @@ void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
     ts->critical_section = 0;
 #endif
     s->started = 1;
-    return body(arg);
+    return 0;
+}
+
+/* Calls a continuation's callable: a tail call into its vectorcall, so no frame of ours stays
+ * below the callable's on the continuation's C stack. */
+PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    vectorcallfunc f = PyVectorcall_Function(callable);
+    if (f) return f(callable, args, nargsf, kwnames);
+    return PyObject_Vectorcall(callable, args, nargsf, kwnames);
 }
 
 /* The running continuation finished (its Python frames are gone): release its own state before
