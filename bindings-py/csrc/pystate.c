@@ -100,8 +100,9 @@ typedef struct tpy_state {
     uintptr_t critical_section;                /* 3.13: tstate->critical_section (0 in GIL builds) */
 #endif
 #if V312
-    tpy_link *links;                           /* 3.12+: original `previous` of relinked frames */
-    size_t nlinks, caplinks;
+    tpy_link *links;                           /* 3.12+: original `previous` of relinked frames: */
+    tpy_link link0;                            /*   &link0 while one is enough (usually: the */
+    size_t nlinks, caplinks;                   /*   bottom entry frame), else a heap array */
     struct _PyInterpreterFrame *heap_head;     /* 3.12+: first frame not on the C stack */
 #endif
     int started;
@@ -167,10 +168,15 @@ static struct _PyInterpreterFrame **frame_head(PyThreadState *ts)
 #if V312
 static int links_push(tpy_state *s, void *frame, void *previous)
 {
+    if (!s->caplinks) {
+        s->links = &s->link0;
+        s->caplinks = 1;
+    }
     if (s->nlinks == s->caplinks) {
-        size_t cap = s->caplinks ? 2 * s->caplinks : 2;   /* usually one: the bottom entry frame */
-        tpy_link *l = PyMem_RawRealloc(s->links, cap * sizeof *l);
+        size_t cap = 2 * s->caplinks;
+        tpy_link *l = PyMem_RawRealloc(s->links == &s->link0 ? NULL : s->links, cap * sizeof *l);
         if (!l) return -1;
+        if (s->links == &s->link0) l[0] = s->link0;
         s->links = l;
         s->caplinks = cap;
     }
@@ -423,7 +429,7 @@ void tpy_state_free(tpy_state *s)
     if (s->datastack_chunk) free_chunks(s->datastack_chunk);
 #endif
 #if V312
-    PyMem_RawFree(s->links);
+    if (s->links != &s->link0) PyMem_RawFree(s->links);
 #endif
     PyMem_RawFree(s);
 }

@@ -25,10 +25,24 @@ create_exception!(
     "Thrown into a pending continulet that became garbage, so its finally blocks run."
 );
 
-/// What a switch carries: the value the resumed side returns, or the exception it raises there.
+/// What a switch carries: the value the resumed side returns, or the exception it raises there
+/// (boxed: a PyErr is several words, and every continulet keeps an outbox).
 enum Payload {
     Value(Py<PyAny>),
-    Throw(PyErr),
+    Throw(Box<PyErr>),
+}
+
+impl Payload {
+    fn throw(e: PyErr) -> Payload {
+        Payload::Throw(Box::new(e))
+    }
+
+    fn deliver(self) -> PyResult<Py<PyAny>> {
+        match self {
+            Payload::Value(v) => Ok(v),
+            Payload::Throw(e) => Err(*e),
+        }
+    }
 }
 
 /// Attached to every tealet (`tealet_set_data`): its interpreter state, what it runs until it
@@ -241,10 +255,7 @@ fn arrive(rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     }
     let payload = take_posted(value);
     reap_previous();
-    match payload {
-        Payload::Value(v) => Ok(v),
-        Payload::Throw(e) => Err(e),
-    }
+    payload.deliver()
 }
 
 /// Leaves the current continuation for `target`, carrying `payload`; returns what we are
@@ -296,7 +307,7 @@ fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
     let data = unsafe { &mut *data };
     let outcome = match (no_stack, payload, data.start.take()) {
         (Some(e), _, _) => e,
-        (None, Payload::Throw(e), _) => e,
+        (None, Payload::Throw(e), _) => *e,
         (None, Payload::Value(v), _) if !v.is_none(py) => {
             PyTypeError::new_err("can't send non-None value to a just-started continulet")
         }
@@ -312,7 +323,7 @@ fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
         }
         (None, Payload::Value(_), None) => error::new_err("continulet started twice"),
     };
-    data.outbox = Some(Payload::Throw(outcome));
+    data.outbox = Some(Payload::throw(outcome));
     false
 }
 
@@ -328,7 +339,7 @@ fn ended(data: *mut Cont, result: *mut ffi::PyObject) {
     // SAFETY: result is what vectorcall returned.
     data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
         Ok(v) => Payload::Value(v.unbind()),
-        Err(e) => Payload::Throw(e),
+        Err(e) => Payload::throw(e),
     });
 }
 
@@ -387,7 +398,7 @@ unsafe fn switch_prepare(
         let cont = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Continulet>() };
         let payload = Payload::Value(v.map_or_else(|| py.None(), |v| v.unbind()));
         match route(cont.get(), to.as_ref().map(|t| t.get()))? {
-            Route::Here => deliver_here(payload).map(|v| (ptr::null_mut(), v.into_ptr().cast())),
+            Route::Here => payload.deliver().map(|v| (ptr::null_mut(), v.into_ptr().cast())),
             Route::To(current, target) => Ok((target, depart(py, current, payload)?)),
         }
     });
@@ -521,7 +532,7 @@ impl Continulet {
     /// switch/throw carrying `payload` (see `route`).
     fn exchange(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, payload: Payload) -> PyResult<Py<PyAny>> {
         match route(cont, to)? {
-            Route::Here => deliver_here(payload),
+            Route::Here => payload.deliver(),
             Route::To(current, target) => transfer(py, current, target, payload),
         }
     }
@@ -548,7 +559,7 @@ impl Continulet {
             }
             return;
         }
-        let exit = Payload::Throw(ContinuletExit::new_err(()));
+        let exit = Payload::throw(ContinuletExit::new_err(()));
         match Self::exchange(py, self, None, exit) {
             Ok(_) => {}
             Err(e) if e.is_instance_of::<ContinuletExit>(py) => {}
@@ -558,13 +569,6 @@ impl Continulet {
             self.slot.unkillable.set(true);
             error::new_err("ContinuletExit did not finish the continulet; it is leaked").write_unraisable(py, None);
         }
-    }
-}
-
-fn deliver_here(payload: Payload) -> PyResult<Py<PyAny>> {
-    match payload {
-        Payload::Value(v) => Ok(v),
-        Payload::Throw(e) => Err(e),
     }
 }
 
@@ -647,7 +651,7 @@ impl Continulet {
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let err = make_exception(py, r#type, value, tb)?;
-        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::Throw(err))
+        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
     }
 
     fn is_pending(&self) -> bool {
