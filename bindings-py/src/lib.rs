@@ -49,6 +49,10 @@ impl Payload {
 /// starts, and while it runs, the continulet whose callable it is (the result goes to whatever
 /// continuation that continulet holds when the callable ends).
 struct Cont {
+    /// The tealet this is attached to, and whether it finished (then whoever it switched to
+    /// last frees both, after taking its outbox).
+    tealet: *mut tc::tealet_t,
+    finished: bool,
     state: *mut TpyState,
     start: Option<Start>,
     running: Option<Running>,
@@ -149,7 +153,7 @@ fn new_cont(start: Option<Start>) -> PyResult<*mut Cont> {
     if state.is_null() {
         return Err(PyMemoryError::new_err("continulet state"));
     }
-    Ok(Box::into_raw(Box::new(Cont { state, start, running: None, owner: None, outbox: None })))
+    Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, start, running: None, owner: None, outbox: None })))
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -167,8 +171,11 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
                 return Err(PyMemoryError::new_err("tealet_main"));
             }
             let data = new_cont(None)?;
-            // SAFETY: t is this thread's live main tealet.
-            unsafe { tc::tealet_set_data(t, data.cast()) };
+            // SAFETY: t is this thread's live main tealet; data is its fresh Cont.
+            unsafe {
+                tc::tealet_set_data(t, data.cast());
+                (*data).tealet = t;
+            }
             m.set(t);
         }
         Ok(m.get())
@@ -188,25 +195,22 @@ fn apply_deferred_decrefs() {
     unsafe { Python::attach_unchecked(|_| ()) }
 }
 
-/// Frees the tealet we just came from if it finished (a finished tealet cannot free itself).
-fn reap_previous() {
-    // SAFETY: tealet_previous is the tealet that switched to us in this thread.
+/// Frees `sender`, which just switched to us, if that was its last switch (a finished tealet
+/// cannot free itself).
+fn reap(sender: *mut Cont) {
+    // SAFETY: sender is the live Cont of the tealet that switched to us; once finished, nothing
+    // else refers to it or to its tealet.
     unsafe {
-        let prev = tc::tealet_previous();
-        if !prev.is_null() && tc::tealet_status(prev) == tc::TEALET_STATUS_FINISHED {
-            let data = cont_of(prev);
-            tc::tealet_free(prev);
-            if !data.is_null() {
-                let data = Box::from_raw(data);
-                tpy_state_free(data.state);
-                drop(data);
-                apply_deferred_decrefs();
-            }
+        if (*sender).finished {
+            tc::tealet_free((*sender).tealet);
+            let data = Box::from_raw(sender);
+            tpy_state_free(data.state);
+            drop(data);
+            apply_deferred_decrefs();
         }
     }
 }
 
-/// Leaves the current continuation for `target`, carrying `payload`; returns what we are resumed with.
 /// Stores `payload` in `from`'s outbox and returns the switch value that points at it.
 fn post(from: *mut Cont, payload: Payload) -> *mut c_void {
     // SAFETY: `from` is the running tealet's Cont, only touched from this thread.
@@ -216,10 +220,16 @@ fn post(from: *mut Cont, payload: Payload) -> *mut c_void {
     }
 }
 
-/// Takes the payload a switch value points at (the sender's outbox), before the sender may be freed.
-fn take_posted(value: *mut c_void) -> Payload {
-    // SAFETY: every switch value is a pointer to a live sender's outbox, filled by `post`.
-    unsafe { (*value.cast::<Option<Payload>>()).take() }.expect("a switch always carries a payload")
+/// Takes the payload a switch value points at (the sender's outbox), before the sender may be
+/// freed; returns it with the sender.
+fn take_posted(value: *mut c_void) -> (Payload, *mut Cont) {
+    // SAFETY: every switch value is a pointer to the outbox field of a live sender's Cont,
+    // filled by `post`.
+    unsafe {
+        let sender = value.byte_sub(std::mem::offset_of!(Cont, outbox)).cast::<Cont>();
+        let payload = (*sender).outbox.take().expect("a switch always carries a payload");
+        (payload, sender)
+    }
 }
 
 /// `error(msg)`, built out of line: the switch path's frames stay on every suspended stack.
@@ -232,8 +242,7 @@ fn usage_error(msg: &'static str) -> PyErr {
 /// Before leaving the current continuation (`current`): saves its interpreter state and posts
 /// `payload` in its outbox; returns the switch value.
 #[inline(never)]
-fn depart(py: Python<'_>, current: *mut tc::tealet_t, payload: Payload) -> PyResult<*mut c_void> {
-    let me = cont_of(current);
+fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_void> {
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
         return Err(PyErr::fetch(py));
@@ -241,31 +250,32 @@ fn depart(py: Python<'_>, current: *mut tc::tealet_t, payload: Payload) -> PyRes
     Ok(post(me, payload))
 }
 
-/// Back on our own stack after `tealet_switch` returned `rc`: reinstalls our interpreter state,
-/// then takes what we are resumed with.
+/// Back on our own stack (`me`) after `tealet_switch` returned `rc`: reinstalls our interpreter
+/// state, then takes what we are resumed with.
 #[inline(never)]
-fn arrive(rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
-    // SAFETY: we are the current tealet again, carrying a Cont; its state is reinstalled first.
-    unsafe { tpy_restore((*cont_of(tc::tealet_current())).state) };
+fn arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
+    // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
+    unsafe { tpy_restore((*me).state) };
+    let (payload, sender) = take_posted(value);
     if rc != tc::TEALET_OK {
-        // On failure nobody took the payload: drop it from our outbox.
-        drop(take_posted(value));
+        // On failure nobody took the payload from our outbox: drop it.
+        drop(payload);
         apply_deferred_decrefs();
         return Err(core_error(rc));
     }
-    let payload = take_posted(value);
-    reap_previous();
+    reap(sender);
     payload.deliver()
 }
 
 /// Leaves the current continuation for `target`, carrying `payload`; returns what we are
 /// resumed with.
 fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
-    let mut value = depart(py, current, payload)?;
+    let me = cont_of(current);
+    let mut value = depart(py, me, payload)?;
     // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
     // with the switch because it stays in this OS thread.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
-    arrive(rc, value)
+    arrive(me, rc, value)
 }
 
 /// The first switch into a tealet lands here, on its own stack. This frame and the core's entry
@@ -301,8 +311,8 @@ fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
     // Out of memory for the data stack: taken before anything else can run.
     let no_stack = (!started).then(|| PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack")));
     // SAFETY: the switcher passed its outbox in *value.
-    let payload = take_posted(unsafe { *value });
-    reap_previous();
+    let (payload, sender) = take_posted(unsafe { *value });
+    reap(sender);
     // SAFETY: data is this tealet's Cont, only used from this thread.
     let data = unsafe { &mut *data };
     let outcome = match (no_stack, payload, data.start.take()) {
@@ -347,7 +357,10 @@ fn ended(data: *mut Cont, result: *mut ffi::PyObject) {
 #[inline(never)]
 fn finish(data: *mut Cont, value: *mut *mut c_void) -> *mut tc::tealet_t {
     // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
-    let owner = unsafe { (*data).owner.take() };
+    let owner = unsafe {
+        (*data).finished = true;
+        (*data).owner.take()
+    };
     let target = match &owner {
         Some(o) => o.get().slot.tealet.replace(ptr::null_mut()),
         None => ptr::null_mut(),
@@ -370,18 +383,20 @@ unsafe extern "C" fn switch_method(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     let mut value = ptr::null_mut();
+    let mut me = ptr::null_mut();
     // SAFETY: CPython passes the method's arguments as documented for METH_FASTCALL|METH_KEYWORDS.
-    let target = unsafe { switch_prepare(slf, args, nargs, kwnames, &mut value) };
+    let target = unsafe { switch_prepare(slf, args, nargs, kwnames, &mut value, &mut me) };
     if target.is_null() {
         return value.cast();
     }
     // SAFETY: switch_prepare checked target (a live tealet of this thread) and departed.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
-    switch_arrive(rc, value)
+    switch_arrive(me, rc, value)
 }
 
-/// Parses switch's arguments and departs: returns the tealet to switch to with the switch value
-/// in `*value`; or NULL with `*value` the call's result (NULL with an exception set on error).
+/// Parses switch's arguments and departs: returns the tealet to switch to, with the switch value
+/// in `*value` and the departing Cont in `*me`; or NULL with `*value` the call's result (NULL
+/// with an exception set on error).
 #[inline(never)]
 unsafe fn switch_prepare(
     slf: *mut ffi::PyObject,
@@ -389,6 +404,7 @@ unsafe fn switch_prepare(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
     value: &mut *mut c_void,
+    me: &mut *mut Cont,
 ) -> *mut tc::tealet_t {
     // SAFETY: CPython calls methods with the GIL held.
     let py = unsafe { Python::assume_attached() };
@@ -399,7 +415,10 @@ unsafe fn switch_prepare(
         let payload = Payload::Value(v.map_or_else(|| py.None(), |v| v.unbind()));
         match route(cont.get(), to.as_ref().map(|t| t.get()))? {
             Route::Here => payload.deliver().map(|v| (ptr::null_mut(), v.into_ptr().cast())),
-            Route::To(current, target) => Ok((target, depart(py, current, payload)?)),
+            Route::To(current, target) => {
+                *me = cont_of(current);
+                Ok((target, depart(py, *me, payload)?))
+            }
         }
     });
     match prepared {
@@ -468,8 +487,8 @@ unsafe fn switch_args<'py>(
 
 /// After switch_method's switch: what `switch()` returns (NULL with an exception set).
 #[inline(never)]
-fn switch_arrive(rc: c_int, value: *mut c_void) -> *mut ffi::PyObject {
-    match arrive(rc, value) {
+fn switch_arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> *mut ffi::PyObject {
+    match arrive(me, rc, value) {
         Ok(v) => v.into_ptr(),
         Err(e) => {
             // SAFETY: the GIL is held by this thread across switches.
@@ -504,8 +523,8 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     if to.is_some_and(|t| t.foreign()) {
         return Err(usage_error("cross-thread double switch"));
     }
-    main_tealet()?;
-    // SAFETY: this thread has its main tealet, so a current tealet exists.
+    // SAFETY: `cont` is bound in this thread, whose main tealet was made then, so a current
+    // tealet exists.
     let current = unsafe { tc::tealet_current() };
     let old = cont.slot.tealet.replace(current);
     let target = match to {
@@ -621,6 +640,8 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         main_tealet()?;
+        // SAFETY: slf is a live continulet; an empty eager instance dict is made lazy again.
+        unsafe { tpy_drop_empty_dict(slf.as_ptr()) };
         let data = new_cont(Some(Start { callable, args, kwds }))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe { (*data).owner = Some(slf.clone().unbind()) };
@@ -634,7 +655,10 @@ impl Continulet {
             return Err(core_error(rc));
         }
         // SAFETY: t is the new tealet.
-        unsafe { tc::tealet_set_data(t, data.cast()) };
+        unsafe {
+            tc::tealet_set_data(t, data.cast());
+            (*data).tealet = t;
+        }
         me.slot.tealet.set(t);
         me.slot.bound.set(true);
         me.slot.thread.set(thread_serial());
