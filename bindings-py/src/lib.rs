@@ -187,12 +187,12 @@ fn cont_of(t: *mut tc::tealet_t) -> *mut Cont {
     unsafe { tc::tealet_get_data(t).cast() }
 }
 
-/// pyo3 defers the decref of a `Py` dropped while it does not count the thread as attached,
-/// which is the case in our raw C entry points (`switch_method`, `run`, called by CPython and
-/// the core, not through pyo3); this applies such decrefs now, so the GC never sees stale counts.
-fn apply_deferred_decrefs() {
+/// Runs `f` with pyo3 counting this thread as attached, which it is (the GIL is held): pyo3
+/// defers the decref of a `Py` dropped otherwise, as in our raw C entry points (`switch_method`,
+/// `run`, not called through pyo3), and the GC would see stale counts until it applied them.
+fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
     // SAFETY: called with the GIL held by a thread of the running interpreter.
-    unsafe { Python::attach_unchecked(|_| ()) }
+    unsafe { Python::attach_unchecked(f) }
 }
 
 /// Frees `sender`, which just switched to us, if that was its last switch (a finished tealet
@@ -205,8 +205,7 @@ fn reap(sender: *mut Cont) {
             tc::tealet_free((*sender).tealet);
             let data = Box::from_raw(sender);
             tpy_state_free(data.state);
-            drop(data);
-            apply_deferred_decrefs();
+            attached(|_| drop(data));
         }
     }
 }
@@ -245,7 +244,9 @@ fn usage_error(msg: &'static str) -> PyErr {
 fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_void> {
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
-        return Err(PyErr::fetch(py));
+        let err = PyErr::fetch(py);
+        attached(|_| drop(payload));
+        return Err(err);
     }
     Ok(post(me, payload))
 }
@@ -259,8 +260,7 @@ fn arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     let (payload, sender) = take_posted(value);
     if rc != tc::TEALET_OK {
         // On failure nobody took the payload from our outbox: drop it.
-        drop(payload);
-        apply_deferred_decrefs();
+        attached(|_| drop(payload));
         return Err(core_error(rc));
     }
     reap(sender);
@@ -286,28 +286,24 @@ unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *
     // SAFETY: data is this tealet's Cont; tpy_start installs its fresh interpreter state.
     let started = unsafe { tpy_start((*data).state) } == 0;
     let call = begin(data, value, started);
-    apply_deferred_decrefs();
-    if call {
+    let result = if call {
         // SAFETY: data is this tealet's Cont; `running` is not touched until the call returns,
         // and nothing on this C stack owns a reference while the callable runs.
-        let result = unsafe { (*data).running.as_ref().map_or(ptr::null_mut(), Running::call) };
-        ended(data, result);
-    }
-    if started {
-        // SAFETY: the callable is done; release this continuation's own interpreter state.
-        unsafe { tpy_finish() };
-    }
-    let target = finish(data, value);
-    apply_deferred_decrefs();
-    target
+        unsafe { (*data).running.as_ref().map_or(ptr::null_mut(), Running::call) }
+    } else {
+        ptr::null_mut()
+    };
+    end(data, value, started, call.then_some(result))
 }
 
 /// Takes the first switch's payload and prepares the call in `running`; or, if the callable
 /// must not run, leaves the outcome in the outbox. Returns whether to call.
 #[inline(never)]
 fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
-    // SAFETY: the GIL is held by this thread across switches.
-    let py = unsafe { Python::assume_attached() };
+    attached(|py| begin_attached(py, data, value, started))
+}
+
+fn begin_attached(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
     // Out of memory for the data stack: taken before anything else can run.
     let no_stack = (!started).then(|| PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack")));
     // SAFETY: the switcher passed its outbox in *value.
@@ -337,24 +333,31 @@ fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
     false
 }
 
-/// The callable returned `result` (a new reference, or NULL with an exception set): it goes to
-/// the outbox.
+/// After the run: the callable's `result` if it was called (a new reference, or NULL with an
+/// exception set) goes to the outbox, the interpreter state is released (if `started`), and the
+/// outcome goes to the continuation the continulet holds now; returns that tealet.
 #[inline(never)]
-fn ended(data: *mut Cont, result: *mut ffi::PyObject) {
-    // SAFETY: the GIL is held by this thread across switches.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: data is this tealet's Cont; the call is over.
-    let data = unsafe { &mut *data };
-    data.running = None;
-    // SAFETY: result is what vectorcall returned.
-    data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
-        Ok(v) => Payload::Value(v.unbind()),
-        Err(e) => Payload::throw(e),
-    });
+fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*mut ffi::PyObject>) -> *mut tc::tealet_t {
+    attached(|py| {
+        if let Some(result) = result {
+            // SAFETY: data is this tealet's Cont; the call is over.
+            let data = unsafe { &mut *data };
+            data.running = None;
+            // SAFETY: result is what vectorcall returned.
+            data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
+                Ok(v) => Payload::Value(v.unbind()),
+                Err(e) => Payload::throw(e),
+            });
+        }
+        if started {
+            // SAFETY: the callable is done; release this continuation's own interpreter state.
+            unsafe { tpy_finish() };
+        }
+        finish(data, value)
+    })
 }
 
 /// The outcome goes to the continuation the continulet holds now; it is finished afterwards.
-#[inline(never)]
 fn finish(data: *mut Cont, value: *mut *mut c_void) -> *mut tc::tealet_t {
     // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
     let owner = unsafe {
@@ -410,14 +413,17 @@ unsafe fn switch_prepare(
     let py = unsafe { Python::assume_attached() };
     // SAFETY: the method descriptor checked that slf is a continulet; args holds nargs positional
     // values followed by one per name in kwnames, all borrowed for the call.
+    // Only Bound values are dropped here (pyo3 decrefs those at once): the payload is made once
+    // the switch is sure to go ahead.
     let prepared = unsafe { switch_args(py, args, nargs, kwnames) }.and_then(|(v, to)| {
         let cont = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Continulet>() };
-        let payload = Payload::Value(v.map_or_else(|| py.None(), |v| v.unbind()));
-        match route(cont.get(), to.as_ref().map(|t| t.get()))? {
-            Route::Here => payload.deliver().map(|v| (ptr::null_mut(), v.into_ptr().cast())),
+        let route = route(cont.get(), to.as_ref().map(|t| t.get()))?;
+        let v = v.map_or_else(|| py.None().into_bound(py), |v| v);
+        match route {
+            Route::Here => Ok((ptr::null_mut(), v.into_ptr().cast())),
             Route::To(current, target) => {
                 *me = cont_of(current);
-                Ok((target, depart(py, *me, payload)?))
+                Ok((target, depart(py, *me, Payload::Value(v.unbind()))?))
             }
         }
     });
@@ -428,7 +434,6 @@ unsafe fn switch_prepare(
         }
         Err(e) => {
             e.restore(py);
-            apply_deferred_decrefs();
             *value = ptr::null_mut();
             ptr::null_mut()
         }
