@@ -174,7 +174,7 @@ static int links_push(tpy_state *s, void *frame, void *previous)
     }
     if (s->nlinks == s->caplinks) {
         size_t cap = 2 * s->caplinks;
-        tpy_link *l = PyMem_RawRealloc(s->links == &s->link0 ? NULL : s->links, cap * sizeof *l);
+        tpy_link *l = PyMem_Realloc(s->links == &s->link0 ? NULL : s->links, cap * sizeof *l);
         if (!l) return -1;
         if (s->links == &s->link0) l[0] = s->link0;
         s->links = l;
@@ -216,9 +216,10 @@ static void unhide_cstack_frames(tpy_state *s)
 }
 #endif
 
+/* States are made and freed with the GIL held: pymalloc, no malloc header. */
 tpy_state *tpy_state_new(void)
 {
-    return PyMem_RawCalloc(1, sizeof(tpy_state));
+    return PyMem_Calloc(1, sizeof(tpy_state));
 }
 
 /* Called in the running continuation just before it switches away (GIL held). */
@@ -429,9 +430,9 @@ void tpy_state_free(tpy_state *s)
     if (s->datastack_chunk) free_chunks(s->datastack_chunk);
 #endif
 #if V312
-    if (s->links != &s->link0) PyMem_RawFree(s->links);
+    if (s->links != &s->link0) PyMem_Free(s->links);
 #endif
-    PyMem_RawFree(s);
+    PyMem_Free(s);
 }
 
 /* New reference to the top frame of a suspended continuation, or None. On 3.11+ the frame object
