@@ -112,6 +112,27 @@ def test_cycle_through_switch_with_to():
     assert freed
 
 
+def test_cycle_through_unbound_switch_called_plainly():
+    # `continulet.switch(c)` as a plain call (how greenlet-py switches): 3.13 keeps the callable
+    # below a NULL self entry, <=3.12 above a NULL entry; both must be recognised.
+    switch = continulet.switch
+    def inner(c, o):
+        switch(c, None)
+    def outer(c, o, log):
+        try:
+            inner(c, o)
+        finally:
+            log.append("outer")
+    def make(log):
+        o = Obj()
+        c = continulet(outer, o, log)
+        switch(c)
+        o.c = c
+        return c, o
+    freed, log = collected_with_exit(make)
+    assert freed and log == ["outer"]
+
+
 def test_deep_chain_collected():
     def rec(c, n, o):
         if n:
