@@ -954,7 +954,7 @@ fn add_switch_method(py: Python<'_>) -> PyResult<()> {
         ml_name: c"switch".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: switch_method },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c"switch(value=None, to=None)\n--\n\nExchange the current continuation with the one stored here and resume it.".as_ptr(),
+        ml_doc: c"switch($self, value=None, to=None)\n--\n\nExchange the current continuation with the one stored here and resume it.".as_ptr(),
     }));
     let ty = py.get_type::<Continulet>();
     // SAFETY: def is leaked, so it outlives the type; the type object is live.
