@@ -298,8 +298,8 @@ def test_deep_c_recursion_hits_guard_page():
 
 
 def test_chains_of_copied_out_continulets_never_reach_their_c_stack():
-    # Each chain passes C calls (map, sorted's key) between Python frames: 3.12+ links an entry
-    # frame on the C stack there. Dense stacks get copied out and overwritten by the others, so
+    # Each chain passes C calls (map, next into a generator, sorted's key) between Python frames:
+    # 3.12+ links an entry frame on the C stack there. Dense stacks get copied out and overwritten by the others, so
     # f_back, tracebacks and the GC must only ever see the heap frames.
     class Marker:
         pass
@@ -314,8 +314,10 @@ def test_chains_of_copied_out_continulets_never_reach_their_c_stack():
         return k
     def middle(c, k, caught):
         return sorted([k], key=lambda _: inner(c, k, caught))[0]
+    def gen(c, k, caught):
+        yield middle(c, k, caught)
     def outer(c, k, caught):
-        return list(map(lambda _: middle(c, k, caught), [0]))[0]
+        return list(map(lambda _: next(gen(c, k, caught)), [0]))[0]
     conts, caught = [], []
     for k in range(n):
         c = continulet(outer, k, caught)
@@ -330,7 +332,7 @@ def test_chains_of_copied_out_continulets_never_reach_their_c_stack():
     for _ in range(8):
         continulet(scribble).switch()
     assert sum(stack_saved(c) > 0 for c in conts) > n // 2
-    want = ["inner", "<lambda>", "middle", "<lambda>", "outer"]
+    want = ["inner", "<lambda>", "middle", "gen", "<lambda>", "outer"]
     for k, c in enumerate(conts):
         names, fr = [], get_frame(c)
         while fr is not None:
