@@ -10,7 +10,12 @@ py=$(venv_python "$v")
 gvenv="$VENVS/greenlet-bench-$v"
 if [ ! -x "$gvenv/bin/python" ]; then
     "$(find_python "$v")" -m venv "$gvenv"
-    "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6"
+fi
+if ! "$gvenv/bin/python" -c "import greenlet" 2>/dev/null; then
+    "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6" 2>/dev/null || {
+        echo "bench-bindings: greenlet 3.5 does not install on CPython $v (it needs 3.10+): no peer"
+        exit 1
+    }
 fi
 if ! "$py" -c "import _continuation" 2>/dev/null; then
     PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
