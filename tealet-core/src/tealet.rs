@@ -27,16 +27,15 @@ pub(crate) const POLICY_SHARED: i32 = 1;
 pub(crate) type RunFn = unsafe extern "C" fn(*mut Tealet, *mut c_void, *mut *mut c_void) -> *mut Tealet;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids a thread takes at a time, so creating a tealet needs no shared atomic.
+const ID_BLOCK: u64 = 1024;
 
-// `Tealet::meta`: the status in bits 0-1, the stack kind in bits 2-3, whether the stack is
-// copied out in bit 4, the id above (48 bits: unique until 2^48 tealets were created).
-const STATUS_MASK: u64 = 0b11;
-const KIND_MASK: u64 = 0b11 << 2;
-const KIND_MAIN: u64 = 0;
-const KIND_DEDICATED: u64 = 1 << 2;
-const KIND_SHARED: u64 = 2 << 2;
-const COPIED: u64 = 1 << 4;
-const ID_SHIFT: u32 = 16;
+// `Tealet::flags`: the stack kind in bits 0-1, whether the stack is copied out in bit 2.
+const KIND_MASK: u8 = 0b11;
+const KIND_MAIN: u8 = 0;
+const KIND_DEDICATED: u8 = 1;
+const KIND_SHARED: u8 = 2;
+const COPIED: u8 = 1 << 2;
 
 /// The word in front of a heap copy's stack bytes: where the resume value goes.
 const OUT_WORD: usize = std::mem::size_of::<usize>();
@@ -86,8 +85,12 @@ pub struct Tealet {
     /// Saved stack pointer while suspended. A new shared tealet keeps its `arg` here until its
     /// first frame is written (its region may be occupied before).
     sp: usize,
-    /// Status, stack kind, copied-out flag and id (see `STATUS_MASK` ...).
-    meta: u64,
+    status: u8,
+    /// Stack kind and copied-out flag (`KIND_MASK`, `COPIED`).
+    flags: u8,
+    /// The id, 48 bits (unique until 2^48 tealets were created).
+    id_hi: u16,
+    id_lo: u32,
     /// `Arc::into_raw` of its home.
     home: *const Home,
     data: *mut c_void,
@@ -121,7 +124,7 @@ struct MainTealet {
 
 impl Drop for Tealet {
     fn drop(&mut self) {
-        if self.meta & COPIED != 0 {
+        if self.flags & COPIED != 0 {
             // SAFETY: the copy came from malloc and only this record refers to it.
             unsafe { libc::free(self.link as *mut c_void) };
         }
@@ -137,7 +140,7 @@ impl Drop for Tealet {
 unsafe fn destroy(t: *mut Tealet) {
     // SAFETY: the kind bits say which box the record came from (the caller's promise for the rest).
     unsafe {
-        match (*t).meta & KIND_MASK {
+        match (*t).flags & KIND_MASK {
             KIND_SHARED => drop(Box::from_raw(t)),
             KIND_DEDICATED => drop(Box::from_raw(t as *mut DedicatedTealet)),
             _ => drop(Box::from_raw(t as *mut MainTealet)),
@@ -150,22 +153,22 @@ unsafe fn destroy(t: *mut Tealet) {
 
 pub(crate) unsafe fn id(t: *const Tealet) -> u64 {
     // SAFETY: see above.
-    unsafe { (*t).meta >> ID_SHIFT }
+    unsafe { u64::from((*t).id_hi) << 32 | u64::from((*t).id_lo) }
 }
 
 pub(crate) unsafe fn status(t: *const Tealet) -> i32 {
     // SAFETY: see above.
-    unsafe { ((*t).meta & STATUS_MASK) as i32 }
+    unsafe { i32::from((*t).status) }
 }
 
 unsafe fn set_status(t: *mut Tealet, status: i32) {
     // SAFETY: see above.
-    unsafe { (*t).meta = (*t).meta & !STATUS_MASK | status as u64 }
+    unsafe { (*t).status = status as u8 }
 }
 
 pub(crate) unsafe fn is_main(t: *const Tealet) -> bool {
     // SAFETY: see above.
-    unsafe { (*t).meta & KIND_MASK == KIND_MAIN }
+    unsafe { (*t).flags & KIND_MASK == KIND_MAIN }
 }
 
 pub(crate) unsafe fn home<'a>(t: *const Tealet) -> &'a Home {
@@ -187,7 +190,7 @@ pub(crate) unsafe fn set_data(t: *mut Tealet, data: *mut c_void) {
 pub(crate) unsafe fn top(t: *const Tealet) -> usize {
     // SAFETY: see above; the kind bits say which record type `t` is.
     unsafe {
-        match (*t).meta & KIND_MASK {
+        match (*t).flags & KIND_MASK {
             KIND_SHARED => home(t).top(),
             KIND_DEDICATED => {
                 let d = t as *const DedicatedTealet;
@@ -202,7 +205,7 @@ pub(crate) unsafe fn top(t: *const Tealet) -> usize {
 pub(crate) unsafe fn guard(t: *const Tealet) -> (usize, usize, usize) {
     // SAFETY: see above; the kind bits say which record type `t` is.
     unsafe {
-        match (*t).meta & KIND_MASK {
+        match (*t).flags & KIND_MASK {
             KIND_SHARED => {
                 let h = home(t);
                 (h.base, h.base + GUARD_SIZE, h.slot - GUARD_SIZE)
@@ -235,7 +238,7 @@ pub(crate) unsafe fn stack_size(t: *const Tealet) -> usize {
 pub(crate) unsafe fn saved_len(t: *const Tealet) -> usize {
     // SAFETY: see above; a copied-out tealet is a shared one, whose home is alive.
     unsafe {
-        if (*t).meta & COPIED != 0 {
+        if (*t).flags & COPIED != 0 {
             top(t) - (*t).sp
         } else {
             0
@@ -252,7 +255,7 @@ pub(crate) unsafe fn translate(t: *const Tealet, addr: usize) -> *mut c_void {
         if status(t) != SUSPENDED || addr < sp || addr >= top(t) {
             return null_mut();
         }
-        if (*t).meta & COPIED != 0 {
+        if (*t).flags & COPIED != 0 {
             return ((*t).link + OUT_WORD + (addr - sp)) as *mut c_void;
         }
         addr as *mut c_void
@@ -277,6 +280,20 @@ pub(crate) struct ThreadState {
     pub(crate) pool: Pool,
     regions: Regions,
     pub(crate) altstack: *mut u8,
+    /// The rest of this thread's block of ids.
+    ids: std::ops::Range<u64>,
+}
+
+impl ThreadState {
+    fn next_id(&mut self) -> u64 {
+        if self.ids.is_empty() {
+            let start = NEXT_ID.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            self.ids = start..start + ID_BLOCK;
+        }
+        let id = self.ids.start;
+        self.ids.start += 1;
+        id
+    }
 }
 
 thread_local! {
@@ -334,11 +351,13 @@ pub(crate) fn thread_state() -> *mut ThreadState {
     init_thread()
 }
 
-fn record(home: Arc<Home>, kind: u64, status: i32, sp: usize, link: usize) -> Tealet {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+fn record(id: u64, home: Arc<Home>, kind: u8, status: i32, sp: usize, link: usize) -> Tealet {
     Tealet {
         sp,
-        meta: id << ID_SHIFT | kind | status as u64,
+        status: status as u8,
+        flags: kind,
+        id_hi: (id >> 32) as u16,
+        id_lo: id as u32,
         home: Arc::into_raw(home),
         data: null_mut(),
         link,
@@ -360,7 +379,8 @@ fn init_thread() -> *mut ThreadState {
         owner: AtomicPtr::new(null_mut()),
     });
     let (top, low) = main_stack_bounds();
-    let main = Box::into_raw(Box::new(MainTealet { t: record(home.clone(), KIND_MAIN, RUNNING, 0, 0), top, low }));
+    let main_id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let main = Box::into_raw(Box::new(MainTealet { t: record(main_id, home.clone(), KIND_MAIN, RUNNING, 0, 0), top, low }));
     let ts = Box::into_raw(Box::new(ThreadState {
         home,
         main: main as *mut Tealet,
@@ -375,6 +395,7 @@ fn init_thread() -> *mut ThreadState {
         pool: Pool::default(),
         regions: Regions::default(),
         altstack: null_mut(),
+        ids: 0..0,
     }));
     STATE.with(|s| s.set(ts));
     // SAFETY: `ts` was just created for this thread.
@@ -415,7 +436,7 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
             let base = ts.pool.alloc(slot).map_err(map_err)?;
             let top = base + slot;
             let sp = top - tealet_asm::FRAME_SIZE;
-            let t = record(ts.home.clone(), KIND_DEDICATED, NEW, sp, run as usize);
+            let t = record(ts.next_id(), ts.home.clone(), KIND_DEDICATED, NEW, sp, run as usize);
             let t = Box::into_raw(Box::new(DedicatedTealet { t, base, slot }));
             // SAFETY: the slot is ours alone, so its first frame (which hands `arg` to `entry`)
             // can be written now and the first switch needs no callback.
@@ -430,7 +451,8 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
             let size = if stack_size == 0 { DEFAULT_SHARED } else { page_round(stack_size.max(MIN_STACK)) };
             let home = ts.regions.pick(size + GUARD_SIZE, &ts.home).map_err(map_err)?;
             // The region may be occupied: `restore` writes the first frame on the first switch.
-            Ok(Box::into_raw(Box::new(record(home, KIND_SHARED, NEW, arg as usize, run as usize))))
+            let id = ts.next_id();
+            Ok(Box::into_raw(Box::new(record(id, home, KIND_SHARED, NEW, arg as usize, run as usize))))
         }
         _ => Err(ERR_INVALID),
     }
@@ -465,22 +487,22 @@ pub(crate) unsafe fn switch(ts: *mut ThreadState, target: *mut Tealet, out: *mut
     // SAFETY: `ts` is the calling thread's state, `target` one of its tealets, `out` null or
     // readable and writable (the caller's promise).
     unsafe {
-        let s = &mut *ts;
-        let cur = s.current;
-        if target == cur {
+        // The only running tealet of this thread is its current one.
+        if (*target).status == RUNNING as u8 {
             return OK;
         }
-        let meta = (*target).meta;
+        let s = &mut *ts;
+        let cur = s.current;
         // Dedicated stacks got their first frame in `create`; a shared one must be in place.
-        if meta & KIND_MASK == KIND_SHARED && home(target).owner.load(Ordering::Relaxed) != target {
+        if (*target).flags & KIND_MASK == KIND_SHARED && home(target).owner.load(Ordering::Relaxed) != target {
             return switch_copying(ts, target, out);
         }
         let value = if out.is_null() { null_mut() } else { *out };
         // Nothing to copy or release: the plain jump, as a tail call (no return to mispredict).
-        (*cur).meta = (*cur).meta & !STATUS_MASK | SUSPENDED as u64;
+        (*cur).status = SUSPENDED as u8;
         (*cur).link = out as usize;
-        let to_out = if meta & STATUS_MASK == NEW as u64 { &mut s.value as *mut *mut c_void } else { (*target).link as *mut *mut c_void };
-        (*target).meta = meta & !STATUS_MASK | RUNNING as u64;
+        let to_out = if (*target).status == NEW as u8 { &mut s.value as *mut *mut c_void } else { (*target).link as *mut *mut c_void };
+        (*target).status = RUNNING as u8;
         s.previous = cur;
         s.current = target;
         jump(cur, target, value, to_out)
@@ -538,7 +560,7 @@ pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c
         if target == s.current {
             return Ok(value);
         }
-        if (*target).meta & KIND_MASK == KIND_SHARED {
+        if (*target).flags & KIND_MASK == KIND_SHARED {
             let h = home(target);
             let owner = h.owner.load(Ordering::Relaxed);
             if !owner.is_null() && owner != target && !(owner == s.current && finishing) {
@@ -581,7 +603,7 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
         let tgt = s.target;
         if s.finishing {
             set_status(cur, FINISHED);
-            match (*cur).meta & KIND_MASK {
+            match (*cur).flags & KIND_MASK {
                 KIND_DEDICATED => {
                     let d = cur as *const DedicatedTealet;
                     s.release = Some(((*d).base, (*d).slot));
@@ -597,7 +619,7 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
         }
         s.previous = cur;
         s.current = tgt;
-        if (*tgt).meta & KIND_MASK != KIND_SHARED {
+        if (*tgt).flags & KIND_MASK != KIND_SHARED {
             return (*tgt).sp as *mut u8;
         }
         let h = home(tgt);
@@ -614,7 +636,7 @@ unsafe extern "C" fn save(ctx: *mut u8, sp: *mut u8) -> *mut u8 {
             // Shrinking in place keeps the copy at live bytes + one word + malloc's header.
             let p = libc::realloc(s.spare as *mut c_void, OUT_WORD + len) as *mut u8;
             (*owner).link = if p.is_null() { s.spare } else { p } as usize;
-            (*owner).meta |= COPIED;
+            (*owner).flags |= COPIED;
             s.spare = null_mut();
             s.spare_len = 0;
         }
@@ -646,14 +668,14 @@ unsafe extern "C" fn restore(ctx: *mut u8, _sp: *mut u8) -> *mut u8 {
         let s = &mut *(ctx as *mut ThreadState);
         let t = s.current;
         if status(t) == NEW {
-            if (*t).meta & KIND_MASK == KIND_SHARED {
+            if (*t).flags & KIND_MASK == KIND_SHARED {
                 let top = top(t);
                 #[cfg(feature = "valgrind")]
                 crate::valgrind::make_writable(top - tealet_asm::FRAME_SIZE, tealet_asm::FRAME_SIZE);
                 tealet_asm::init_stack(top as *mut u8, entry, (*t).sp as *mut u8);
             }
         } else {
-            let out = if (*t).meta & COPIED != 0 {
+            let out = if (*t).flags & COPIED != 0 {
                 let buf = (*t).link as *mut u8;
                 let len = top(t) - (*t).sp;
                 // The shadow there describes the frames of the region's previous occupant.
@@ -664,7 +686,7 @@ unsafe extern "C" fn restore(ctx: *mut u8, _sp: *mut u8) -> *mut u8 {
                 std::ptr::copy_nonoverlapping(buf.add(OUT_WORD), (*t).sp as *mut u8, len);
                 let out = *(buf as *const usize);
                 libc::free(buf as *mut c_void);
-                (*t).meta &= !COPIED;
+                (*t).flags &= !COPIED;
                 out
             } else {
                 (*t).link
@@ -695,7 +717,38 @@ unsafe extern "C" fn entry(_zero: *mut u8, arg: *mut u8) -> ! {
         let run: RunFn = std::mem::transmute::<usize, RunFn>((*me).link);
         let next = run(me, arg as *mut c_void, &mut value);
         let next = if next != me && target_state(next).is_ok() { next } else { (*ts).main };
+        #[cfg(not(feature = "asan"))]
+        if (*me).flags & KIND_MASK == KIND_DEDICATED && in_place(next) {
+            finish_in_place(ts, me, next, value);
+        }
         let _ = switch_to(ts, next, value, true);
+        crate::trap::fatal(b"tealet: internal error: finished tealet resumed\n")
+    }
+}
+
+/// Whether `t`'s stack is in place, so a jump resumes it.
+unsafe fn in_place(t: *mut Tealet) -> bool {
+    // SAFETY: a live record of this thread (the caller's promise).
+    unsafe { (*t).flags & KIND_MASK != KIND_SHARED || home(t).owner.load(Ordering::Relaxed) == t }
+}
+
+/// A finished dedicated tealet `me` leaves for `next`, whose stack is in place, with a plain
+/// jump: its slot goes back to this thread's pool first, which is safe because nothing on this
+/// thread can take it before the jump leaves it.
+#[cfg(not(feature = "asan"))]
+unsafe fn finish_in_place(ts: *mut ThreadState, me: *mut Tealet, next: *mut Tealet, value: *mut c_void) -> ! {
+    // SAFETY: `me` is the running dedicated tealet of this thread, `next` a checked tealet of it
+    // whose stack is in place.
+    unsafe {
+        let s = &mut *ts;
+        set_status(me, FINISHED);
+        let d = me as *const DedicatedTealet;
+        s.pool.release((*d).base, (*d).slot);
+        let to_out = if status(next) == NEW { &mut s.value as *mut *mut c_void } else { (*next).link as *mut *mut c_void };
+        set_status(next, RUNNING);
+        s.previous = me;
+        s.current = next;
+        tealet_asm::jump(value as *mut u8, &mut (*me).sp as *mut usize as *mut *mut u8, (*next).sp as *mut u8, to_out as *mut *mut u8);
         crate::trap::fatal(b"tealet: internal error: finished tealet resumed\n")
     }
 }
@@ -710,7 +763,7 @@ pub(crate) fn free(t: *mut Tealet) -> i32 {
         if is_main(t) {
             return ERR_INVALID;
         }
-        let dedicated = if (*t).meta & KIND_MASK == KIND_DEDICATED && status(t) != FINISHED {
+        let dedicated = if (*t).flags & KIND_MASK == KIND_DEDICATED && status(t) != FINISHED {
             let d = t as *const DedicatedTealet;
             Some(((*d).base, (*d).slot))
         } else {
@@ -735,12 +788,12 @@ pub(crate) fn free(t: *mut Tealet) -> i32 {
         }
         // Its frames are abandoned, not returned from: their redzones would outlive them.
         #[cfg(feature = "asan")]
-        if status(t) == SUSPENDED && (*t).meta & COPIED == 0 {
+        if status(t) == SUSPENDED && (*t).flags & COPIED == 0 {
             crate::sanitizer::unpoison((*t).sp, top(t) - (*t).sp);
         }
         if let Some((base, slot)) = dedicated {
             s.pool.release(base, slot);
-        } else if (*t).meta & KIND_MASK == KIND_SHARED && home(t).owner.load(Ordering::Relaxed) == t {
+        } else if (*t).flags & KIND_MASK == KIND_SHARED && home(t).owner.load(Ordering::Relaxed) == t {
             home(t).owner.store(null_mut(), Ordering::Relaxed);
         }
         if s.previous == t {
