@@ -400,7 +400,8 @@ fn init_thread() -> *mut ThreadState {
     STATE.with(|s| s.set(ts));
     // SAFETY: `ts` was just created for this thread.
     unsafe {
-        (&(*ts).home).ts.store(ts, Ordering::Relaxed);
+        let home: &Home = &(*ts).home;
+        home.ts.store(ts, Ordering::Relaxed);
         (*ts).altstack = crate::trap::thread_altstack();
     }
     ts
