@@ -4,7 +4,8 @@
  * Capture: a continuation suspended in `switch` has its Python frames on its data stack. A frame
  * that called a Python function inline (no C in between) has its value stack stored and resumes
  * by pushing the callee's result and continuing after the call, exactly like a generator resumes
- * after a yield. Such a frame becomes a record:
+ * after a yield; so does a frame inside `f(*args, **kw)` whose callee is the frame above (the C in
+ * between only passes the result back, see transparent_call). Such a frame becomes a record:
  *     (kind, code, function, offset, items, nulls, selfs)
  * kind "frame"; offset = byte offset of the resume point; items = localsplus[0:stacktop]
  * (locals, cells, free vars, value stack) with None where the slot is NULL (indices in `nulls`)
@@ -23,7 +24,9 @@
 #define Py_BUILD_CORE 1
 #include <Python.h>
 #include <frameobject.h>
+#include <opcode.h>
 #include <string.h>
+#include "stackdepth.h"
 
 #define V311 (PY_VERSION_HEX >= 0x030B0000)
 #define V312 (PY_VERSION_HEX >= 0x030C0000)
@@ -45,6 +48,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_RESUME(f)  ((f)->instr_ptr + (f)->return_offset)
 #define FRAME_SET_RESUME(f, p) ((f)->instr_ptr = (p), (f)->return_offset = 0)
 #define HEAD(ts)         (&(ts)->current_frame)
+#define EX_CALLABLE      0                                /* CALL_FUNCTION_EX inputs: callable, NULL, ... */
 #elif V312
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((f)->f_funcobj)
@@ -52,6 +56,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_RESUME(f)  ((f)->prev_instr + 1 + (f)->return_offset)
 #define FRAME_SET_RESUME(f, p) ((f)->prev_instr = (p) - 1, (f)->return_offset = 0)
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
+#define EX_CALLABLE      1                                /* CALL_FUNCTION_EX inputs: NULL, callable, ... */
 #else
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((PyObject *)(f)->f_func)
@@ -59,6 +64,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_RESUME(f)  ((f)->prev_instr + 1)
 #define FRAME_SET_RESUME(f, p) ((f)->prev_instr = (p) - 1)
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
+#define EX_CALLABLE      1
 #endif
 
 /* A fresh frame for `func` in frame memory `f` (takes a reference to func). */
@@ -135,25 +141,52 @@ static PyObject *take_exc(void)
 
 #define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)
 
+/* `f(*args, **kw)` runs through C (CALL_FUNCTION_EX) unless the callable is a plain function on
+ * 3.12+. When the callable is the function the frame above runs (or a bound method of it), that C
+ * only hands back its result, so the caller resumes like after an inline call: inputs gone,
+ * result pushed, at the next instruction (it has no inline caches). The depth below the inputs
+ * comes from stackdepth.c. Returns that depth and sets *resume, or returns -1. */
+static int transparent_call(iframe *f, PyCodeObject *code, iframe *above, _Py_CODEUNIT **resume)
+{
+    tsd_instr in;
+    if (!above || tsd_instruction(code, (int)(FRAME_AT(f) - _PyCode_CODE(code)), &in) < 0
+        || in.opcode != CALL_FUNCTION_EX)
+        return -1;
+    int base = in.depth - 3 - (in.oparg & 1);      /* callable and NULL, args tuple, kwargs dict */
+    if (base < 0 || in.depth > code->co_stacksize) return -1;
+    PyObject *callable = f->localsplus[code->co_nlocalsplus + base + EX_CALLABLE];
+    if (callable && PyMethod_Check(callable)) callable = PyMethod_GET_FUNCTION(callable);
+    if (!callable || callable != FRAME_FUNC(above) || !PyFunction_Check(callable)) return -1;
+    *resume = _PyCode_CODE(code) + in.index + 1;
+    return base;
+}
+
 static long unit_offset(PyCodeObject *code, _Py_CODEUNIT *p)
 {
     return (long)((char *)p - (char *)_PyCode_CODE(code));
 }
 
-static PyObject *record(iframe *f, PyObject *cont)
+/* `above`: the frame `f` called. */
+static PyObject *record(iframe *f, iframe *above, PyObject *cont)
 {
     PyObject *code = FRAME_CODE(f), *func = FRAME_FUNC(f);
     const char *kind;
+    int n = f->stacktop, base;
+    _Py_CODEUNIT *resume = NULL;
     if (!PyCode_Check(code) || !PyFunction_Check(func)) kind = "shim";
     else if (((PyCodeObject *)code)->co_flags & GEN_FLAGS) kind = "generator";
-    else if (f->stacktop < ((PyCodeObject *)code)->co_nlocalsplus) kind = "c-call";
-    else kind = "frame";
+    else if (n >= ((PyCodeObject *)code)->co_nlocalsplus) kind = "frame";
+    else if ((base = transparent_call(f, (PyCodeObject *)code, above, &resume)) >= 0) {
+        kind = "frame";
+        n = ((PyCodeObject *)code)->co_nlocalsplus + base;
+    }
+    else kind = "c-call";
     if (!PyFunction_Check(func)) func = Py_None;
     if (strcmp(kind, "frame")) {
         long at = PyCode_Check(code) ? unit_offset((PyCodeObject *)code, FRAME_AT(f)) : -1;
         return Py_BuildValue("(sOOlO()())", kind, code, func, at, Py_None);
     }
-    int n = f->stacktop, nnull = 0, nself = 0;
+    int nnull = 0, nself = 0;
     PyObject *items = PyTuple_New(n);
     if (!items) return NULL;
     for (int i = 0; i < n; i++) {
@@ -173,7 +206,7 @@ static PyObject *record(iframe *f, PyObject *cont)
         }
     }
     return Py_BuildValue("(sOOlNNN)", kind, code, func,
-                         unit_offset((PyCodeObject *)code, FRAME_RESUME(f)), items, nulls, selfs);
+                         unit_offset((PyCodeObject *)code, resume ? resume : FRAME_RESUME(f)), items, nulls, selfs);
 fail:
     Py_DECREF(items);
     Py_XDECREF(nulls);
@@ -191,18 +224,20 @@ PyObject *tpy_frames_capture(void *head, PyObject *top, PyObject *bottom, PyObje
     }
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
+    iframe *above = f;
     for (f = f->previous; f; f = f->previous) {
 #if V312
         if (f->owner == FRAME_OWNED_BY_CSTACK) continue;
 #endif
         if (FRAME_CODE(f) == bottom) break;
-        PyObject *r = record(f, cont);
+        PyObject *r = record(f, above, cont);
         if (!r || PyList_Append(out, r) < 0) {
             Py_XDECREF(r);
             Py_DECREF(out);
             return NULL;
         }
         Py_DECREF(r);
+        above = f;
     }
     return out;
 }

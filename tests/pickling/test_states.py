@@ -160,3 +160,33 @@ def test_scheduled_and_paused(tmp_path):
         "a 0 0", "pausing got p", "pausing done", "a 1 100", "a 2 200",
         "a done [('a', 0), ('a', 1), ('a', 2)]",
     ]
+
+
+STAR_CALLS = HEADER + """
+    class Box:
+        def __init__(self, n):
+            self.n = n
+        def get(self, *extra, scale=1):
+            return (ch.receive() + self.n + sum(extra)) * scale
+
+    def via(f, *args, **kwargs):
+        return 1000 + f(*args, **kwargs)      # CPython 3.11 runs this call through C
+
+    def main():
+        print("result", via(Box(5).get, 1, 2, scale=10))
+
+    if MODE == "dump":
+        t = stackless.tasklet(main)()
+        stackless.run()
+        print("restorable", t.restorable)
+        pickle.dump((t, ch), open("state.pickle", "wb"))
+        print("--- checkpoint")
+    else:
+        t, ch = pickle.load(open("state.pickle", "rb"))
+    ch.send(7)
+"""
+
+
+def test_star_args_calls(tmp_path):
+    reference, resumed = checkpoint_and_resume(tmp_path, STAR_CALLS)
+    assert resumed == reference == "result 1150\n"
