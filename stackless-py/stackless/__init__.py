@@ -11,7 +11,7 @@ import threading
 from . import _scheduler
 from ._channel import channel
 from ._preempt import Preemption
-from ._scheduler import DEADLOCK, Watchdog, hooks, state as _state  # noqa: F401 (DEADLOCK: public)
+from ._scheduler import DEADLOCK, Watchdog, _local, hooks, state as _state  # noqa: F401 (DEADLOCK: public)
 from ._tasklet import TaskletExit, atomic, bomb, tasklet
 from .policies import Deadline, Priority, RoundRobin
 
@@ -57,15 +57,21 @@ def get_thread_info(thread_id=None):
 
 def schedule(retval=None):
     """Let the next runnable tasklet run; returns `retval` (default: current)."""
-    s = _state()
+    try:
+        s = _local.s
+    except AttributeError:
+        s = _state()
     cur = s.current
     if retval is None:
         retval = cur
-    if not (len(s.queue) or s.incoming):
+    queue = s.queue
+    if not (queue or s.incoming):
         return retval
     s.check_trap()
-    s.queue.push(cur)
-    task = s.pop()                  # the policy may pick the caller again
+    queue.push(cur)
+    cur._queued = True
+    task = s.pop() if s.incoming else queue.pop()   # the policy may pick the caller again
+    task._queued = False
     if task is cur:
         return retval
     cur.tempval = retval
@@ -99,8 +105,7 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
     preempt = None
     if timeout > 0 and s.preempt is None:      # nested runs: the outermost timeout counts
         preempt = Preemption(s, watchdog, timeout, soft, totaltimeout)
-    if cur in s.queue:
-        s.queue.remove(cur)
+    s.dequeue(cur)
     s.watchdogs.append(watchdog)
     if preempt is not None:
         preempt.install()

@@ -2,7 +2,7 @@
 import collections
 
 from . import _pickling
-from ._scheduler import hooks, lock, state
+from ._scheduler import _local, hooks, lock, state
 from ._tasklet import bomb, make_bomb
 
 CLOSED = "Send/receive operation on a closed channel"
@@ -59,7 +59,10 @@ class channel:
 
     def _action(self, direction, value):
         """Send `value` (direction 1) or receive (-1); returns what was received."""
-        s = state()
+        try:
+            s = _local.s
+        except AttributeError:
+            s = state()
         cur = s.current
         cb = hooks.channel
         if cb is not None:
@@ -100,14 +103,16 @@ class channel:
         if not local:
             partner._thread.push_remote(partner)
         elif self.schedule_all:
-            s.queue.push(partner)
-            s.queue.push(cur)
+            s.enqueue(partner)
+            s.enqueue(cur)
             s.switch(cur, s.pop())
         elif self.preference == -direction:
             s.queue.push(cur)
+            cur._queued = True
             s.switch(cur, partner)
         else:
             s.queue.push(partner)
+            partner._queued = True
         if isinstance(value, bomb):
             value.raise_()
         return value

@@ -39,8 +39,11 @@ class Preemption:
         sys.settrace(self.old)
 
     def trace(self, frame, event, arg):
-        if self.s.preempt is not self or frame.f_globals.get("__package__") == _PACKAGE:
-            return None     # stale local trace, or our own code: never interrupted
+        if self.s.preempt is not self:      # a local trace left by an earlier run
+            active = self.s.preempt
+            return None if active is None else active.trace(frame, event, arg)
+        if frame.f_globals.get("__package__") == _PACKAGE:
+            return None     # our own code is never interrupted
         if event == "line":
             s = self.s
             cur = s.current
@@ -81,7 +84,7 @@ class Preemption:
         frame = _continuation.get_frame(task._cont)
         boot = _bootstrap_code()
         while frame is not None and frame.f_code is not boot:
-            if frame.f_trace is None and frame.f_globals.get("__package__") != _PACKAGE:
+            if frame.f_globals.get("__package__") != _PACKAGE:
                 frame.f_trace = self.trace
             frame = frame.f_back
 
@@ -93,6 +96,7 @@ class Preemption:
         self.watchdog.stopped = True
         if target is not cur:
             self.s.queue.push_next(target)
+            target._queued = True
         return wd
 
 

@@ -20,6 +20,7 @@ from _continuation import permute
 from .policies import RoundRobin
 
 DEADLOCK = "Deadlock: the last runnable tasklet cannot be blocked."
+bomb = None                    # stackless.bomb, set by _tasklet (which imports us)
 ContinuletExit = getattr(_continuation, "ContinuletExit", None)
 
 lock = threading.Lock()
@@ -87,16 +88,36 @@ class _Thread:
         """Make `task` (of this thread) runnable from another thread."""
         with lock:
             self.incoming.append(task)
+            task._queued = True
             self.cond.notify()
 
     def pop(self):
+        """The next runnable tasklet, removed from the queue; None if there is none."""
         if self.incoming:
             with lock:
                 incoming, self.incoming = self.incoming, []
             for task in incoming:
-                if task not in self.queue and task is not self.current:
-                    self.queue.push(task)
-        return self.queue.pop()
+                self.queue.push(task)
+        queue = self.queue
+        if not queue:
+            return None
+        task = queue.pop()
+        task._queued = False
+        return task
+
+    def enqueue(self, task):
+        self.queue.push(task)
+        task._queued = True
+
+    def dequeue(self, task):
+        """Take `task` out of the run queue if it is there."""
+        if task._queued:
+            if task in self.incoming:
+                with lock:
+                    self.incoming.remove(task)
+            else:
+                self.queue.remove(task)
+            task._queued = False
 
     def runcount(self):
         return 1 + len(self.queue) + len(self.incoming)
@@ -158,20 +179,37 @@ class _Thread:
             self.preempt.entering(target)
 
     def switch(self, cur, target):
-        """Suspend `cur` (queued, blocked or paused) and run `target`."""
-        if target is cur:
-            return cur._resumed()
-        if self.preempt is not None and self.preempt.stop:
-            target = self.preempt.soft_stop(cur, target)
-        self._enter(cur, target)
-        if cur is self.main:
-            self._from_main(target)
-        elif target._cont is None:
-            self.starting = target
-            cur._cont.switch()          # to main, which starts it
-        else:
-            cur._cont.switch(to=target._cont)
-        return cur._resumed()
+        """Suspend `cur` (queued, blocked or paused) and run `target`; returns
+        the value `cur` is resumed with (its tempval; a bomb raises)."""
+        if target is not cur:
+            if self.preempt is not None and self.preempt.stop:
+                target = self.preempt.soft_stop(cur, target)
+            if hooks.schedule is not None or self.traced or self.preempt is not None:
+                self._enter(cur, target)
+            else:
+                self.current = target
+            if cur is self.main:
+                self._from_main(target)
+            elif target._cont is None:
+                self.starting = target
+                cur._cont.switch()          # to main, which starts it
+            else:
+                cur._cont.switch(to=target._cont)
+        value = cur.tempval
+        if value is not None:
+            cur.tempval = None
+            if type(value) is bomb or isinstance(value, bomb):
+                value.raise_()
+        return value
+
+    def block(self, cur):
+        """`cur` is blocked or paused: run something else until it is resumed."""
+        queue = self.queue
+        if queue and not self.incoming:
+            task = queue.pop()
+            task._queued = False
+            return self.switch(cur, task)
+        return self.switch(cur, self.runnable_after(cur))
 
     def _from_main(self, target):
         """Main runs `target`, and starts every tasklet that is handed back to it.
@@ -189,10 +227,6 @@ class _Thread:
                 return
             self.starting = None
 
-    def block(self, cur):
-        """`cur` is blocked or paused: run something else until it is resumed."""
-        return self.switch(cur, self.runnable_after(cur))
-
     def finish(self, task, cont, error):
         """`task` ended (with `error` or None): route the return of its continulet."""
         if error is not None and hooks.error is not None:
@@ -207,9 +241,9 @@ class _Thread:
             target = self.wakeup_task()
             if target._blocked:
                 target._channel._remove(target)
-            elif target in self.queue:
-                self.queue.remove(target)
-            target.tempval = task._bomb_type(type(error), error, error.__traceback__)
+            else:
+                self.dequeue(target)
+            target.tempval = bomb(type(error), error, error.__traceback__)
         if self.preempt is not None and self.preempt.stop:
             target = self.preempt.soft_stop(task, target)
         self._enter(task, target)
@@ -230,7 +264,7 @@ def _others_can_run(s):
         other = _threads.get(t.ident)
         if other is None:
             foreign = possible = True
-        elif not other.waiting:
+        elif not other.waiting or other.incoming:   # woken but not yet running counts
             possible = True
     return foreign if possible else None
 

@@ -7,7 +7,7 @@ import threading
 import _continuation
 from _continuation import continulet
 
-from . import _pickling
+from . import _pickling, _scheduler
 from ._scheduler import ContinuletExit, _local, state, thread_state
 
 _HAS_TEALET = hasattr(_continuation, "get_frame")
@@ -38,6 +38,9 @@ class bomb:
     def __reduce__(self):
         # Tracebacks do not pickle (until frame pickling).
         return type(self), (self.type, self.value, None)
+
+
+_scheduler.bomb = bomb
 
 
 def make_bomb(exc, val=None, tb=None):
@@ -77,9 +80,8 @@ class tasklet:
     """A micro-thread: a function run on its own stack by the scheduler."""
 
     __slots__ = ("_thread", "_cont", "func", "_args", "_kwargs", "_started", "_finished",
-                 "_blocked", "_channel", "tempval", "atomic", "ignore_nesting", "block_trap",
+                 "_blocked", "_channel", "_queued", "tempval", "atomic", "ignore_nesting", "block_trap",
                  "_trace_function", "_profile_function", "_context", "__dict__", "__weakref__")
-    _bomb_type = bomb
 
     def __new__(cls, *args, **kwargs):
         self = object.__new__(cls)
@@ -97,7 +99,7 @@ class tasklet:
         self._thread, self._cont = thread, cont
         self.func = self._args = self._kwargs = None
         self._started = self._finished = False
-        self._blocked, self._channel = 0, None
+        self._blocked, self._channel, self._queued = 0, None, False
         self.tempval = None
         self.atomic = self.ignore_nesting = self.block_trap = False
         self._trace_function = self._profile_function = None
@@ -157,7 +159,7 @@ class tasklet:
     @property
     def scheduled(self):
         s = self._thread
-        return bool(self._blocked) or self is s.current or self in s.queue or self in s.incoming
+        return bool(self._blocked) or self._queued or self is s.current
 
     @property
     def paused(self):
@@ -167,7 +169,7 @@ class tasklet:
         s = self._thread
         if self._blocked:
             return self._channel._waiting()
-        if self is s.current or self in s.queue:
+        if self is s.current or self._queued:
             return [s.current] + list(s.queue)
         return None
 
@@ -283,7 +285,7 @@ class tasklet:
         if not self.scheduled:
             s = self._thread
             if s is state():
-                s.queue.push(self)
+                s.enqueue(self)
             else:
                 s.push_remote(self)
         return self
@@ -293,8 +295,7 @@ class tasklet:
             raise RuntimeError("You cannot remove a blocked tasklet.")
         if self is self._thread.current:
             raise RuntimeError("The current tasklet cannot be removed.")
-        if self in self._thread.queue:
-            self._thread.queue.remove(self)
+        self._thread.dequeue(self)
         return self
 
     def bind_thread(self, thread_id=None):
@@ -323,10 +324,10 @@ class tasklet:
         if self._blocked:
             raise RuntimeError("You cannot run a blocked tasklet")
         s.check_trap()
-        if self in s.queue:
-            s.queue.remove(self)
+        s.dequeue(self)
         if not pause:
             s.queue.push_next(cur)
+            cur._queued = True
         s.switch(cur, self)
 
     def run(self):
@@ -361,14 +362,13 @@ class tasklet:
         local = s is state()
         if not pending and local:
             s.check_trap()
-        if not self._started and issubclass(b.type, TaskletExit):
-            # Killed before its first run: it dies without running.
-            if self in s.queue:
-                s.queue.remove(self)
-            self._ended()
-            return
         if self._blocked:
             self._channel._remove(self)
+        if not self._started and issubclass(b.type, TaskletExit):
+            # Killed before its first run: it dies without running.
+            s.dequeue(self)
+            self._ended()
+            return
         self.tempval = b
         if pending or not local:
             self.insert()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Side by side in one run: our stackless against the same programs on C greenlet (a minimal
+# scheduler + channel, stackless-py/bench/bench.py) and against PyPy's lib_pypy/stackless.py
+# run on CPython over our _continuation. greenlet lives in its own venv, never in the test venvs.
+# Usage: bash ci/bench-stackless.sh [3.X]   (default 3.12); BENCH_MILLION=1 adds 1,000,000 blocked tasklets.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+v=${1:-3.12}
+py=$(venv_python "$v")
+gvenv="$VENVS/greenlet-bench-$v"
+if [ ! -x "$gvenv/bin/python" ]; then
+    "$(find_python "$v")" -m venv "$gvenv"
+    "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6"
+fi
+if ! "$py" -c "import _continuation" 2>/dev/null; then
+    PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
+fi
+export PYTHONPATH="$ROOT/stackless-py"
+B=stackless-py/bench/bench.py
+pypy_lib=/usr/lib/pypy3.9/stackless.py
+
+gv=$("$gvenv/bin/python" -c "import greenlet; print(greenlet.__version__)")
+printf 'CPython %s, greenlet %s\n' "$v" "$gv"
+printf '%-44s %12s %12s %12s %9s %9s\n' measure stackless greenlet pypy-lib vs-gr vs-pypy
+row() {
+    local name=$1 scale=$2 unit=$3 s g p
+    shift 3
+    s=$("$py" $B stackless "$@")
+    g=$("$gvenv/bin/python" $B greenlet "$@")
+    if [ -f "$pypy_lib" ]; then p=$("$py" $B pypy "$@"); else p=nan; fi
+    awk -v n="$name" -v s="$s" -v g="$g" -v p="$p" -v k="$scale" -v u="$unit" \
+        'BEGIN { printf "%-44s %9.2f %-2s %9.2f %-2s %9.2f %-2s %8.2fx %8.2fx\n", n, s*k, u, g*k, u, p*k, u, s/g, s/p }'
+}
+row "channel send+receive round trip" 1e6 us roundtrip
+row "schedule() among 1,000 tasklets" 1e6 us schedule
+row "RSS per tasklet blocked on a channel (100k)" 1 B memory 100000
+if [ "${BENCH_MILLION:-0}" = 1 ]; then
+    printf '%-44s ' "1,000,000 tasklets blocked on channels"
+    "$py" $B stackless memory 1000000 | awk '{ printf "stackless: ok, %.0f B each\n", $1 }'
+fi

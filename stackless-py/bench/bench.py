@@ -1,0 +1,161 @@
+"""Benchmark our stackless against peers, one kind per process (run by ci/bench-stackless.sh).
+
+Usage: python bench.py KIND MEASURE
+KIND: stackless (ours), pypy (PyPy's lib_pypy/stackless.py on CPython over our _continuation),
+      greenlet (the same programs on a minimal scheduler and channel over C greenlet).
+MEASURE: roundtrip (channel send+receive between two tasklets, seconds per round trip),
+         schedule (schedule() among 1,000 tasklets, seconds per schedule()),
+         memory N (N tasklets blocked on channels at once: RSS bytes per blocked tasklet).
+"""
+import collections
+import gc
+import importlib.util
+import sys
+import time
+
+PYPY_STACKLESS = "/usr/lib/pypy3.9/stackless.py"
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def greenlet_stackless():
+    """A minimal stackless over greenlet: a run queue, schedule(), a channel
+    that hands over to a blocked receiver at once (Stackless's default)."""
+    from greenlet import getcurrent, greenlet
+    queue = collections.deque()
+    main = getcurrent()
+
+    class tasklet:
+        def __init__(self, func):
+            self.func = func
+
+        def __call__(self, *args):
+            # Started at once from main and parked: a greenlet inherits the
+            # recursion depth of whoever starts it (as a continulet does).
+            def start():
+                main.switch()
+                self.func(*args)
+            g = greenlet(start, parent=main)
+            g.switch()
+            queue.append(g)
+            return g
+
+    def schedule():
+        queue.append(getcurrent())
+        queue.popleft().switch()
+
+    def block():
+        (queue.popleft() if queue else main).switch()
+
+    class channel:
+        def __init__(self):
+            self.waiting = collections.deque()
+            self.balance = 0
+
+        def send(self, value):
+            if self.balance < 0:
+                self.balance += 1
+                receiver = self.waiting.popleft()
+                queue.append(getcurrent())
+                receiver.switch(value)
+            else:
+                self.balance += 1
+                self.waiting.append((getcurrent(), value))
+                block()
+
+        def receive(self):
+            if self.balance > 0:
+                self.balance -= 1
+                sender, value = self.waiting.popleft()
+                queue.append(sender)
+                return value
+            self.balance -= 1
+            self.waiting.append(getcurrent())
+            return block()
+
+    def run():
+        while queue:
+            queue.append(main)
+            queue.popleft().switch()
+            if main in queue:
+                queue.remove(main)
+
+    return tasklet, channel, schedule, run
+
+
+def load(kind):
+    if kind == "greenlet":
+        return greenlet_stackless()
+    if kind == "pypy":
+        spec = importlib.util.spec_from_file_location("pypy_stackless", PYPY_STACKLESS)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    else:
+        import stackless as mod
+    return mod.tasklet, mod.channel, mod.schedule, mod.run
+
+
+def roundtrip(tasklet, channel, schedule, run, n=100000):
+    ping, pong = channel(), channel()
+
+    def echo():
+        for _ in range(n + 1):
+            pong.send(ping.receive())
+
+    def driver(out):
+        ping.send(0)
+        pong.receive()
+        t = time.perf_counter()
+        for i in range(n):
+            ping.send(i)
+            pong.receive()
+        out.append((time.perf_counter() - t) / n)
+    out = []
+    tasklet(echo)()
+    tasklet(driver)(out)
+    run()
+    return out[0]
+
+
+def schedule_many(tasklet, channel, schedule, run, ntasks=1000, rounds=100):
+    def body():
+        for _ in range(rounds):
+            schedule()
+    for _ in range(ntasks):
+        tasklet(body)()
+    t = time.perf_counter()
+    run()
+    return (time.perf_counter() - t) / (ntasks * rounds)
+
+
+def memory(tasklet, channel, schedule, run, n):
+    chans = [channel() for _ in range(n)]
+    gc.collect()
+    before = rss()
+    for c in chans:
+        tasklet(c.receive)()
+    run()
+    gc.collect()
+    per = (rss() - before) / n
+    assert all(c.balance == -1 for c in chans)
+    return per
+
+
+def main():
+    kind, measure = sys.argv[1], sys.argv[2]
+    api = load(kind)
+    if measure == "roundtrip":
+        print(roundtrip(*api))
+    elif measure == "schedule":
+        print(schedule_many(*api))
+    elif measure == "memory":
+        print(memory(*api, int(sys.argv[3])))
+    else:
+        raise SystemExit("unknown measure " + measure)
+
+
+if __name__ == "__main__":
+    main()

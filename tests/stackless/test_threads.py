@@ -1,0 +1,150 @@
+import threading
+
+import pytest
+import stackless
+
+
+def in_thread(func, *args):
+    """Run func in a new thread; returns (thread, result list, error list)."""
+    result, errors = [], []
+
+    def body():
+        try:
+            result.append(func(*args))
+        except BaseException as e:
+            errors.append(e)
+    t = threading.Thread(target=body)
+    t.start()
+    return t, result, errors
+
+
+def test_each_thread_has_its_own_main_and_scheduler():
+    main = stackless.getmain()
+    stackless.tasklet(lambda: None)()        # queued here; invisible to the other thread
+
+    def other():
+        m = stackless.getmain()
+        log = []
+        stackless.tasklet(log.append)("in thread")
+        count = stackless.getruncount()
+        stackless.run()
+        return m, m is stackless.getcurrent(), count, log, m.thread_id, threading.get_ident()
+    t, result, errors = in_thread(other)
+    t.join()
+    assert not errors
+    m, is_current, count, log, ident, thread_ident = result[0]
+    assert m is not main and is_current and count == 2 and log == ["in thread"]
+    assert ident == thread_ident
+    assert m.thread_id == -1 and not m.alive           # its thread has ended
+    assert stackless.getruncount() == 2
+    stackless.run()
+
+
+def test_channel_wakes_a_tasklet_blocked_in_another_thread():
+    c = stackless.channel()
+    t, result, errors = in_thread(lambda: [c.send(i) for i in range(3)])
+    got = [c.receive() for _ in range(3)]
+    t.join()
+    assert got == [0, 1, 2] and not errors and c.balance == 0
+
+
+def test_many_round_trips_between_threads():
+    ping, pong = stackless.channel(), stackless.channel()
+
+    def echo():
+        for _ in range(2000):
+            pong.send(ping.receive() + 1)
+    t, result, errors = in_thread(echo)
+    n = 0
+    for _ in range(2000):
+        ping.send(n)
+        n = pong.receive()
+    t.join()
+    assert n == 2000 and not errors
+
+
+def test_receiver_thread_waits_instead_of_deadlock():
+    c = stackless.channel()
+    started = threading.Event()
+
+    def receiver():
+        started.set()
+        return c.receive()           # only tasklet of its thread: must wait, not raise
+    t, result, errors = in_thread(receiver)
+    started.wait()
+    c.send("late")
+    t.join()
+    assert result == ["late"] and not errors
+
+
+def test_deadlock_once_the_only_possible_sender_thread_ends():
+    c = stackless.channel()
+    stop = threading.Event()
+
+    def bystander():
+        stackless.getcurrent()       # a stackless thread: its end wakes waiters
+        stop.wait()
+    t, _, _ = in_thread(bystander)
+    threading.Timer(0.05, stop.set).start()
+    with pytest.raises(RuntimeError, match="Deadlock"):
+        c.receive()
+    t.join()
+    assert c.balance == 0
+
+
+def test_deadlock_when_a_foreign_thread_ends():
+    c = stackless.channel()
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)   # never touches stackless
+    t.start()
+    threading.Timer(0.05, stop.set).start()
+    with pytest.raises(RuntimeError, match="Deadlock"):
+        c.receive()
+    t.join()
+
+
+def test_run_threadblock_waits_for_other_threads():
+    c = stackless.channel()
+    got = []
+    stackless.tasklet(lambda: got.append(c.receive()))()
+    stackless.run()
+    assert got == [] and c.balance == -1
+    go = threading.Event()
+    t, _, errors = in_thread(lambda: (go.wait(), c.send("from thread")))
+    go.set()
+    stackless.run(threadblock=True)
+    t.join()
+    assert got == ["from thread"] and not errors
+
+
+def test_bind_thread_and_insert_run_the_tasklet_in_that_thread():
+    ready = threading.Event()
+    ch = stackless.channel()
+    info = {}
+
+    def worker():
+        info["ident"] = threading.get_ident()
+        info["main"] = stackless.getmain()
+        ready.set()
+        return ch.receive()          # the worker's main waits for a tasklet to arrive
+
+    def job():
+        ch.send((threading.get_ident(), stackless.getcurrent().thread_id))
+    t, result, errors = in_thread(worker)
+    ready.wait()
+    job_tasklet = stackless.tasklet(job, ())
+    job_tasklet.bind_thread(info["ident"])
+    assert job_tasklet.thread_id == info["ident"]
+    assert stackless.get_thread_info(info["ident"])[0] is info["main"]
+    assert info["ident"] in stackless.threads
+    job_tasklet.insert()
+    t.join()
+    assert not errors and result == [(info["ident"], info["ident"])]
+
+
+def test_cannot_switch_to_a_tasklet_of_another_thread():
+    made = []
+    t, _, _ = in_thread(lambda: made.append(stackless.tasklet(lambda: None, ())))
+    t.join()
+    with pytest.raises(RuntimeError, match="another thread"):
+        made[0].run()
