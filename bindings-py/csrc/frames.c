@@ -33,10 +33,8 @@
 #define V313 (PY_VERSION_HEX >= 0x030D0000)
 
 #if V311
-#include "internal/pycore_frame.h"
-#if V313
 #include "internal/pycore_code.h"
-#endif
+#include "internal/pycore_frame.h"
 
 typedef struct _PyInterpreterFrame iframe;
 
@@ -49,6 +47,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_SET_RESUME(f, p) ((f)->instr_ptr = (p), (f)->return_offset = 0)
 #define HEAD(ts)         (&(ts)->current_frame)
 #define EX_CALLABLE      0                                /* CALL_FUNCTION_EX inputs: callable, NULL, ... */
+#define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)  /* each C-level eval loop's marker frame */
 #elif V312
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((f)->f_funcobj)
@@ -57,6 +56,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_SET_RESUME(f, p) ((f)->prev_instr = (p) - 1, (f)->return_offset = 0)
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
 #define EX_CALLABLE      1                                /* CALL_FUNCTION_EX inputs: NULL, callable, ... */
+#define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)
 #else
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((PyObject *)(f)->f_func)
@@ -65,6 +65,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_SET_RESUME(f, p) ((f)->prev_instr = (p) - 1)
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
 #define EX_CALLABLE      1
+#define ENTRY_FRAME(f)   0
 #endif
 
 /* A fresh frame for `func` in frame memory `f` (takes a reference to func). */
@@ -149,16 +150,15 @@ static PyObject *take_exc(void)
 static int transparent_call(iframe *f, PyCodeObject *code, iframe *above, _Py_CODEUNIT **resume)
 {
     tsd_instr in;
-    if (!above || tsd_instruction(code, (int)(FRAME_AT(f) - _PyCode_CODE(code)), &in) < 0
-        || in.opcode != CALL_FUNCTION_EX)
+    tsd_call call;
+    if (tsd_instruction(code, (int)(FRAME_AT(f) - _PyCode_CODE(code)), &in) < 0
+        || in.opcode != CALL_FUNCTION_EX || tsd_call_of(&in, &call) < 0 || call.height > code->co_stacksize)
         return -1;
-    int base = in.depth - 3 - (in.oparg & 1);      /* callable and NULL, args tuple, kwargs dict */
-    if (base < 0 || in.depth > code->co_stacksize) return -1;
-    PyObject *callable = f->localsplus[code->co_nlocalsplus + base + EX_CALLABLE];
+    PyObject *callable = f->localsplus[code->co_nlocalsplus + call.base + EX_CALLABLE];
     if (callable && PyMethod_Check(callable)) callable = PyMethod_GET_FUNCTION(callable);
     if (!callable || callable != FRAME_FUNC(above) || !PyFunction_Check(callable)) return -1;
     *resume = _PyCode_CODE(code) + in.index + 1;
-    return base;
+    return call.base;
 }
 
 static long unit_offset(PyCodeObject *code, _Py_CODEUNIT *p)
@@ -226,9 +226,7 @@ PyObject *tpy_frames_capture(void *head, PyObject *top, PyObject *bottom, PyObje
     if (!out) return NULL;
     iframe *above = f;
     for (f = f->previous; f; f = f->previous) {
-#if V312
-        if (f->owner == FRAME_OWNED_BY_CSTACK) continue;
-#endif
+        if (ENTRY_FRAME(f)) continue;
         if (FRAME_CODE(f) == bottom) break;
         PyObject *r = record(f, above, cont);
         if (!r || PyList_Append(out, r) < 0) {
@@ -242,50 +240,80 @@ PyObject *tpy_frames_capture(void *head, PyObject *top, PyObject *bottom, PyObje
     return out;
 }
 
-/* A suspended container resuming `func` at byte `offset` with `items`; NULL + error on bad data. */
-static PyGenObject *container(PyObject *rec, PyObject *cont)
+/* A resumable frame record, taken apart (borrowed references). */
+typedef struct record_parts {
+    PyCodeObject *code;
+    PyFunctionObject *func;
+    long offset;
+    PyObject *items, *nulls, *selfs;
+} record_parts;
+
+static int bad_record(PyObject *code, const char *why)
+{
+    PyErr_Format(PyExc_ValueError, "frame record for %R: %s", code, why);
+    return -1;
+}
+
+/* Checks that `rec` can be resumed without trusting it further than its values: the shape, a
+ * resume point just after a call with the value stack as deep as the items make it, slot
+ * indices in range, cells in the cell slots. Returns 0, or -1 with ValueError. */
+static int parse_record(PyObject *rec, record_parts *p)
 {
     const char *kind;
-    PyObject *code, *func, *items, *nulls, *selfs;
-    long offset;
-    if (!PyTuple_Check(rec) || !PyArg_ParseTuple(rec, "sOOlO!O!O!;frame record", &kind, &code, &func, &offset,
-                                                 &PyTuple_Type, &items, &PyTuple_Type, &nulls, &PyTuple_Type, &selfs))
-        return NULL;
-    if (strcmp(kind, "frame") || !PyFunction_Check(func) || PyFunction_GET_CODE(func) != code) {
-        PyErr_SetString(PyExc_ValueError, "frame record: not a resumable frame of its function");
-        return NULL;
-    }
+    PyObject *code, *func;
+    if (!PyTuple_Check(rec) || !PyArg_ParseTuple(rec, "sOOlO!O!O!;frame record", &kind, &code, &func, &p->offset,
+                                                 &PyTuple_Type, &p->items, &PyTuple_Type, &p->nulls,
+                                                 &PyTuple_Type, &p->selfs))
+        return -1;
+    if (strcmp(kind, "frame") || !PyCode_Check(code) || !PyFunction_Check(func)
+        || PyFunction_GET_CODE(func) != code || ((PyCodeObject *)code)->co_flags & GEN_FLAGS)
+        return bad_record(code, "not a resumable frame of its function");
     PyCodeObject *co = (PyCodeObject *)code;
-    Py_ssize_t n = PyTuple_GET_SIZE(items);
-    if (co->co_flags & GEN_FLAGS || n < co->co_nlocalsplus || n >= co->co_nlocalsplus + co->co_stacksize
-        || offset <= 0 || offset % 2 || offset >= _PyCode_NBYTES(co)) {
-        PyErr_SetString(PyExc_ValueError, "frame record does not fit its code object");
-        return NULL;
-    }
-    PyGenObject *gen = PyObject_GC_NewVar(PyGenObject, &PyGen_Type, co->co_nlocalsplus + co->co_stacksize);
-    if (!gen) return NULL;
-    gen_init(gen, (PyFunctionObject *)func, co);
-    iframe *f = (iframe *)gen->gi_iframe;
-    frame_init(f, (PyFunctionObject *)func, co);
-    f->owner = FRAME_OWNED_BY_GENERATOR;
-    f->previous = NULL;
-    for (Py_ssize_t i = 0; i < n; i++) f->localsplus[i] = Py_NewRef(PyTuple_GET_ITEM(items, i));
-    f->stacktop = (int)n;
-    FRAME_SET_RESUME(f, (_Py_CODEUNIT *)((char *)_PyCode_CODE(co) + offset));
-    PyObject_GC_Track(gen);
+    Py_ssize_t n = PyTuple_GET_SIZE(p->items), nlocals = co->co_nlocalsplus;
+    tsd_instr in;
+    if (n < nlocals || n >= nlocals + co->co_stacksize)
+        return bad_record(code, "wrong number of slots");
+    if (p->offset <= 0 || p->offset % 2 || p->offset >= _PyCode_NBYTES(co)
+        || tsd_instruction(co, (int)(p->offset / 2), &in) < 0 || in.depth != n - nlocals + 1)
+        return bad_record(code, "the offset is not a resume point for this many stack entries");
+    const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
+    for (Py_ssize_t i = 0; i < nlocals; i++)
+        if (kinds[i] & (CO_FAST_CELL | CO_FAST_FREE) && !PyCell_Check(PyTuple_GET_ITEM(p->items, i)))
+            return bad_record(code, "a cell slot does not hold a cell");
     for (int pass = 0; pass < 2; pass++) {
-        PyObject *ix = pass ? selfs : nulls;
+        PyObject *ix = pass ? p->selfs : p->nulls;
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(ix); j++) {
             Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(ix, j));
-            if (i < 0 || i >= n) {
-                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "frame record: slot index out of range");
-                gen->gi_frame_state = FRAME_COMPLETED;   /* dropped without running its code */
-                Py_DECREF(gen);
-                return NULL;
-            }
-            Py_XSETREF(f->localsplus[i], pass ? Py_NewRef(cont) : NULL);
+            if (i == -1 && PyErr_Occurred()) return -1;
+            if (i < 0 || i >= n || (i < nlocals && kinds[i] & (CO_FAST_CELL | CO_FAST_FREE)))
+                return bad_record(code, "slot index out of range");
         }
     }
+    p->code = co;
+    p->func = (PyFunctionObject *)func;
+    return 0;
+}
+
+/* A suspended container resuming the checked record `p`. */
+static PyGenObject *container(const record_parts *p, PyObject *cont)
+{
+    PyCodeObject *co = p->code;
+    Py_ssize_t n = PyTuple_GET_SIZE(p->items);
+    PyGenObject *gen = PyObject_GC_NewVar(PyGenObject, &PyGen_Type, co->co_nlocalsplus + co->co_stacksize);
+    if (!gen) return NULL;
+    gen_init(gen, p->func, co);
+    iframe *f = (iframe *)gen->gi_iframe;
+    frame_init(f, p->func, co);
+    f->owner = FRAME_OWNED_BY_GENERATOR;
+    f->previous = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) f->localsplus[i] = Py_NewRef(PyTuple_GET_ITEM(p->items, i));
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(p->nulls); j++)
+        Py_CLEAR(f->localsplus[PyLong_AsSsize_t(PyTuple_GET_ITEM(p->nulls, j))]);
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(p->selfs); j++)
+        Py_SETREF(f->localsplus[PyLong_AsSsize_t(PyTuple_GET_ITEM(p->selfs, j))], Py_NewRef(cont));
+    f->stacktop = (int)n;
+    FRAME_SET_RESUME(f, (_Py_CODEUNIT *)((char *)_PyCode_CODE(co) + p->offset));
+    PyObject_GC_Track(gen);
     return gen;
 }
 
@@ -306,19 +334,39 @@ static PyObject *run(PyThreadState *ts, PyGenObject *gen, iframe *outer, PyObjec
     return res;
 }
 
-PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, PyObject *handled)
+/* The records as a tuple, each one checked; NULL + error if any does not fit. */
+static PyObject *checked(PyObject *records)
 {
     if (!PyTuple_Check(records) && !PyList_Check(records)) {
-        PyErr_SetString(PyExc_TypeError, "resume_frames() expects a sequence of frame records");
+        PyErr_SetString(PyExc_TypeError, "expected a sequence of frame records");
         return NULL;
     }
     PyObject *seq = PySequence_Tuple(records);
+    record_parts p;
+    for (Py_ssize_t k = 0; seq && k < PyTuple_GET_SIZE(seq); k++)
+        if (parse_record(PyTuple_GET_ITEM(seq, k), &p) < 0) Py_CLEAR(seq);
+    return seq;
+}
+
+PyObject *tpy_frames_check(PyObject *records)
+{
+    PyObject *seq = checked(records);
+    if (!seq) return NULL;
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, PyObject *handled)
+{
+    PyObject *seq = checked(records);
     if (!seq) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(seq);
     PyGenObject **gens = PyMem_Calloc(n ? n : 1, sizeof *gens);
     if (!gens) { Py_DECREF(seq); return PyErr_NoMemory(); }
     for (Py_ssize_t k = 0; k < n; k++) {
-        gens[k] = container(PyTuple_GET_ITEM(seq, k), cont);
+        record_parts p;
+        parse_record(PyTuple_GET_ITEM(seq, k), &p);     /* checked above */
+        gens[k] = container(&p, cont);
         if (!gens[k]) {
             while (k--) { gens[k]->gi_frame_state = FRAME_COMPLETED; Py_DECREF(gens[k]); }
             PyMem_Free(gens);
@@ -363,6 +411,12 @@ PyObject *tpy_frames_capture(void *head, PyObject *top, PyObject *bottom, PyObje
 PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, PyObject *handled)
 {
     (void)cont; (void)records; (void)first; (void)handled;
+    return unsupported();
+}
+
+PyObject *tpy_frames_check(PyObject *records)
+{
+    (void)records;
     return unsupported();
 }
 #endif

@@ -150,7 +150,13 @@ def _load_frame(func, digest, offset, items, nulls, selfs):
         raise pickle.UnpicklingError(
             "the code of %s.%s changed since the tasklet was pickled; its frame cannot be resumed"
             % (func.__module__, func.__qualname__))
-    return "frame", func.__code__, func, offset, items, nulls, selfs
+    record = "frame", func.__code__, func, offset, items, nulls, selfs
+    try:
+        _continuation.check_frames([record])
+    except (ValueError, TypeError) as e:
+        raise pickle.UnpicklingError("damaged frame of %s.%s in the pickle: %s"
+                                     % (func.__module__, func.__qualname__, e)) from None
+    return record
 
 
 class _Frame:
