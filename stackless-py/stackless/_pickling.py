@@ -104,19 +104,43 @@ class _Function:
     def __reduce__(self):
         f = self.func
         return _make_function, (TAG, marshal.dumps(f.__code__), f.__module__, f.__name__,
-                                f.__qualname__, _wrap(f.__defaults__), _wrap(f.__kwdefaults__),
+                                f.__qualname__, _wrap(f.__defaults__), _wrap_dict(f.__kwdefaults__),
                                 f.__closure__)
 
 
+def _chain_exception(exc, context, cause, suppress_context):
+    exc.__context__, exc.__cause__, exc.__suppress_context__ = context, cause, suppress_context
+    return exc
+
+
+class _Exception:
+    """An exception with its __context__ and __cause__ chain (pickle keeps only its args):
+    an exception being handled must re-raise with the chain it had."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __reduce__(self):
+        e = self.exc
+        return _chain_exception, (e, _wrap(e.__context__), _wrap(e.__cause__), e.__suppress_context__)
+
+
 def _wrap(value):
-    """`value` with functions that need it pickled by value (one level of containers)."""
+    """`value`, or a stand-in that pickles it by value (a function pickle cannot find by name)
+    or with its chain (an exception); tuples are searched, other containers keep their identity."""
     if isinstance(value, types.FunctionType) and not _by_reference(value):
         return _Function(value)
+    if isinstance(value, BaseException) and (value.__context__ or value.__cause__):
+        return _Exception(value)
     if type(value) is tuple:
-        return tuple(_wrap(v) for v in value)
-    if type(value) is dict:
-        return {k: _wrap(v) for k, v in value.items()}
+        wrapped = tuple(_wrap(v) for v in value)
+        return value if all(a is b for a, b in zip(wrapped, value)) else wrapped
     return value
+
+
+def _wrap_dict(d):
+    """A dict the tasklet owns (keyword arguments, keyword defaults), with its values wrapped."""
+    return None if d is None else {k: _wrap(v) for k, v in d.items()}
 
 
 _EMPTY = "stackless._pickling.empty-cell"
@@ -312,7 +336,7 @@ def reduce_frames(task):
     """The picklable state of a suspended tasklet's frames."""
     loaded = task.__dict__.get("_loaded_frames")      # restored, not run since
     records, handled = loaded or capture(task)
-    return _Tag(), records, handled
+    return _Tag(), records, _wrap(handled)
 
 
 def restore_frames(task, frames):
@@ -339,7 +363,7 @@ def reduce_tasklet(task):
         raise RuntimeError("cannot pickle a main tasklet")
     frames = reduce_frames(task) if task._started and not task._finished else None
     flags = (task.atomic, task.block_trap, task.ignore_nesting)
-    state = (_wrap(task.func), _wrap(task._args), _wrap(task._kwargs), task._finished,
+    state = (_wrap(task.func), _wrap(task._args), _wrap_dict(task._kwargs), task._finished,
              _wrap(task.tempval), flags, task._blocked, frames)
     return type(task), (), state
 
