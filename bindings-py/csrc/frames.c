@@ -261,9 +261,12 @@ static int parse_record(PyObject *rec, record_parts *p)
 {
     const char *kind;
     PyObject *code, *func;
-    if (!PyTuple_Check(rec) || !PyArg_ParseTuple(rec, "sOOlO!O!O!;frame record", &kind, &code, &func, &p->offset,
-                                                 &PyTuple_Type, &p->items, &PyTuple_Type, &p->nulls,
-                                                 &PyTuple_Type, &p->selfs))
+    if (!PyTuple_Check(rec)) {
+        PyErr_Format(PyExc_TypeError, "a frame record is a tuple, not %.100s", Py_TYPE(rec)->tp_name);
+        return -1;
+    }
+    if (!PyArg_ParseTuple(rec, "sOOlO!O!O!;frame record", &kind, &code, &func, &p->offset,
+                          &PyTuple_Type, &p->items, &PyTuple_Type, &p->nulls, &PyTuple_Type, &p->selfs))
         return -1;
     if (strcmp(kind, "frame") || !PyCode_Check(code) || !PyFunction_Check(func)
         || PyFunction_GET_CODE(func) != code || ((PyCodeObject *)code)->co_flags & GEN_FLAGS)

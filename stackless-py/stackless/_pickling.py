@@ -169,17 +169,26 @@ _Thread.__reduce__ = lambda self: (state, ())
 
 # -- frames -------------------------------------------------------------------------------
 
-def _load_frame(func, digest, offset, items, nulls, selfs):
+def _shape(offset, items, nulls, selfs):
+    """Guards the plain integers of a record against damage: a slot wrongly cleared or a wrong
+    resume point would make the interpreter read memory it must not."""
+    return hashlib.sha256(repr((offset, len(items), nulls, selfs)).encode()).hexdigest()[:16]
+
+
+def _load_frame(func, digest, shape, offset, items, nulls, selfs):
+    name = "%s.%s" % (func.__module__, func.__qualname__)
     if _digest(func.__code__) != digest:
         raise pickle.UnpicklingError(
-            "the code of %s.%s changed since the tasklet was pickled; its frame cannot be resumed"
-            % (func.__module__, func.__qualname__))
+            "the code of %s changed since the tasklet was pickled; its frame cannot be resumed" % name)
     record = "frame", func.__code__, func, offset, items, nulls, selfs
     try:
+        if not (type(offset) is int and type(items) is type(nulls) is type(selfs) is tuple):
+            raise ValueError("its fields have the wrong types")
+        if _shape(offset, items, nulls, selfs) != shape:
+            raise ValueError("its shape does not match its checksum")
         _continuation.check_frames([record])
     except (ValueError, TypeError) as e:
-        raise pickle.UnpicklingError("damaged frame of %s.%s in the pickle: %s"
-                                     % (func.__module__, func.__qualname__, e)) from None
+        raise pickle.UnpicklingError("damaged frame of %s in the pickle: %s" % (name, e)) from None
     return record
 
 
@@ -190,7 +199,8 @@ class _Frame:
     def __reduce__(self):
         kind, code, func, offset, items, nulls, selfs = self.record
         f = func if _by_reference(func) else _Function(func)
-        return _load_frame, (f, _digest(code), offset, _wrap(items), nulls, selfs)
+        return _load_frame, (f, _digest(code), _shape(offset, items, nulls, selfs), offset,
+                             _wrap(items), nulls, selfs)
 
 
 def _where(code, offset):
