@@ -9,9 +9,11 @@
  *     (kind, code, function, offset, items, nulls, selfs)
  * kind "frame"; offset = byte offset of the resume point; items = localsplus[0:stacktop]
  * (locals, cells, free vars, value stack) with None where the slot is NULL (indices in `nulls`)
- * and None where it is the captured continulet itself (indices in `selfs`). A frame that cannot
- * be resumed is recorded with kind "c-call" (inside a call into C: offset = that instruction),
- * "generator" (a generator/coroutine frame) or "shim" (3.13's hidden __init__ frame), items None.
+ * and None where it is the captured continulet itself (indices in `selfs`). 3.13's hidden frame
+ * that an inlined `Cls(...)` runs `__init__` from becomes ("init", None, None, 0, (self,), (), ()):
+ * resuming it checks that `__init__` returned None and passes on `self`. A frame that cannot be
+ * resumed is recorded with kind "c-call" (inside a call into C: offset = that instruction),
+ * "generator" (a generator/coroutine frame) or "shim" (another frame without a function), items None.
  *
  * Resume: each record becomes a suspended generator object used as a container for a plain
  * function frame (the only frame owner that lets CPython clear frames for us). The driver runs
@@ -48,6 +50,8 @@ typedef struct _PyInterpreterFrame iframe;
 #define HEAD(ts)         (&(ts)->current_frame)
 #define EX_CALLABLE      0                                /* CALL_FUNCTION_EX inputs: callable, NULL, ... */
 #define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)  /* each C-level eval loop's marker frame */
+#define INIT_SHIM(f)     (PyCode_Check(FRAME_CODE(f)) && (f)->stacktop == 1 \
+                          && _PyCode_CODE((PyCodeObject *)FRAME_CODE(f))[0].op.code == EXIT_INIT_CHECK)
 #elif V312
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((f)->f_funcobj)
@@ -57,6 +61,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
 #define EX_CALLABLE      1                                /* CALL_FUNCTION_EX inputs: NULL, callable, ... */
 #define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)
+#define INIT_SHIM(f)     0                                /* __init__ is only inlined from 3.13 on */
 #else
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((PyObject *)(f)->f_func)
@@ -66,6 +71,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
 #define EX_CALLABLE      1
 #define ENTRY_FRAME(f)   0
+#define INIT_SHIM(f)     0
 #endif
 
 /* A fresh frame for `func` in frame memory `f` (takes a reference to func). */
@@ -173,6 +179,8 @@ static PyObject *record(iframe *f, iframe *above, PyObject *cont)
     const char *kind;
     int n = f->stacktop, base;
     _Py_CODEUNIT *resume = NULL;
+    if (!PyFunction_Check(func) && INIT_SHIM(f))
+        return Py_BuildValue("(sOOl(O)()())", "init", Py_None, Py_None, 0L, f->localsplus[0]);
     if (!PyCode_Check(code) || !PyFunction_Check(func)) kind = "shim";
     else if (((PyCodeObject *)code)->co_flags & GEN_FLAGS) kind = "generator";
     else if (n >= ((PyCodeObject *)code)->co_nlocalsplus) kind = "frame";
@@ -240,7 +248,7 @@ PyObject *tpy_frames_capture(void *head, PyObject *top, PyObject *bottom, PyObje
     return out;
 }
 
-/* A resumable frame record, taken apart (borrowed references). */
+/* A resumable record, taken apart (borrowed references); code and func NULL for "init". */
 typedef struct record_parts {
     PyCodeObject *code;
     PyFunctionObject *func;
@@ -268,6 +276,13 @@ static int parse_record(PyObject *rec, record_parts *p)
     if (!PyArg_ParseTuple(rec, "sOOlO!O!O!;frame record", &kind, &code, &func, &p->offset,
                           &PyTuple_Type, &p->items, &PyTuple_Type, &p->nulls, &PyTuple_Type, &p->selfs))
         return -1;
+    p->code = NULL;
+    p->func = NULL;
+    if (!strcmp(kind, "init")) {
+        if (PyTuple_GET_SIZE(p->items) != 1 || PyTuple_GET_SIZE(p->nulls) || PyTuple_GET_SIZE(p->selfs))
+            return bad_record(code, "an __init__ record holds the new object only");
+        return 0;
+    }
     if (strcmp(kind, "frame") || !PyCode_Check(code) || !PyFunction_Check(func)
         || PyFunction_GET_CODE(func) != code || ((PyCodeObject *)code)->co_flags & GEN_FLAGS)
         return bad_record(code, "not a resumable frame of its function");
@@ -359,40 +374,75 @@ PyObject *tpy_frames_check(PyObject *records)
     Py_RETURN_NONE;
 }
 
+/* What CPython's hidden frame does when `__init__` returns `value` (stolen) for `self`. */
+static PyObject *init_done(PyObject *value, PyObject *self)
+{
+    if (value != Py_None) {
+        PyErr_Format(PyExc_TypeError, "__init__() should return None, not '%.200s'", Py_TYPE(value)->tp_name);
+        Py_DECREF(value);
+        return NULL;
+    }
+    Py_DECREF(value);
+    return Py_NewRef(self);
+}
+
+/* The frame of the next container after record k (the one k returns to), or NULL. */
+static iframe *outer_of(PyGenObject **gens, Py_ssize_t k, Py_ssize_t n)
+{
+    while (++k < n)
+        if (gens[k]) return (iframe *)gens[k]->gi_iframe;
+    return NULL;
+}
+
 PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, PyObject *handled)
 {
     PyObject *seq = checked(records);
     if (!seq) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(seq);
     PyGenObject **gens = PyMem_Calloc(n ? n : 1, sizeof *gens);
-    if (!gens) { Py_DECREF(seq); return PyErr_NoMemory(); }
+    PyObject **inits = PyMem_Calloc(n ? n : 1, sizeof *inits);     /* borrowed from seq */
+    if (!gens || !inits) goto nomem;
     for (Py_ssize_t k = 0; k < n; k++) {
         record_parts p;
         parse_record(PyTuple_GET_ITEM(seq, k), &p);     /* checked above */
+        if (!p.code) {
+            inits[k] = PyTuple_GET_ITEM(p.items, 0);
+            continue;
+        }
         gens[k] = container(&p, cont);
         if (!gens[k]) {
-            while (k--) { gens[k]->gi_frame_state = FRAME_COMPLETED; Py_DECREF(gens[k]); }
-            PyMem_Free(gens);
-            Py_DECREF(seq);
-            return NULL;
+            while (k--)
+                if (gens[k]) { gens[k]->gi_frame_state = FRAME_COMPLETED; Py_DECREF(gens[k]); }
+            goto nomem;
         }
     }
-    Py_DECREF(seq);
     PyThreadState *ts = PyThreadState_Get();
     /* The pending containers form the logical chain down to our caller. */
-    for (Py_ssize_t k = 0; k < n; k++)
-        ((iframe *)gens[k]->gi_iframe)->previous = k + 1 < n ? (iframe *)gens[k + 1]->gi_iframe : *HEAD(ts);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        iframe *outer = outer_of(gens, k, n);
+        if (gens[k]) ((iframe *)gens[k]->gi_iframe)->previous = outer ? outer : *HEAD(ts);
+    }
     if (handled != Py_None) PyErr_SetHandledException(handled);
     PyObject *value = PyObject_CallNoArgs(first), *exc = value ? NULL : take_exc();
     for (Py_ssize_t k = 0; k < n; k++) {
-        iframe *outer = k + 1 < n ? (iframe *)gens[k + 1]->gi_iframe : NULL;
-        value = run(ts, gens[k], outer, value, exc);
+        if (!gens[k]) {                 /* an exception passes through */
+            if (value && !(value = init_done(value, inits[k]))) exc = take_exc();
+            continue;
+        }
+        value = run(ts, gens[k], outer_of(gens, k, n), value, exc);   /* takes exc */
         exc = value ? NULL : take_exc();
         Py_DECREF(gens[k]);
     }
     PyMem_Free(gens);
+    PyMem_Free(inits);
+    Py_DECREF(seq);
     if (exc) raise_exc(exc);
     return value;
+nomem:
+    PyMem_Free(gens);
+    PyMem_Free(inits);
+    Py_DECREF(seq);
+    return PyErr_Occurred() ? NULL : PyErr_NoMemory();
 }
 
 #else   /* CPython 3.9 / 3.10 */

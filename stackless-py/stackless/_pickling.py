@@ -192,12 +192,18 @@ def _load_frame(func, digest, shape, offset, items, nulls, selfs):
     return record
 
 
+def _load_init(obj):
+    return "init", None, None, 0, (obj,), (), ()
+
+
 class _Frame:
     def __init__(self, record):
         self.record = record
 
     def __reduce__(self):
         kind, code, func, offset, items, nulls, selfs = self.record
+        if kind == "init":
+            return _load_init, (_wrap(items[0]),)
         f = func if _by_reference(func) else _Function(func)
         return _load_frame, (f, _digest(code), _shape(offset, items, nulls, selfs), offset,
                              _wrap(items), nulls, selfs)
@@ -211,8 +217,25 @@ def _where(code, offset):
     return "%s (%s:%s)" % (code.co_qualname, code.co_filename, line)
 
 
-def _call_site(code, offset):
-    """Names what runs at `offset` (the call into C): its source text and opcode."""
+def _callee(records, i):
+    """The qualified name of the function record `i` called (records run innermost first)."""
+    for kind, code, *_ in reversed(records[:i]):
+        if kind != "init":
+            return code.co_qualname
+    return "the switch"
+
+
+# The C type slot through which an instruction calls a dunder method.
+_SLOTS = {"COMPARE_OP": "tp_richcompare", "BINARY_OP": "a number slot (nb_*)", "BINARY_SUBSCR": "mp_subscript",
+          "STORE_SUBSCR": "mp_ass_subscript", "DELETE_SUBSCR": "mp_ass_subscript", "CONTAINS_OP": "sq_contains",
+          "GET_ITER": "tp_iter", "FOR_ITER": "tp_iternext", "LOAD_ATTR": "tp_getattro",
+          "STORE_ATTR": "tp_setattro", "DELETE_ATTR": "tp_setattro", "UNARY_NEGATIVE": "nb_negative",
+          "UNARY_INVERT": "nb_invert", "TO_BOOL": "nb_bool", "UNARY_NOT": "nb_bool"}
+
+
+def _call_site(code, offset, callee):
+    """Names the C function in the way at `offset`: what is called there, with its source text
+    and opcode; `callee` is the Python function it called back."""
     instrs = list(dis.get_instructions(code))
     at = [n for n, ins in enumerate(instrs) if ins.offset == offset]
     if not at:
@@ -227,11 +250,13 @@ def _call_site(code, offset):
         src = linecache.getline(code.co_filename, pos.lineno)
         text = src[pos.col_offset:pos.end_col_offset] or None
     if text and ins.opname.startswith(("CALL", "PRECALL")):
-        callee = text.split("(", 1)[0].strip()
-        return "the C function %s (called as `%s`, %s)" % (callee, text, ins.opname)
+        if callee.endswith((".__init__", ".__new__")):
+            return "the C function type.__call__ (called as `%s`, %s)" % (text, ins.opname)
+        return "the C function %s (called as `%s`, %s)" % (text.split("(", 1)[0].strip(), text, ins.opname)
     if text and ins.opname == "FOR_ITER":
         return "the C iterator of `%s` (FOR_ITER)" % text
-    return "C code behind `%s` (%s)" % (text or "?", ins.opname)
+    slot = _SLOTS.get(ins.opname)
+    return "%s behind `%s` (%s)" % ("the C slot " + slot if slot else "C code", text or "?", ins.opname)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -311,17 +336,19 @@ def capture(task):
         if kind == "frame":
             out.append(_drop_dead(rec) if os.path.dirname(code.co_filename) == _LIBRARY_DIR else rec)
             continue
+        if kind == "init":
+            out.append(rec)
+            continue
+        callee = _callee(records, i)
         if kind == "c-call":
-            why = "is inside a call to %s" % _call_site(code, offset)
+            why = "its frame %s is inside a call to %s" % (_where(code, offset), _call_site(code, offset, callee))
         elif kind == "generator":
-            why = "is a generator or coroutine frame (not supported yet)"
+            why = "its frame %s is a generator or coroutine frame (those are not pickled)" % _where(code, offset)
         else:
-            why = "is CPython's hidden __init__ frame (a class called through type.__call__)"
-        callee = records[i - 1][1].co_qualname if i else "the switch"
+            why = "a frame without a function (%r) is in its stack" % code
         raise pickle.PicklingError(
-            "cannot pickle %r: its frame %s %s, on the way to %s; a tasklet can only be "
-            "resumed from a pickle when its stack holds Python frames only"
-            % (task, _where(code, offset), why, callee))
+            "cannot pickle %r: %s, on the way to %s; a tasklet can only be resumed from a pickle "
+            "when its stack holds Python frames only" % (task, why, callee))
     return tuple(_Frame(r) for r in out), handled
 
 
