@@ -37,10 +37,16 @@ C_STACKS = """
     def via_init():
         return Init()
 
+    def gen():
+        yield wait()
+
+    def via_generator():
+        return list(gen())
+
     def plain():
         return wait()
 
-    for f in (via_map, via_sorted, via_dunder, via_init, plain):
+    for f in (via_map, via_sorted, via_dunder, via_init, via_generator, plain):
         t = stackless.tasklet(f)()
         stackless.run()
         try:
@@ -55,10 +61,10 @@ C_STACKS = """
 def test_stacks_crossing_c_code_are_refused_naming_the_call(tmp_path):
     out = dict(line.split(" ", 1) for line in run_py(tmp_path, C_STACKS).stdout.splitlines())
     assert out["plain"] == "True pickled"
-    for name in ("via_map", "via_sorted", "via_dunder", "via_init"):
+    for name in ("via_map", "via_sorted", "via_dunder", "via_init", "via_generator"):
         assert out[name].startswith("False cannot pickle <"), out[name]
         assert " tasklet " in out[name] and " blocked " in out[name], out[name]
-        assert "frame %s (" % name in out[name], out[name]
+        assert "frame %s (" % name.replace("via_generator", "gen") in out[name], out[name]
         assert "a tasklet can only be resumed from a pickle when its stack holds Python frames only" in out[name]
     assert "map(wait, [1])" in out["via_map"]
     assert "the C function sorted (called as `sorted([3, 1], key=wait)`" in out["via_sorted"]
@@ -66,6 +72,8 @@ def test_stacks_crossing_c_code_are_refused_naming_the_call(tmp_path):
         in out["via_dunder"]
     assert "the C function type.__call__ (called as `Init()`, CALL), on the way to Init.__init__;" \
         in out["via_init"]
+    assert "its frame gen (" in out["via_generator"]
+    assert "is a generator or coroutine frame (those are not pickled), on the way to wait;" in out["via_generator"]
 
 
 VERSIONED = """

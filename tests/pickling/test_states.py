@@ -1,6 +1,8 @@
 """Tasklets suspended in send/receive/schedule/paused, with locals, cells, half-evaluated
 expressions, loops over built-in iterators, with blocks and try/except/finally: the resumed
 run in a new process prints exactly what the original process printed after the checkpoint."""
+import pickle
+
 from conftest import checkpoint_and_resume, needs_frames
 
 pytestmark = needs_frames
@@ -190,3 +192,32 @@ STAR_CALLS = HEADER + """
 def test_star_args_calls(tmp_path):
     reference, resumed = checkpoint_and_resume(tmp_path, STAR_CALLS)
     assert resumed == reference == "result 1150\n"
+
+
+PROTOCOLS = HEADER + """
+    def deep(n):
+        if n:
+            return deep(n - 1) + 1
+        return ch.receive()
+
+    def main(n):
+        print("result", deep(n))
+
+    if MODE == "dump":
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            t = stackless.tasklet(main)(900)       # close to the default recursion limit
+            stackless.run()
+            pickle.dump((t, ch), open("state%d.pickle" % proto, "wb"), proto)
+            ch.send(-1)
+        print("--- checkpoint")
+    else:
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            t, ch = pickle.load(open("state%d.pickle" % proto, "rb"))
+            ch.send(-1)
+"""
+
+
+def test_every_protocol_and_a_deep_stack(tmp_path):
+    reference, resumed = checkpoint_and_resume(tmp_path, PROTOCOLS)
+    assert reference == ""
+    assert resumed == "result 899\n" * (pickle.HIGHEST_PROTOCOL + 1)
