@@ -99,11 +99,22 @@ STACK = HEADER + """
     def fmt(*parts, **kw):
         return "|".join(map(str, parts)) + str(sorted(kw.items()))
 
+    class Acc:
+        def __init__(self):
+            self.items = []
+        def add(self, x, y=0):
+            self.items.append(x + y)
+            return self
+
     def main():
+        acc, plain = Acc(), []
+        acc.add(ch.receive(), y=ch.receive()).add(ch.receive())     # method calls, self on the stack
+        plain.append(ch.receive() * 2)
+        print(acc.items, plain)
         a, b = 10, "x"
         print(fmt(a, b * 2, [a, a + 1, ch.receive(), a + 2], {b: a, "r": ch.receive()},
                   f"{a}-{ch.receive()}-{b}", key=(a, ch.receive())))
-        print(a < ch.receive() + 10 <= 14, 100 - (a * (a + ch.receive())), not ch.receive())
+        print(a < ch.receive() + 10 <= 18, 100 - (a * (a + ch.receive())), not ch.receive())
         print({k: v for k, v in zip("ab", (a, ch.receive()))}, [ch.receive() + i for i in range(2)])
 """ + FOOTER
 
@@ -112,9 +123,10 @@ def test_half_evaluated_expressions(tmp_path):
     reference, resumed = checkpoint_and_resume(tmp_path, STACK)
     assert resumed == reference
     assert resumed.splitlines() == [
-        "10|xx|[10, 11, 0, 12]|{'x': 10, 'r': 1}|10-2-x[('key', (10, 3))]",
-        "True -50 False",
-        "{'a': 10, 'b': 7} [8, 10]",
+        "[1, 2] [6]",
+        "10|xx|[10, 11, 4, 12]|{'x': 10, 'r': 5}|10-6-x[('key', (10, 7))]",
+        "True -90 False",
+        "{'a': 10, 'b': 11} [12, 14]",
         "alive False",
     ]
 
