@@ -10,7 +10,10 @@ pytestmark = needs_frames
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "pickledtasklet.py"
 
 DAMAGE = """
-    import collections, contextlib, io, pickle, sys
+    import collections, contextlib, io, pickle, resource, sys
+    # a flipped byte can turn into a pickle memo index in the billions, which the unpickler
+    # allocates for: bound the address space so that is a MemoryError, not the machine's memory
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
     import stackless
     exec(open("demo.py").read().split("if __name__")[0])
     data = open("tasklet.pickle", "rb").read()
