@@ -172,6 +172,30 @@ def test_records_passed_to_the_binding_directly_are_checked(tmp_path):
     assert out[12].endswith(": the offset is not a resume point for this many stack entries")
 
 
+BY_VALUE = """
+    import pickle, sys, stackless
+    ch = stackless.channel()
+    scale = 3
+    t = stackless.tasklet(lambda: print("got", ch.receive() * scale))()
+    stackless.run()
+    data = pickle.dumps((t, ch))
+    code = t.func.__code__.co_code
+    at = data.index(code) + len(code) - 2          # the operand of its last instruction
+    for blob in (data, data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]):
+        try:
+            t2, ch2 = pickle.loads(blob)
+            ch2.send(14)
+        except pickle.UnpicklingError as e:
+            print(e)
+    ch.send(0)
+"""
+
+
+def test_damaged_code_of_a_function_pickled_by_value(tmp_path):
+    out = run_py(tmp_path, BY_VALUE).stdout
+    assert out == "got 42\ndamaged code of __main__.<lambda> in the pickle\ngot 0\n"
+
+
 MISSING = """
     import pickle, sys, stackless
     MODE = sys.argv[1]
