@@ -249,17 +249,22 @@ def _call_site(code, offset, callee):
         source = instrs[at[0] - 2]      # what produced the iterable (its positions are its text)
     text = None
     pos = source.positions
-    if pos and pos.lineno is not None and pos.lineno == pos.end_lineno:
+    if pos and pos.lineno is not None and pos.col_offset is not None:
         src = linecache.getline(code.co_filename, pos.lineno)
-        text = src[pos.col_offset:pos.end_col_offset] or None
-    if text and ins.opname.startswith(("CALL", "PRECALL")):
+        if pos.lineno == pos.end_lineno:
+            text = src[pos.col_offset:pos.end_col_offset] or None
+        else:                           # spans lines: its first line names it
+            text = (src[pos.col_offset:].rstrip() + " ...") if src[pos.col_offset:].strip() else None
+    if not text:
+        return "C code called by %s (no source text to name it)" % ins.opname
+    if ins.opname.startswith(("CALL", "PRECALL")):
         if callee.endswith((".__init__", ".__new__")):
             return "the C function type.__call__ (called as `%s`, %s)" % (text, ins.opname)
         return "the C function %s (called as `%s`, %s)" % (text.split("(", 1)[0].strip(), text, ins.opname)
-    if text and ins.opname == "FOR_ITER":
+    if ins.opname == "FOR_ITER":
         return "the C iterator of `%s` (FOR_ITER)" % text
     slot = _SLOTS.get(ins.opname)
-    return "%s behind `%s` (%s)" % ("the C slot " + slot if slot else "C code", text or "?", ins.opname)
+    return "%s behind `%s` (%s)" % ("the C slot " + slot if slot else "C code", text, ins.opname)
 
 
 @functools.lru_cache(maxsize=4096)

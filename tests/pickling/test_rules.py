@@ -166,7 +166,10 @@ INLINED_INIT = """
         def __init__(self, x):
             self.x = x
             if WAIT:
-                self.y = ch.receive()
+                try:
+                    self.y = ch.receive()
+                finally:
+                    print("init finally", hasattr(self, "y"))
 
     def make(x):
         return Point(x)
@@ -189,6 +192,9 @@ INLINED_INIT = """
         print("--- checkpoint")
     else:
         t, ch = pickle.load(open("state.pickle", "rb"))
+        killed, _ = pickle.load(open("state.pickle", "rb"))
+        killed.kill()                  # TaskletExit passes through the __init__ frame
+        print("killed", killed.alive)
     ch.send(7)
 """
 
@@ -196,7 +202,8 @@ INLINED_INIT = """
 def test_init_inlined_by_cpython_resumes_else_refused(tmp_path):
     if sys.version_info >= (3, 13):
         reference, resumed = checkpoint_and_resume(tmp_path, INLINED_INIT)
-        assert resumed == reference == "made Point 5 7\n"
+        assert reference == "init finally True\nmade Point 5 7\n"
+        assert resumed == "init finally False\nkilled False\n" + reference
     else:
         out = run_py(tmp_path, INLINED_INIT, "dump").stdout.splitlines()
         assert out[0] == "restorable False"
