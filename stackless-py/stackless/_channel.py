@@ -71,7 +71,7 @@ class channel:
             if self.balance * direction < 0:
                 partner = self._queue[0]
                 local = partner._thread is s
-                if local and (self.schedule_all or self.preference == -direction):
+                if s.trap and local and (self.schedule_all or self.preference == -direction):
                     s.check_trap()
                 self._queue.popleft()
                 self.balance += direction
@@ -82,7 +82,8 @@ class channel:
                     raise ValueError(CLOSED)
                 if cur.block_trap:
                     raise RuntimeError("this tasklet does not like to be blocked.")
-                s.check_trap()
+                if s.trap:
+                    s.check_trap()
                 self._queue.append(cur)
                 self.balance += direction
                 cur._blocked, cur._channel = direction, self
@@ -113,7 +114,7 @@ class channel:
         else:
             s.queue.push(partner)
             partner._queued = True
-        if isinstance(value, bomb):
+        if value is not None and isinstance(value, bomb):
             value.raise_()
         return value
 
