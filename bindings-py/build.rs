@@ -1,4 +1,4 @@
-//! Compiles csrc/ (interpreter state, bytecode stack analysis) against the internal headers of the Python being built for.
+//! Compiles csrc/ (interpreter state, frame capture, bytecode stack analysis) against the internal headers of the Python being built for.
 use std::process::Command;
 
 fn main() {
@@ -12,6 +12,7 @@ fn main() {
     let include = String::from_utf8(out.stdout).expect("utf-8 path").trim().to_owned();
     cc::Build::new()
         .file("csrc/pystate.c")
+        .file("csrc/frames.c")
         .file("csrc/stackdepth.c")
         .include(&include)
         .include(format!("{include}/internal"))

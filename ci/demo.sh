@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main demo: builds tealet for one CPython (3.11 by default, or $DEMO_PYTHON_VERSION) and runs
-# the channel example (seed example 1). The greenlet ping-pong (examples/greenlet_pingpong.py)
-# joins it when greenlet-py lands (issue 4).
+# the channel example (seed example 1) and the greenlet ping-pong (examples/greenlet_pingpong.py,
+# on greenlet-py, the pure-Python greenlet).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -14,6 +14,10 @@ fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check maturin==1.9.6
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation ./bindings-py
 "$venv/bin/python" -m pip install -q --disable-pip-version-check ./stackless-py
+"$venv/bin/python" -m pip install -q --disable-pip-version-check ./greenlet-py
 
 log "examples/channel.py (stackless channels)"
 "$venv/bin/python" examples/channel.py
+
+log "examples/greenlet_pingpong.py (greenlet-py)"
+"$venv/bin/python" examples/greenlet_pingpong.py

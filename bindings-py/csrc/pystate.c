@@ -72,7 +72,9 @@ typedef struct tpy_state {
 #else
     struct _PyInterpreterFrame *current_frame; /* 3.13: tstate->current_frame */
 #endif
-    PyObject *top_frame;                       /* all: owned frame object of the top frame (get_frame) */
+#if !V311
+    PyObject *top_frame;                       /* <=3.10: owned frame object of the top frame (get_frame) */
+#endif
 #if V310 && !V313
     _PyCFrame *cframe;                         /* 3.10-3.12: points into this continuation's C stack */
 #endif
@@ -216,23 +218,9 @@ tpy_state *tpy_state_new(void)
 int tpy_save(tpy_state *s)
 {
     PyThreadState *ts = PyThreadState_Get();
-#if V311
-    /* The top frame object must exist before we leave; creating it may run the GC, which must
-     * not re-enter a switch, hence disabled around it (only when it does not exist yet). */
-    struct _PyInterpreterFrame *f = *frame_head(ts);
-    while (f && _PyFrame_IsIncomplete(f)) f = f->previous;
-    PyFrameObject *top;
-    if (f && f->frame_obj) {
-        top = (PyFrameObject *)Py_NewRef(f->frame_obj);
-    } else {
-        int gc_was = PyGC_Disable();
-        top = PyThreadState_GetFrame(ts);
-        if (gc_was) PyGC_Enable();
-    }
-#else
-    PyFrameObject *top = PyThreadState_GetFrame(ts);  /* <=3.10: frame objects always exist */
+#if !V311
+    Py_XSETREF(s->top_frame, (PyObject *)PyThreadState_GetFrame(ts));  /* frame objects always exist */
 #endif
-    Py_XSETREF(s->top_frame, (PyObject *)top);
 #if !V311
     s->frame = ts->frame;
 #else
@@ -324,7 +312,9 @@ void tpy_restore(tpy_state *s)
     s->delete_later = NULL;
     ts->critical_section = s->critical_section;
 #endif
+#if !V311
     Py_CLEAR(s->top_frame);
+#endif
 }
 
 /* The body of a fresh continuation: runs `body(arg)` on the new C stack with the fresh state
@@ -345,13 +335,20 @@ void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
     cframe.use_tracing = carried_use_tracing;
 #endif
 #if !V311
-    ts->frame = NULL;                 /* Python depth is inherited from the switcher (kept as is) */
+    ts->frame = NULL;
 #elif !V313
     ts->cframe->current_frame = NULL;
 #else
     ts->current_frame = NULL;
 #endif
-#if V312
+    /* An empty frame chain has depth 0: inheriting the switcher's depth would let a chain of
+     * continuations, each started from the previous one, overflow the recursion limit. */
+#if !V311
+    ts->recursion_depth = 0;
+#elif !V312
+    ts->recursion_remaining = ts->recursion_limit;
+#else
+    ts->py_recursion_remaining = ts->py_recursion_limit;
     ts->c_recursion_remaining = TPY_C_RECURSION_LIMIT;  /* fresh C stack */
 #endif
 #if V311
@@ -400,7 +397,9 @@ void tpy_finish(void)
 /* Frees a state that is not suspended with live frames (never started, or finished). */
 void tpy_state_free(tpy_state *s)
 {
+#if !V311
     Py_CLEAR(s->top_frame);
+#endif
     Py_CLEAR(s->context);
     Py_CLEAR(s->exc_state.exc_value);
 #if !V311
@@ -416,10 +415,34 @@ void tpy_state_free(tpy_state *s)
     PyMem_RawFree(s);
 }
 
-/* New reference to the top frame of a suspended continuation, or None. */
+/* New reference to the top frame of a suspended continuation, or None. On 3.11+ the frame object
+ * is made here, on demand, not on every switch: the interpreter makes it by reading the thread's
+ * frame chain, which is pointed at the suspended chain meanwhile, with the GC off so that no
+ * finalizer runs (and switches) while it does. */
 PyObject *tpy_top_frame(tpy_state *s)
 {
-    PyObject *f = s->top_frame ? s->top_frame : Py_None;
+#if !V311
+    PyObject *f = s->top_frame;
+#else
+    PyObject *f = NULL;
+#if V312
+    struct _PyInterpreterFrame *head = s->heap_head;
+#else
+    struct _PyInterpreterFrame *head = s->current_frame;
+#endif
+    if (head && s->started) {
+        PyThreadState *ts = PyThreadState_Get();
+        struct _PyInterpreterFrame *running = *frame_head(ts);
+        int gc_was = PyGC_Disable();
+        *frame_head(ts) = head;
+        f = (PyObject *)PyThreadState_GetFrame(ts);
+        *frame_head(ts) = running;
+        if (gc_was) PyGC_Enable();
+        if (!f) PyErr_Clear();
+        return f ? f : Py_NewRef(Py_None);
+    }
+#endif
+    if (!f) f = Py_None;
     Py_INCREF(f);
     return f;
 }
@@ -446,30 +469,48 @@ void tpy_set_current_context(PyObject *ctx)
  * The value stacks: a frame that called a Python function inline (3.11+) recorded its stack
  * pointer. A frame inside a call into C did not; its live entries come from the static stack
  * depth at its instruction (stackdepth.c), and only where that is exact: all of a call's inputs
- * while the call is running, which holds for the top frame (it is inside the call that switched
- * away) and for a frame whose callee frame runs the function in its callable slot; otherwise
- * (e.g. cleaning up after the call) only the entries below the inputs, and none at instructions
- * other than calls. What is left out stays uncollectable, never freed early. */
+ * while the call runs, which holds when the called object is continulet.switch/throw (top frame)
+ * or the function the callee frame runs (lower frames): found in the vector slot, it proves the
+ * call is in progress (not cleaning up) and that nobody borrowed that slot. Otherwise only the
+ * entries below the inputs, and none at instructions other than calls. What is left out stays
+ * uncollectable, never freed early. */
+static PyObject *switch_descr, *throw_descr;
+
+void tpy_set_switch_methods(PyObject *sw, PyObject *th) { switch_descr = sw; throw_descr = th; }
+
+/* continulet.switch/throw, unbound (method descriptor) or bound (builtin method): what the top
+ * frame of a suspended continuation called; they leave the caller's argument vector alone. */
+static int is_switch_method(PyObject *o)
+{
+    if (o == switch_descr || o == throw_descr) return 1;
+    if (!PyCFunction_Check(o) || !switch_descr) return 0;
+    PyMethodDef *ml = ((PyCFunctionObject *)o)->m_ml;
+    return ml == ((PyMethodDescrObject *)switch_descr)->d_method
+        || ml == ((PyMethodDescrObject *)throw_descr)->d_method;
+}
+
 static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
                       int (*runs_callee)(PyObject *, void *), void *callee)
 {
     tsd_instr in;
-    int height, ninputs;
-    if (tsd_instruction(code, index, &in) < 0 || tsd_call_inputs(&in, &height, &ninputs) < 0)
-        return 0;
-    if (height > code->co_stacksize) return 0;
-    if (top) return height;
-    for (int k = height - ninputs; k < height - ninputs + 2 && k < height; k++)
-        if (stack[k] && runs_callee(stack[k], callee)) return height;
-    return height - ninputs;
+    tsd_call call;
+    if (tsd_instruction(code, index, &in) < 0 || tsd_call_of(&in, &call) < 0) return 0;
+    if (call.height > code->co_stacksize) return 0;
+    int k = tsd_call_vector_slot(&call, stack);
+    if (k >= 0 && stack[k] && (top ? is_switch_method(stack[k]) : runs_callee(stack[k], callee)))
+        return call.height;
+    return call.base;
 }
 
 #if !V311
-/* <=3.10: cleanup after a call releases the inputs top-down, the callable last, so the callable
- * slot (below a NULL for CALL_METHOD's plain-callable form) still holds it whenever a __del__
- * switched; a function with the callee frame's code is the callee. */
+/* <=3.10: cleanup after a call releases the inputs top-down, the callable last, so the vector
+ * slot still holds the callable whenever a __del__ switched, alive unless it is the one being
+ * deallocated (refcount 0; then it is not looked into). A function with the callee frame's code
+ * is the callee. (A bound method called plainly lends the slot to self: not matched, so such a
+ * frame reports only the entries below its inputs.) */
 static int runs_callee(PyObject *callable, void *callee_code)
 {
+    if (Py_REFCNT(callable) <= 0) return 0;
     return PyFunction_Check(callable) && PyFunction_GET_CODE(callable) == (PyObject *)callee_code;
 }
 
@@ -486,7 +527,6 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
         int err = Py_TYPE(f)->tp_traverse((PyObject *)f, visit, arg);
         if (err) return err;
         PyObject **stack = f->f_valuestack;
-        /* the callable slot is the first input, or the second below CALL_METHOD's NULL */
         int n = live_stack(f->f_code, TPY_LASTI_UNITS(f), stack, above == NULL, runs_callee,
                            above ? above->f_code : NULL);
         for (int i = 0; i < n; i++) Py_VISIT(stack[i]);
@@ -499,7 +539,6 @@ static int runs_callee(PyObject *callable, void *callee_func) { return callable 
 
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 {
-    Py_VISIT(s->top_frame);
     Py_VISIT(s->context);
     Py_VISIT(s->exc_state.exc_value);
 #if V312
@@ -541,3 +580,24 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
     return 0;
 }
 #endif
+
+/* For frames.c: the top heap frame of a suspended continuation (3.11+; NULL before), and the
+ * handled exception it resumes with (borrowed; NULL or None when there is none). */
+void *tpy_frames_head(tpy_state *s)
+{
+#if V312
+    return s->heap_head;
+#elif V311
+    return s->current_frame;
+#else
+    (void)s;
+    return NULL;
+#endif
+}
+
+PyObject *tpy_handled_exception(tpy_state *s)
+{
+    _PyErr_StackItem *item = s->exc_info;
+    if (!item || item == &PyThreadState_Get()->exc_state) item = &s->exc_state;
+    return item->exc_value;
+}

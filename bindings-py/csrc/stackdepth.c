@@ -262,31 +262,43 @@ int tsd_instruction(PyCodeObject *code, int index, tsd_instr *out)
     return 0;
 }
 
-int tsd_call_inputs(const tsd_instr *in, int *height, int *ninputs)
+int tsd_call_of(const tsd_instr *in, tsd_call *out)
 {
-    int n;
-    int h = in->depth;
+    int h = in->depth, n, marker;
     switch (in->opcode) {
 #if !V311
-    case CALL_FUNCTION: n = in->oparg + 1; break;          /* callable, args */
-    case CALL_METHOD: n = in->oparg + 2; break;            /* method or NULL, self or callable, args */
-    case CALL_FUNCTION_KW: n = in->oparg + 2; break;       /* callable, args, names (held by the call) */
+    case CALL_FUNCTION:      n = in->oparg + 1; marker = -1; break;  /* callable, args */
+    case CALL_FUNCTION_KW:   n = in->oparg + 2; marker = -1; break;  /* callable, args, names */
+    case CALL_METHOD:        n = in->oparg + 2; marker = 0; break;   /* method or NULL, self or callable, args */
+    case CALL_FUNCTION_EX:   n = 2 + (in->oparg & 1); marker = -2; break;
 #elif !V312
-    case PRECALL: n = in->oparg + 2; break;                /* NULL or method, callable or self, args */
-    case CALL: n = in->oparg + 2; h += in->oparg; break;   /* the compiler books the args on PRECALL */
+    case PRECALL:            n = in->oparg + 2; marker = 0; break;   /* method or NULL, self or callable, args */
+    case CALL:               n = in->oparg + 2; marker = 0; h += in->oparg; break;  /* args booked on PRECALL */
+    case CALL_FUNCTION_EX:   n = 3 + (in->oparg & 1); marker = -2; break;
 #elif !V313
-    case CALL: n = in->oparg + 2; break;                   /* NULL or method, callable or self, args */
+    case CALL:               n = in->oparg + 2; marker = 0; break;   /* method or NULL, self or callable, args */
+    case CALL_FUNCTION_EX:   n = 3 + (in->oparg & 1); marker = -2; break;
 #else
-    case CALL: n = in->oparg + 2; break;                   /* callable, self or NULL, args */
-    case CALL_KW: n = in->oparg + 3; break;                /* ..., and the keyword names tuple */
+    case CALL:               n = in->oparg + 2; marker = 1; break;   /* callable, self or NULL, args */
+    case CALL_KW:            n = in->oparg + 3; marker = 1; break;   /* ..., keyword names */
+    case CALL_FUNCTION_EX:   n = 3 + (in->oparg & 1); marker = -2; break;
 #endif
     default:
-        return -1;   /* CALL_FUNCTION_EX may swap its inputs for converted copies: not listed */
+        return -1;
     }
     if (n > h) return -1;
-    *height = h;
-    *ninputs = n;
+    out->height = h;
+    out->base = h - n;
+    out->vector = marker != -2;
+    out->marker = marker >= 0 ? out->base + marker : -1;
     return 0;
+}
+
+int tsd_call_vector_slot(const tsd_call *c, PyObject *const *stack)
+{
+    if (!c->vector) return -1;
+    if (c->marker < 0) return c->base;                 /* <=3.10 plain calls: the callable */
+    return stack[c->marker] ? c->base : c->base + 1;   /* method form: the method; else below the args */
 }
 
 int tsd_code_units(PyCodeObject *code)

@@ -25,11 +25,22 @@ int tsd_instruction(PyCodeObject *code, int index, tsd_instr *out);
 /* Number of code units of `code` (-1 if it could not be analysed). */
 int tsd_code_units(PyCodeObject *code);
 
-/* For a frame suspended inside the call made by `in` (a call instruction): the value-stack
- * entries that are live while the callee runs (`height`, all of the call's inputs still in
- * place) and how many of them are the call's inputs (`ninputs`: callable, self or NULL,
- * arguments, keyword names), the top `ninputs` entries. Returns 0, or -1 if `in` does not make
- * a call whose inputs stay on the stack for its duration. */
-int tsd_call_inputs(const tsd_instr *in, int *height, int *ninputs);
+/* The value stack of a frame suspended inside the call a call instruction makes. */
+typedef struct tsd_call {
+    int height;    /* entries on the stack while the called object runs */
+    int base;      /* the instruction's inputs are entries [base, height); below is untouched */
+    int marker;    /* entry that is non-NULL exactly when a self is passed (method form), or -1 */
+    int vector;    /* 1: the inputs are the vector passed to the called object (see below);
+                      0: the instruction may swap them for converted copies (CALL_FUNCTION_EX) */
+} tsd_call;
+
+/* Describes the call made by `in`. Returns 0, or -1 if `in` is not a call instruction. */
+int tsd_call_of(const tsd_instr *in, tsd_call *out);
+
+/* The entry just below the arguments passed to the called object: the callee may borrow it
+ * for the duration of the call (PY_VECTORCALL_ARGUMENTS_OFFSET: bound methods and partials put
+ * self there), so it holds an owned reference only if the called object is known not to. It is
+ * also the called object itself. -1 if `c` is not a vector call. */
+int tsd_call_vector_slot(const tsd_call *c, PyObject *const *stack);
 
 #endif

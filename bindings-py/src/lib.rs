@@ -3,6 +3,7 @@
 //! continulet semantics (who holds which continuation) and the Python API.
 // `error` is PyPy's name for the module's exception class.
 #![allow(non_camel_case_types)]
+mod frames;
 mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyTypeError};
@@ -38,6 +39,9 @@ struct Cont {
     start: Option<Start>,
     running: Option<Running>,
     owner: Option<Py<Continulet>>,
+    /// What this tealet passes on its last switch out; the switch's value points here (heap, so
+    /// it stays put even when the stack is copied out), and the receiver takes it.
+    outbox: Option<Payload>,
 }
 
 struct Start {
@@ -132,7 +136,7 @@ fn new_cont(start: Option<Start>) -> PyResult<*mut Cont> {
     if state.is_null() {
         return Err(PyMemoryError::new_err("continulet state"));
     }
-    Ok(Box::into_raw(Box::new(Cont { state, start, running: None, owner: None })))
+    Ok(Box::into_raw(Box::new(Cont { state, start, running: None, owner: None, outbox: None })))
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -180,29 +184,43 @@ fn reap_previous() {
 }
 
 /// Leaves the current continuation for `target`, carrying `payload`; returns what we are resumed with.
-fn transfer(py: Python<'_>, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
-    let me = cont_of(unsafe {
-        // SAFETY: called with the GIL in a thread that has its main tealet.
-        tc::tealet_current()
-    });
+/// Stores `payload` in `from`'s outbox and returns the switch value that points at it.
+fn post(from: *mut Cont, payload: Payload) -> *mut c_void {
+    // SAFETY: `from` is the running tealet's Cont, only touched from this thread.
+    unsafe {
+        (*from).outbox = Some(payload);
+        (&raw mut (*from).outbox).cast()
+    }
+}
+
+/// Takes the payload a switch value points at (the sender's outbox), before the sender may be freed.
+fn take_posted(value: *mut c_void) -> Payload {
+    // SAFETY: every switch value is a pointer to a live sender's outbox, filled by `post`.
+    unsafe { (*value.cast::<Option<Payload>>()).take() }.expect("a switch always carries a payload")
+}
+
+/// Leaves the current continuation (`current`) for `target`, carrying `payload`; returns what we
+/// are resumed with.
+fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
+    let me = cont_of(current);
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
         return Err(PyErr::fetch(py));
     }
-    let mut value = Box::into_raw(Box::new(payload)).cast::<c_void>();
+    let mut value = post(me, payload);
     // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
     // with the switch because it stays in this OS thread.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
     // SAFETY: we are running again on our own stack: reinstall our interpreter state first.
     unsafe { tpy_restore((*me).state) };
     if rc != tc::TEALET_OK {
-        // SAFETY: on failure the value was not consumed; it is still our box.
-        drop(unsafe { Box::from_raw(value.cast::<Payload>()) });
+        // On failure nobody took the payload: drop it from our outbox.
+        drop(take_posted(value));
         return Err(core_error(rc));
     }
+    let payload = take_posted(value);
     reap_previous();
-    // SAFETY: whoever resumed us passed a boxed Payload.
-    match *unsafe { Box::from_raw(value.cast::<Payload>()) } {
+    match payload {
         Payload::Value(v) => Ok(v),
         Payload::Throw(e) => Err(e),
     }
@@ -224,8 +242,12 @@ unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *
             Python::assume_attached()
         };
         let err = PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack"));
-        // SAFETY: value is the core's in/out slot for this run.
-        unsafe { *value = Box::into_raw(Box::new(Payload::Throw(err))).cast() };
+        // The switcher's payload was not taken yet: drop it, then pass the error on.
+        // SAFETY: value is the core's in/out slot for this run, pointing at the switcher's outbox.
+        unsafe {
+            drop(take_posted(*value));
+            *value = post(data, Payload::Throw(err));
+        }
         return main_tealet().unwrap_or(ptr::null_mut());
     }
     target.cast()
@@ -236,9 +258,9 @@ unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
     let (data, value) = unsafe { *arg.cast::<(*mut Cont, *mut *mut c_void)>() };
     // SAFETY: the GIL is held by this thread across switches.
     let py = unsafe { Python::assume_attached() };
+    // SAFETY: the switcher passed its outbox in *value.
+    let payload = take_posted(unsafe { *value });
     reap_previous();
-    // SAFETY: the switcher passed a boxed Payload in *value.
-    let payload = *unsafe { Box::from_raw((*value).cast::<Payload>()) };
     // SAFETY: data is this tealet's Cont, only used from this thread.
     let start = unsafe { (*data).start.take() };
     let result = match (payload, start) {
@@ -276,8 +298,9 @@ unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
         Ok(v) => Payload::Value(v),
         Err(e) => Payload::Throw(e),
     };
-    // SAFETY: value is the core's in/out slot; the target takes the box.
-    unsafe { *value = Box::into_raw(Box::new(payload)).cast() };
+    // SAFETY: value is the core's in/out slot; the target takes the payload from our outbox,
+    // which lives until the target reaps this finished tealet (after taking it).
+    unsafe { *value = post(data, payload) };
     target.cast()
 }
 
@@ -322,7 +345,7 @@ impl Continulet {
             Some(t) => t.slot.tealet.replace(old),
             None => old,
         };
-        transfer(py, target, payload)
+        transfer(py, current, target, payload)
     }
 
     /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
@@ -613,6 +636,16 @@ fn state_of(cont: Option<&Continulet>) -> Option<*mut TpyState> {
     Some(unsafe { (*cont_of(t)).state })
 }
 
+/// The state of a continuation suspended in `cont` (not running, not finished, this thread).
+pub(crate) fn suspended_state(cont: &Continulet) -> Option<*mut TpyState> {
+    let t = cont.slot.tealet.get();
+    // SAFETY: t is checked non-null and of this thread before the core reads its status.
+    if t.is_null() || cont.foreign() || unsafe { tc::tealet_status(t) } != tc::TEALET_STATUS_SUSPENDED {
+        return None;
+    }
+    state_of(Some(cont))
+}
+
 /// get_frame(cont): the top frame of the continuation stored in `cont`, or None.
 #[pyfunction]
 fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> Py<PyAny> {
@@ -623,7 +656,8 @@ fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> Py<PyAny> {
     }
 }
 
-/// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset).
+/// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset,
+/// or if `cont` holds no continuation: unbound or finished).
 #[pyfunction]
 #[pyo3(signature = (cont = None))]
 fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
@@ -636,10 +670,13 @@ fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult
                 tpy_get_current_context()
             }
         }
+        Some(c) if c.get().foreign() => return Err(error::new_err("cannot access a continulet of a different thread")),
         Some(c) => match state_of(Some(c.get())) {
             // SAFETY: a borrowed pointer owned by the suspended state.
             Some(s) => unsafe { tpy_get_context(s) },
-            None => return Err(error::new_err("continulet is not pending")),
+            // Unbound or finished: nothing will resume, so no context (greenlet: a dead
+            // greenlet's gr_context is None).
+            None => ptr::null_mut(),
         },
     };
     // SAFETY: ctx is NULL or a live borrowed object.
@@ -716,6 +753,12 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // type's slots may be filled in before use. The GC calls tp_finalize on garbage before it
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
+    // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
+    // are kept for the life of the process.
+    let methods = py.get_type::<Continulet>().getattr("__dict__")?;
+    let (sw, th) = (methods.get_item("switch")?, methods.get_item("throw")?);
+    // SAFETY: both are method descriptors of the type, kept alive by the references leaked here.
+    unsafe { tpy_set_switch_methods(sw.into_ptr(), th.into_ptr()) };
     m.add("error", py.get_type::<error>())?;
     m.add("ContinuletExit", py.get_type::<ContinuletExit>())?;
     m.add_function(wrap_pyfunction!(permute, m)?)?;
@@ -723,6 +766,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_context, m)?)?;
     m.add_function(wrap_pyfunction!(set_context, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    frames::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
     Ok(())
 }

@@ -54,13 +54,16 @@ def make_bomb(exc, val=None, tb=None):
     return bomb(exc, val, tb)
 
 
-def _bootstrap(cont, task):
-    """The body of every tasklet's continulet."""
+def _bootstrap(cont, task, resume=None):
+    """The body of every tasklet's continulet (`resume`: its frames, loaded from a pickle)."""
     s = task._thread
     error = None
     try:
-        task._resumed()     # an exception thrown before the first run
-        task.func(*task._args, **task._kwargs)
+        if resume is not None:
+            resume(cont)
+        else:
+            task._resumed()     # an exception thrown before the first run
+            task.func(*task._args, **task._kwargs)
     except TaskletExit:
         pass
     except BaseException as exc:

@@ -91,6 +91,22 @@ unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::
     )
 }
 
+/// Sets every callee-saved register to garbage, then tail-calls `jump`.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
+    naked_asm!(
+        "mov rbx, -1",
+        "mov rbp, -1",
+        "mov r12, -1",
+        "mov r13, -1",
+        "mov r14, -1",
+        "mov r15, -1",
+        "jmp {sw}",
+        sw = sym tealet_asm::jump,
+    )
+}
+
 #[cfg(target_arch = "aarch64")]
 #[unsafe(naked)]
 unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8, _out: *mut u64) {
@@ -196,6 +212,34 @@ unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::
         "fmov d15, xzr",
         "b {sw}",
         sw = sym tealet_asm::switch,
+    )
+}
+
+#[cfg(target_arch = "aarch64")]
+#[unsafe(naked)]
+unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
+    naked_asm!(
+        "mov x19, #-1",
+        "mov x20, #-1",
+        "mov x21, #-1",
+        "mov x22, #-1",
+        "mov x23, #-1",
+        "mov x24, #-1",
+        "mov x25, #-1",
+        "mov x26, #-1",
+        "mov x27, #-1",
+        "mov x28, #-1",
+        "mov x29, #-1",
+        "fmov d8, xzr",
+        "fmov d9, xzr",
+        "fmov d10, xzr",
+        "fmov d11, xzr",
+        "fmov d12, xzr",
+        "fmov d13, xzr",
+        "fmov d14, xzr",
+        "fmov d15, xzr",
+        "b {sw}",
+        sw = sym tealet_asm::jump,
     )
 }
 
@@ -356,6 +400,47 @@ unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::
     )
 }
 
+#[cfg(target_arch = "riscv64")]
+#[unsafe(naked)]
+unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
+    naked_asm!(
+        "li s0, -1",
+        "li s1, -1",
+        "li s2, -1",
+        "li s3, -1",
+        "li s4, -1",
+        "li s5, -1",
+        "li s6, -1",
+        "li s7, -1",
+        "li s8, -1",
+        "li s9, -1",
+        "li s10, -1",
+        "li s11, -1",
+        "fmv.d.x fs0, zero",
+        "fmv.d.x fs1, zero",
+        "fmv.d.x fs2, zero",
+        "fmv.d.x fs3, zero",
+        "fmv.d.x fs4, zero",
+        "fmv.d.x fs5, zero",
+        "fmv.d.x fs6, zero",
+        "fmv.d.x fs7, zero",
+        "fmv.d.x fs8, zero",
+        "fmv.d.x fs9, zero",
+        "fmv.d.x fs10, zero",
+        "fmv.d.x fs11, zero",
+        "tail {sw}",
+        sw = sym tealet_asm::jump,
+    )
+}
+
+/// Leaves the fresh stack with `jump`, resuming the probe's context that `switch` saved.
+unsafe extern "C" fn entry_jump(ctx: *mut u8, _arg: *mut u8) -> ! {
+    let mut left: *mut u8 = core::ptr::null_mut();
+    // SAFETY: resumes the probe, which never resumes us.
+    unsafe { clobber_and_jump(core::ptr::null_mut(), &mut left, (*(ctx as *mut Ctx)).next, core::ptr::null_mut()) };
+    unreachable!()
+}
+
 #[test]
 fn callee_saved_registers_survive_a_round_trip() {
     let mut stack = Box::new(Stack([0; 64 * 1024]));
@@ -366,6 +451,20 @@ fn callee_saved_registers_survive_a_round_trip() {
     let mut ctx = Ctx { next: sp };
     let mut out = vec![0u64; EXPECTED.len()];
     // SAFETY: the probe switches to the fresh stack, which switches straight back.
+    unsafe { probe(save, restore, &mut ctx as *mut Ctx as *mut u8, out.as_mut_ptr()) };
+    assert_eq!(out, EXPECTED);
+}
+
+#[test]
+fn callee_saved_registers_survive_switch_then_jump_back() {
+    let mut stack = Box::new(Stack([0; 64 * 1024]));
+    // SAFETY: the frame is written at the top of our own 16-aligned buffer.
+    let top = unsafe { stack.0.as_mut_ptr().add(stack.0.len()) };
+    // SAFETY: as above; `entry_jump` never returns.
+    let sp = unsafe { tealet_asm::init_stack(top, entry_jump, core::ptr::null_mut()) };
+    let mut ctx = Ctx { next: sp };
+    let mut out = vec![0u64; EXPECTED.len()];
+    // SAFETY: the probe switches to the fresh stack, which jumps straight back.
     unsafe { probe(save, restore, &mut ctx as *mut Ctx as *mut u8, out.as_mut_ptr()) };
     assert_eq!(out, EXPECTED);
 }

@@ -1,5 +1,6 @@
 //! Side by side in one run: switch round trip through tealet's C ABI vs `context` (Boost asm)
-//! and corosensei; pooled create+run+finish; copy-on-contention at 1 KiB live; dense memory.
+//! and corosensei, flat and with every switch one real call deep on both sides; pooled
+//! create+run+finish; copy-on-contention at 1 KiB live; dense memory.
 use std::ffi::c_void;
 use std::hint::black_box;
 use std::ptr::null_mut;
@@ -82,6 +83,72 @@ fn round_trip(c: &mut Criterion) {
     g.finish();
 }
 
+/// One real call level around every switch, on both sides: the return-address predictor then
+/// sees returns it cannot pair, as in real code (a flat loop flatters jump-style resumes).
+#[inline(never)]
+fn nested_switch(t: *mut tealet_t, v: usize) -> usize {
+    let mut x = v as *mut c_void;
+    // SAFETY: `t` is a live tealet of this thread that loops forever.
+    unsafe { tealet_switch(black_box(t), &mut x) };
+    x as usize
+}
+
+unsafe extern "C" fn bounce_nested(_me: *mut tealet_t, _a: *mut c_void, v: *mut *mut c_void) -> *mut tealet_t {
+    // SAFETY: main is live for the whole benchmark.
+    let (main, mut x) = unsafe { (tealet_main(), *v as usize) };
+    loop {
+        x = nested_switch(main, x);
+    }
+}
+
+fn round_trip_nested(c: &mut Criterion) {
+    let mut g = c.benchmark_group("round_trip_nested");
+    let t = make(bounce_nested, TEALET_STACK_DEDICATED);
+    g.bench_function("tealet_c_abi", |b| b.iter(|| nested_switch(t, 1)));
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        use context::stack::ProtectedFixedSizeStack;
+        use context::{Context, Transfer};
+        #[inline(never)]
+        fn resume(ctx: Context, v: usize) -> Transfer {
+            // SAFETY: `ctx` is a suspended context that resumes us back.
+            unsafe { black_box(ctx).resume(v) }
+        }
+        extern "C" fn ctx_loop(mut t: Transfer) -> ! {
+            loop {
+                t = resume(t.context, t.data);
+            }
+        }
+        let stack = ProtectedFixedSizeStack::new(256 * 1024).unwrap();
+        // SAFETY: `stack` outlives the context.
+        let mut ctx = Some(unsafe { Context::new(&stack, ctx_loop) });
+        g.bench_function("context_boost_asm", |b| {
+            b.iter(|| {
+                let t = resume(ctx.take().unwrap(), 1);
+                ctx = Some(t.context);
+                black_box(t.data)
+            })
+        });
+        type Co = corosensei::Coroutine<usize, usize, ()>;
+        #[inline(never)]
+        fn co_resume(co: &mut Co, v: usize) -> usize {
+            match black_box(co).resume(v) {
+                corosensei::CoroutineResult::Yield(x) => x,
+                corosensei::CoroutineResult::Return(()) => 0,
+            }
+        }
+        #[inline(never)]
+        fn co_suspend(y: &corosensei::Yielder<usize, usize>, v: usize) -> usize {
+            black_box(y).suspend(v)
+        }
+        let mut co: Co = corosensei::Coroutine::new(|y: &corosensei::Yielder<usize, usize>, mut v: usize| loop {
+            v = co_suspend(y, v);
+        });
+        g.bench_function("corosensei", |b| b.iter(|| co_resume(&mut co, 1)));
+    }
+    g.finish();
+}
+
 fn create_finish(c: &mut Criterion) {
     c.bench_function("pooled_create_run_finish", |b| {
         b.iter(|| {
@@ -158,5 +225,5 @@ fn dense_memory(_c: &mut Criterion) {
     .unwrap();
 }
 
-criterion_group!(benches, round_trip, create_finish, contention, dense_memory);
+criterion_group!(benches, round_trip, round_trip_nested, create_finish, contention, dense_memory);
 criterion_main!(benches);

@@ -323,15 +323,7 @@ pub(crate) unsafe fn switch(ts: *mut ThreadState, target: *mut Tealet, out: *mut
             _ => true,
         };
         if !in_place {
-            return match switch_to(ts, target, value, false) {
-                Ok(v) => {
-                    if !out.is_null() {
-                        *out = v;
-                    }
-                    OK
-                }
-                Err(e) => e,
-            };
+            return switch_copying(ts, target, out);
         }
         // Nothing to copy or release: the plain jump, as a tail call (no return to mispredict).
         (*cur).status = SUSPENDED;
@@ -341,6 +333,26 @@ pub(crate) unsafe fn switch(ts: *mut ThreadState, target: *mut Tealet, out: *mut
         s.previous = cur;
         s.current = target;
         jump(cur, target, value, to_out)
+    }
+}
+
+/// `switch` when bytes must be copied: out of line (and a tail call) so the fast path needs no
+/// stack frame of its own.
+#[cold]
+#[inline(never)]
+unsafe fn switch_copying(ts: *mut ThreadState, target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    // SAFETY: as for `switch`.
+    unsafe {
+        let value = if out.is_null() { null_mut() } else { *out };
+        match switch_to(ts, target, value, false) {
+            Ok(v) => {
+                if !out.is_null() {
+                    *out = v;
+                }
+                OK
+            }
+            Err(e) => e,
+        }
     }
 }
 
@@ -366,7 +378,8 @@ unsafe fn jump(cur: *mut Tealet, target: *mut Tealet, value: *mut c_void, to_out
 
 /// Switch from the current tealet to `target` (checked) passing `value` through `save` and
 /// `restore`; returns the value we are resumed with, or an error before anything moved. With
-/// `finishing` it never returns.
+/// `finishing` it never returns. Kept out of line so the fast path stays a leaf tail call.
+#[inline(never)]
 pub(crate) fn switch_to(ts: *mut ThreadState, target: *mut Tealet, value: *mut c_void, finishing: bool) -> Result<*mut c_void, i32> {
     // SAFETY: `ts` is the calling thread's state; `target` was checked by `target_state`.
     unsafe {

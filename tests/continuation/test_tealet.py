@@ -84,6 +84,16 @@ def test_set_context_before_start_and_get():
     assert c.switch() == "given"
 
 
+def test_context_of_unbound_and_finished_is_none():
+    unbound = continulet.__new__(continulet)
+    assert get_context(unbound) is None
+    c = continulet(lambda c: 1)
+    c.switch()
+    assert get_context(c) is None
+    with pytest.raises(error):
+        set_context(contextvars.Context(), c)
+
+
 def test_get_set_context_current():
     var = contextvars.ContextVar("var3", default="unset")
     assert get_context() is not None

@@ -12,7 +12,10 @@ const CHUNK_BYTES: usize = 1 << 30;
 
 struct Class {
     slot: usize,
+    /// Freed slots, guard installed.
     free: Vec<usize>,
+    /// Freed slots whose mprotect guard was lent to another size class.
+    unguarded: Vec<usize>,
     cursor: usize,
     end: usize,
 }
@@ -87,6 +90,34 @@ fn reserve(len: usize) -> Result<usize, StackError> {
     Ok(p as usize)
 }
 
+/// Lift the guard of one freed slot of another size class so its mprotect budget can serve
+/// `slot`; the lender re-guards that slot when it reuses it.
+fn reclaim_guard(classes: &mut [Class], slot: usize) -> bool {
+    for c in classes.iter_mut().filter(|c| c.slot != slot) {
+        if let Some(base) = c.free.pop() {
+            // SAFETY: a freed slot of ours that nobody runs on; its guard page becomes plain memory.
+            if unsafe { libc::mprotect(base as *mut _, GUARD_SIZE, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+                c.free.push(base);
+                return false;
+            }
+            MPROTECT_GUARDS.fetch_sub(1, Ordering::Relaxed);
+            c.unguarded.push(base);
+            return true;
+        }
+    }
+    false
+}
+
+/// `install_guard`, lending guards from other size classes' freed slots when the budget is spent.
+fn install_guard_reclaiming(classes: &mut [Class], base: usize, slot: usize) -> Result<(), StackError> {
+    loop {
+        match install_guard(base) {
+            Err(StackError::Exhausted) if reclaim_guard(classes, slot) => continue,
+            r => return r,
+        }
+    }
+}
+
 fn install_guard(base: usize) -> Result<(), StackError> {
     match guard_mode(base) {
         GuardMode::Madvise => {
@@ -118,14 +149,21 @@ pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
     let idx = match classes.iter().position(|c| c.slot == slot) {
         Some(i) => i,
         None => {
-            classes.push(Class { slot, free: Vec::new(), cursor: 0, end: 0 });
+            classes.push(Class { slot, free: Vec::new(), unguarded: Vec::new(), cursor: 0, end: 0 });
             classes.len() - 1
         }
     };
-    let class = &mut classes[idx];
-    if let Some(base) = class.free.pop() {
+    if let Some(base) = classes[idx].free.pop() {
         return Ok(base);
     }
+    if let Some(base) = classes[idx].unguarded.pop() {
+        if let Err(e) = install_guard_reclaiming(&mut classes, base, slot) {
+            classes[idx].unguarded.push(base);
+            return Err(e);
+        }
+        return Ok(base);
+    }
+    let class = &mut classes[idx];
     if class.cursor + slot > class.end {
         let len = CHUNK_BYTES.max(slot * 4) / slot * slot;
         let start = reserve(len)?;
@@ -133,8 +171,8 @@ pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
         class.end = start + len;
     }
     let base = class.cursor;
-    install_guard(base)?;
-    class.cursor += slot;
+    install_guard_reclaiming(&mut classes, base, slot)?;
+    classes[idx].cursor += slot;
     #[cfg(feature = "valgrind")]
     crate::valgrind::register_stack(base + GUARD_SIZE, base + slot);
     Ok(base)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Side by side in one run: greenlet-py (pure Python on _continuation) against C greenlet 3.5.x on
+# the same CPython. The C greenlet lives in its own venv (.venv/greenlet-bench-3.X), never in the
+# test venvs. Usage: bash ci/bench-greenlet.sh [3.X ...]   (default: 3.11 3.12 3.13)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+B=greenlet-py/bench/bench.py
+versions=("$@")
+[ ${#versions[@]} -gt 0 ] || versions=(3.11 3.12 3.13)
+for v in "${versions[@]}"; do
+    py=$(venv_python "$v")
+    gvenv="$VENVS/greenlet-bench-$v"
+    if [ ! -x "$gvenv/bin/python" ]; then
+        "$(find_python "$v")" -m venv "$gvenv"
+        "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6"
+    fi
+    if ! "$py" -c "import _continuation" 2>/dev/null; then
+        PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
+    fi
+    "$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./greenlet-py
+    gv=$("$gvenv/bin/python" -c "import greenlet; print(greenlet.__version__)")
+    echo
+    printf 'CPython %s: greenlet-py against C greenlet %s\n' "$v" "$gv"
+    printf '%-38s %14s %14s %8s %8s\n' measure greenlet-py "C greenlet" ratio goal
+    row() {
+        local name=$1 what=$2 scale=$3 unit=$4 goal=$5 ours c
+        ours=$("$py" $B "$what")
+        c=$("$gvenv/bin/python" $B "$what")
+        awk -v n="$name" -v o="$ours" -v c="$c" -v s="$scale" -v u="$unit" -v t="$goal" \
+            'BEGIN { printf "%-38s %10.1f %-3s %10.1f %-3s %7.3fx %8s\n", n, o*s, u, c*s, u, o/c, t }'
+    }
+    row "switch round trip" roundtrip 1e9 ns "<=1.0x"
+    row "create+run+finish" lifecycle 1e9 ns "<=0.15x"
+    row "RSS per suspended (100k, 3 deep)" memory 1 B "<=0.5x"
+done

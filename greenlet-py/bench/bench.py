@@ -1,0 +1,87 @@
+"""greenlet benchmark, one measure per process (run by ci/bench-greenlet.sh with greenlet-py's
+venv and with a C greenlet venv: the same code against either module).
+
+Usage: python bench.py roundtrip|lifecycle|memory
+Prints one number: seconds per operation (best of 5 runs), or bytes of RSS per suspended greenlet.
+"""
+import gc
+import os
+import sys
+import time
+
+from greenlet import getcurrent, greenlet
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def best(measure, repeat=5):
+    return min(measure() for _ in range(repeat))
+
+
+def roundtrip(n=200000):
+    """main -> g -> main, g already running."""
+    main = getcurrent()
+
+    def loop():
+        while True:
+            main.switch(1)
+
+    g = greenlet(loop)
+    g.switch()
+    t = time.perf_counter()
+    for _ in range(n):
+        g.switch()
+    return (time.perf_counter() - t) / n
+
+
+def lifecycle(n=100000):
+    """Create a greenlet, switch into it, it returns."""
+    def body():
+        return 1
+
+    t = time.perf_counter()
+    for _ in range(n):
+        greenlet(body).switch()
+    return (time.perf_counter() - t) / n
+
+
+def memory(n=100000):
+    """RSS growth per greenlet suspended three Python frames deep."""
+    main = getcurrent()
+
+    def level3():
+        main.switch(1)
+
+    def level2():
+        level3()
+
+    def level1():
+        level2()
+
+    keep = []
+    gc.collect()
+    before = rss()
+    for _ in range(n):
+        g = greenlet(level1)
+        g.switch()
+        keep.append(g)
+    gc.collect()
+    return (rss() - before) / n
+
+
+def main():
+    what = sys.argv[1]
+    if what == "memory":
+        print(memory())
+    else:
+        print(best({"roundtrip": roundtrip, "lifecycle": lifecycle}[what]))
+    sys.stdout.flush()
+    # Leave the suspended greenlets to process exit, as real programs do.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,672 @@
+"""greenlet on top of _continuation: each greenlet is a continulet.
+
+The main greenlet of a thread is an unbound continulet. While a bound greenlet runs, its
+continulet holds the suspended main greenlet's continuation (every switch is
+``current.switch(to=target)``, which keeps it that way), so when ``run`` returns or raises the
+result always lands in the main greenlet's pending switch. ``_resume`` notices it there (the
+greenlet marked as current is not the one resuming) and forwards the result to the finished
+greenlet's parent. ``run`` is called straight from the binding (through a C-level
+``methodcaller``), so no frame of ours sits under it and its ``f_back`` is None, as in greenlet.
+
+Per-thread state lives in a ``_ThreadState``; ``ts.current`` is set by the switcher to the
+greenlet it resumes, so the resumed side sees whether a plain switch or a finish woke it.
+"""
+import sys
+import threading
+import weakref
+from types import TracebackType
+from _thread import _local
+from contextvars import Context
+from operator import methodcaller
+from _thread import get_ident as _get_ident
+
+import _continuation
+
+__version__ = "3.5.6"
+
+GREENLET_USE_GC = True
+GREENLET_USE_TRACING = True
+GREENLET_USE_CONTEXT_VARS = True
+GREENLET_USE_STANDARD_THREADING = True
+CLOCKS_PER_SEC = 1000000
+
+_continulet = _continuation.continulet
+_cswitch = _continulet.switch
+_cthrow = _continulet.throw
+_is_pending = _continulet.is_pending
+_get_frame = _continuation.get_frame
+_get_context = _continuation.get_context
+_set_context = _continuation.set_context
+_stack_saved = _continuation.stack_saved
+
+
+class GreenletExit(BaseException):
+    """This special exception does not propagate to the parent greenlet; it
+    can be used to kill a single greenlet."""
+
+
+class error(Exception):
+    """Usage error of the greenlet module."""
+
+
+class _ThreadState:
+    """Everything greenlet keeps per thread."""
+    __slots__ = ("current", "origin", "main", "trace", "deleteme", "alive", "ident", "fast",
+                 "__weakref__")
+
+    def __init__(self):
+        self.current = self.origin = self.main = self.trace = None
+        self.deleteme = []
+        self.alive = True
+        self.ident = self.fast = _get_ident()
+
+    def update_fast(self):
+        """`fast` is the thread's ident while switches may take the fast path (no trace
+        function, nothing queued to kill), else 0: one comparison checks all three."""
+        self.fast = self.ident if self.alive and self.trace is None and not self.deleteme else 0
+
+
+class _ThreadDeath:
+    """Stored in the thread-local; its finalizer runs when the thread's locals are dropped."""
+    __slots__ = ("ts",)
+
+    def __init__(self, ts):
+        self.ts = ts
+
+    def __del__(self):
+        global _total_main_greenlets
+        ts = self.ts
+        ts.alive = False
+        _total_main_greenlets -= 1
+        # Greenlets of a dead thread cannot run again; they read as dead.
+        ts.current = ts.origin = ts.trace = None
+        ts.deleteme.clear()
+        ts.update_fast()
+
+
+_tls = _local()
+_total_main_greenlets = 0
+_thread_states = weakref.WeakSet()
+_leaked = []  # greenlets GreenletExit did not kill: kept alive on purpose, like greenlet does
+
+
+def _thread_state():
+    try:
+        ts = _tls.ts
+    except AttributeError:
+        return _new_thread_state()
+    if ts.deleteme:
+        _clear_deleteme(ts)
+    return ts
+
+
+def _new_thread_state():
+    global _total_main_greenlets
+    ts = _ThreadState()
+    main = _continulet.__new__(greenlet)
+    main._gr_init(None)
+    main._gr_main = main._gr_started = True
+    main._gr_ts = ts
+    ts.main = ts.current = main
+    _tls.ts = ts
+    _tls.death = _ThreadDeath(ts)
+    _thread_states.add(ts)
+    _total_main_greenlets += 1
+    return ts
+
+
+def _clear_deleteme(ts):
+    pending, ts.deleteme = ts.deleteme, []
+    ts.update_fast()
+    for g in pending:
+        g._kill_garbage(ts)
+
+
+def getcurrent():
+    """Returns the current greenlet (i.e. the one which called this function)."""
+    if sys.is_finalizing():
+        raise RuntimeError("greenlet is being finalized")
+    return _thread_state().current
+
+
+def settrace(callback):
+    """Sets the trace function of this thread; returns the previous one."""
+    ts = _thread_state()
+    previous, ts.trace = ts.trace, callback
+    ts.update_fast()
+    return previous
+
+
+def gettrace():
+    """Returns the trace function of this thread, or None."""
+    return _thread_state().trace
+
+
+_NOT_GIVEN = object()
+
+
+class _Kw:
+    """Switch arguments that include keywords (plain switches carry just the args tuple)."""
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args, kwargs):
+        self.args = args
+        self.kwargs = kwargs
+
+    def result(self):
+        return (self.args, self.kwargs) if self.args else self.kwargs
+
+
+def _normalize_throw(typ, val, tb):
+    """greenlet's throw() argument rules; returns the exception instance to raise."""
+    if tb is not None and not isinstance(tb, TracebackType):
+        raise TypeError("throw() third argument must be a traceback object")
+    if isinstance(typ, type) and issubclass(typ, BaseException):
+        if isinstance(val, typ):
+            exc = val
+        elif val is None:
+            exc = typ()
+        elif isinstance(val, tuple):
+            exc = typ(*val)
+        else:
+            exc = typ(val)
+    elif isinstance(typ, BaseException):
+        if val is not None:
+            raise TypeError("instance exception may not have a separate value")
+        exc = typ
+    else:
+        raise TypeError("exceptions must be classes, or instances, not %s" % type(typ).__name__)
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    return exc
+
+
+def _check_greenlet(value):
+    if not isinstance(value, greenlet):
+        raise TypeError("GreenletChecker: Expected any type of greenlet, not "
+                        + type(value).__name__)
+
+
+def _lineage_main(g):
+    """The main greenlet a greenlet belongs to: its own once started, else its parent chain's.
+    Reads the slots directly: a subclass's __getattribute__ must not change the answer."""
+    while not _started_of(g):
+        g = _parent_of(g)
+    return g if _main_of(g) else _owner_of(g)
+
+
+def _cross_thread(target):
+    return error("Cannot switch to a different thread\n\tCurrent:  %r\n\tExpected: %r"
+                 % (getcurrent(), _lineage_main(target)))
+
+
+def _run_trace(ts, event, origin, target):
+    trace = ts.trace
+    ts.origin = None
+    try:
+        trace(event, (origin, target))
+    except BaseException:
+        ts.trace = None  # a failing trace function is uninstalled, like greenlet does
+        ts.update_fast()
+        raise
+
+
+def _traced_run(self, *args, **kwargs):
+    """Entry of a greenlet started while tracing: the trace call must happen inside it."""
+    _run_trace(self._gr_ts, "switch", self._gr_ts.origin, self)
+    return self._gr_run(*args, **kwargs)
+
+
+# The binding calls `callable(cont, *args, **kwargs)` on the first switch. greenlet's run has
+# no frame below it (f_back None), so where methodcaller is vectorcall (3.13+) the callable is a
+# methodcaller: all C, and no hidden reference. Before that, calling a methodcaller builds an
+# argument tuple on the C stack that keeps the greenlet alive for good (the GC cannot see it),
+# so a small Python entry frame calls run instead.
+_RUN_WITHOUT_FRAME = bool(methodcaller.__flags__ & (1 << 11))  # Py_TPFLAGS_HAVE_VECTORCALL
+
+
+def _entry(self, *args, **kwargs):
+    return self._gr_run_now(*args, **kwargs)
+
+
+def _bind(target, args, kwargs):
+    if _RUN_WITHOUT_FRAME:
+        _continulet.__init__(target, methodcaller("_gr_run_now", *args, **kwargs))
+    else:
+        _continulet.__init__(target, _entry, *args, **kwargs)
+
+
+def _switch(cur, ts, target, args, exc):
+    """The general switch: from the running greenlet `cur` to `target`, passing `args` (the
+    args tuple or a _Kw) or throwing `exc`. Handles dead and unstarted targets, threads,
+    tracing and finished greenlets handing their result on. Returns what `cur` resumes with."""
+    origin = cur
+    while True:
+        # Dead greenlets pass the switch on to their parent; unstarted ones are started.
+        start = False
+        while target._gr_ts is None:
+            if target._gr_started:
+                pass
+            elif exc is None:
+                start = True
+                break
+            else:
+                # Throwing into an unstarted greenlet kills it before run is called.
+                target.run  # noqa: B018 (greenlet looks run up here too: AttributeError)
+                target._gr_started = True
+                target._gr_run = None
+            if isinstance(exc, GreenletExit):
+                args, exc = (exc,), None
+            target = target._gr_parent
+            if target is None:
+                raise error("cannot switch to a garbage collected greenlet")
+        if start:
+            run = target.run  # may run Python code (a property, __getattribute__)
+            if target._gr_ts is not None:
+                continue  # that code started the greenlet meanwhile
+            owner_ts = _lineage_main(target)._gr_ts
+            if owner_ts is not ts:
+                if not owner_ts.alive:
+                    raise error("cannot switch to a different thread (which happens to have exited)")
+                raise _cross_thread(target)
+            target._gr_run = target._gr_run_now = run
+            target._gr_started = True
+            target._gr_owner = ts.main
+            if type(args) is _Kw:
+                a, kw = args.args, args.kwargs
+            else:
+                a, kw = args, {}
+            if ts.trace is not None:
+                target._gr_run_now = _traced_run.__get__(target)
+            _bind(target, a, kw)
+            if target._gr_ctx is not None:
+                _set_context(target._gr_ctx, target)
+            target._gr_ts = ts
+        elif target._gr_ts is not ts:
+            if not target._gr_ts.alive:
+                raise error("cannot switch to a different thread (which happens to have exited)")
+            raise _cross_thread(target)
+        if target is cur:
+            ts.current = cur
+            if ts.trace is not None and origin is not cur:
+                _run_trace(ts, "switch" if exc is None else "throw", origin, cur)
+            if exc is not None:
+                raise exc
+            return args
+        ts.current = target
+        if ts.trace is not None:
+            ts.origin = origin  # for the trace call on the other side
+        try:
+            if start:
+                value = _cswitch(cur, None, target)
+            elif exc is None:
+                value = _cswitch(cur, args, target)
+            else:
+                value = _cthrow(cur, exc, None, None, target)
+        except BaseException as e:
+            finished = ts.current
+            if finished is cur:
+                if ts.trace is not None:
+                    _run_trace(ts, "throw", ts.origin, cur)
+                raise
+            # `finished` raised out of its run: the exception goes to its parent.
+            target, args, exc = _finish(finished, ts, cur), None, e
+            if isinstance(e, GreenletExit):
+                args, exc = (e,), None
+        else:
+            finished = ts.current
+            if finished is cur:
+                if ts.trace is not None:
+                    _run_trace(ts, "switch", ts.origin, cur)
+                return value
+            target, args, exc = _finish(finished, ts, cur), (value,), None
+        origin = finished
+
+
+def _finish(g, ts, cur):
+    """Bookkeeping for a greenlet whose run just ended (its result landed in `cur`, which runs
+    now); returns where the result goes."""
+    ts.current = cur
+    g._gr_ts = None
+    g._gr_run = g._gr_run_now = None
+    return g._gr_parent
+
+
+def _unpack(value):
+    if type(value) is tuple:
+        return value[0] if len(value) == 1 else value
+    return value.result()
+
+
+class greenlet(_continulet):
+    """greenlet(run=None, parent=None) -> greenlet
+
+    Creates a new greenlet object (without running it).
+
+     - *run* -- The callable to invoke.
+     - *parent* -- The parent greenlet. The default is the current greenlet.
+    """
+    __module__ = "greenlet"
+
+    getcurrent = staticmethod(getcurrent)
+    settrace = staticmethod(settrace)
+    gettrace = staticmethod(gettrace)
+    error = error
+    GreenletExit = GreenletExit
+
+    # Kept out of the instance __dict__, which belongs to the user.
+    __slots__ = (
+        "_gr_ts",       # its thread's _ThreadState while active (started, not dead)
+        "_gr_parent",
+        "_gr_run",      # run: assigned before the start; the resolved callable while running
+        "_gr_run_now",  # what the binding calls on the first switch (through methodcaller)
+        "_gr_started",
+        "_gr_main",
+        "_gr_owner",    # the main greenlet of the thread it started in
+        "_gr_ctx",      # context assigned before the start
+    )
+
+    def __new__(cls, *args, **kwargs):
+        self = _continulet.__new__(cls)
+        greenlet._gr_init(self, _thread_state().current)
+        return self
+
+    def _gr_init(self, parent):
+        self._gr_parent = parent
+        self._gr_ts = self._gr_run_now = self._gr_owner = self._gr_ctx = None
+        self._gr_run = _NOT_GIVEN
+        self._gr_started = self._gr_main = False
+
+    def __init__(self, run=_NOT_GIVEN, parent=None):
+        if run is not _NOT_GIVEN:
+            if self._gr_started:
+                raise AttributeError("run cannot be set after the start of the greenlet")
+            self._gr_run = run
+        if parent is not None:
+            self.parent = parent
+
+    def switch(self, *args, **kwargs):
+        """Switch execution to this greenlet.
+
+        If this greenlet has never been run, then this greenlet
+        will be switched to using the body of ``self.run(*args, **kwargs)``.
+
+        If the greenlet is active (has been run, but was switch()'ed
+        out before leaving its run function), then this greenlet will
+        be resumed and the return value to its switch call will be
+        None if no arguments are given, the given argument if one
+        argument is given, or the args tuple and keyword args dict if
+        multiple arguments are given.
+
+        If the greenlet is dead, or is the current greenlet then this
+        function will simply return the arguments using the same rules as
+        above.
+        """
+        ts = self._gr_ts
+        if ts is None or kwargs or ts.fast != _get_ident():
+            return self._switch_slow(args, kwargs)
+        # Fast path: an active greenlet of this thread, no tracing, plain arguments.
+        cur = ts.current
+        ts.current = self
+        try:
+            value = _cswitch(cur, args, self)
+        except BaseException as e:
+            value = _resumed_with_exception(ts, cur, self, e)
+        else:
+            if ts.current is not cur or ts.trace is not None:
+                value = _resumed_slow(ts, cur, value)
+        if type(value) is tuple:
+            return value[0] if len(value) == 1 else value
+        return value.result()
+
+    def _switch_slow(self, args, kwargs):
+        ts = _thread_state()
+        return _unpack(_switch(ts.current, ts, self, _Kw(args, kwargs) if kwargs else args, None))
+
+    def throw(self, typ=GreenletExit, val=None, tb=None):
+        """Switches execution to this greenlet, but immediately raises the
+        given exception in this greenlet. If no argument is provided, the
+        exception defaults to `greenlet.GreenletExit`. The normal exception
+        propagation rules apply, as described for `switch`. Note that calling
+        this method is almost equivalent to the following::
+
+            def raiser():
+                raise typ, val, tb
+            g_raiser = greenlet(raiser, parent=g)
+            g_raiser.switch()
+
+        except that this trick does not work for the `greenlet.GreenletExit`
+        exception, which would not propagate from ``g_raiser`` to ``g``.
+        """
+        exc = _normalize_throw(typ, val, tb)
+        ts = _thread_state()
+        return _unpack(_switch(ts.current, ts, self, None, exc))
+
+    def __bool__(self):
+        return self._gr_ts is not None and self._gr_ts.alive
+
+    @property
+    def dead(self):
+        """True if the greenlet has finished (or its thread has exited)."""
+        if self._gr_main:
+            return not self._gr_ts.alive
+        return (self._gr_started and self._gr_ts is None) or (
+            self._gr_ts is not None and not self._gr_ts.alive)
+
+    def _get_run(self):
+        if self._gr_started:
+            raise AttributeError("run")
+        if self._gr_run is _NOT_GIVEN:
+            raise AttributeError("run")
+        return self._gr_run
+
+    def _set_run(self, run):
+        if self._gr_started:
+            raise AttributeError("run cannot be set after the start of the greenlet")
+        self._gr_run = run
+
+    def _del_run(self):
+        if self._gr_started:
+            raise AttributeError("run cannot be set after the start of the greenlet")
+        self._gr_run = _NOT_GIVEN
+
+    run = property(_get_run, _set_run, _del_run,
+                   "The callable that this greenlet will run in its own context. "
+                   "It does not exist once the greenlet has started.")
+
+    def _get_parent(self):
+        return self._gr_parent
+
+    def _set_parent(self, parent):
+        _check_greenlet(parent)
+        if self._gr_main:
+            raise AttributeError("cannot set the parent of a main greenlet")
+        p = parent
+        while p is not None:
+            if p is self:
+                raise ValueError("cyclic parent chain")
+            p = p._gr_parent
+        if self._gr_started and _lineage_main(parent) is not self._gr_owner:
+            raise ValueError("parent cannot be on a different thread")
+        self._gr_parent = parent
+
+    def _del_parent(self):
+        raise AttributeError("can't delete attribute")
+
+    parent = property(_get_parent, _set_parent, _del_parent,
+                      "The parent greenlet: where this one's result or exception goes.")
+
+    @property
+    def gr_frame(self):
+        """The frame that switched away from this greenlet while it is suspended, else None."""
+        ts = self._gr_ts
+        if ts is None or not ts.alive or ts.current is self:
+            return None
+        if self._gr_main:
+            # A suspended main greenlet's continuation is held by the running greenlet.
+            holder = ts.current
+            if ts is not _thread_state():
+                return None
+        else:
+            holder = self
+        frame = _get_frame(holder)
+        while frame is not None and frame.f_code in _INTERNAL_CODE:
+            frame = frame.f_back
+        return frame
+
+    def _context_holder(self):
+        """The continulet holding this greenlet's suspended continuation, None if it runs
+        now in this thread; raises if it runs in another thread."""
+        ts = self._gr_ts
+        if ts.current is self:
+            if ts is not _thread_state():
+                raise ValueError("cannot get/set context of a greenlet that is running"
+                                 " in a different thread")
+            return None
+        return ts.current if self._gr_main else self
+
+    def _get_context(self):
+        if self._gr_ts is None or not self._gr_ts.alive:
+            return self._gr_ctx
+        holder = self._context_holder()
+        if holder is None:
+            return _get_context()
+        return _get_context(holder)
+
+    def _set_context(self, ctx):
+        if ctx is not None and type(ctx) is not Context:
+            raise TypeError("greenlet context must be a contextvars.Context or None")
+        if self._gr_ts is None or not self._gr_ts.alive:
+            self._gr_ctx = ctx
+            return
+        holder = self._context_holder()
+        if holder is None:
+            _set_context(ctx)
+        else:
+            _set_context(ctx, holder)
+
+    def _del_context(self):
+        raise AttributeError("can't delete context attribute")
+
+    gr_context = property(_get_context, _set_context, _del_context,
+                          "The contextvars.Context in which this greenlet runs (None: empty).")
+
+    @property
+    def _stack_saved(self):
+        ts = self._gr_ts
+        if ts is None or self._gr_main or ts.current is self:
+            return 0
+        return _stack_saved(self)
+
+    def __reduce_ex__(self, protocol=None):
+        raise TypeError("cannot serialize '%s' object" % type(self).__name__)
+
+    __reduce__ = __getstate__ = __reduce_ex__
+
+    def __repr__(self):
+        ts = self._gr_ts
+        owner_ts = _lineage_main(self)._gr_ts
+        otid = owner_ts.ident if owner_ts is not None else 0
+        head = "<%s.%s object at %#x (otid=%#x)" % (
+            type(self).__module__, type(self).__qualname__, id(self), otid)
+        if self.dead:
+            if self._gr_main or (ts is not None and not ts.alive):
+                return head + " (thread exited) dead>"
+            return head + " dead>"
+        if ts is None:
+            return head + " pending>"
+        state = " current" if ts.current is self and ts.ident == _get_ident() else " suspended"
+        return head + state + " active started" + (" main" if self._gr_main else "") + ">"
+
+    def __del__(self):
+        if self._gr_ts is None or self._gr_main or sys.is_finalizing():
+            return
+        ts = self._gr_ts
+        if not ts.alive:
+            return
+        if ts.ident != _get_ident():
+            ts.deleteme.append(self)  # killed by its own thread on its next greenlet call
+            ts.update_fast()
+            return
+        self._kill_garbage(ts)
+
+    def _kill_garbage(self, ts):
+        """Throws GreenletExit into a suspended greenlet nobody references any more, with the
+        current greenlet as its parent for the duration, so its finally blocks run."""
+        if self._gr_ts is None or ts.current is self:
+            return
+        parent = self._gr_parent
+        self._gr_parent = ts.current
+        try:
+            self.throw(GreenletExit("Killing the greenlet because all references have vanished."))
+        except BaseException as e:
+            sys.unraisablehook(_Unraisable(e, self))
+        if self._gr_ts is not None:
+            self._gr_parent = parent
+            sys.stderr.write("GreenletExit did not kill %r\n" % (self,))
+            _leaked.append(self)
+
+
+_started_of = greenlet._gr_started.__get__
+_parent_of = greenlet._gr_parent.__get__
+_main_of = greenlet._gr_main.__get__
+_owner_of = greenlet._gr_owner.__get__
+
+
+class _Unraisable:
+    def __init__(self, exc, obj):
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = None
+        self.object = obj
+
+
+def _resumed_with_exception(ts, cur, target, exc):
+    finished = ts.current
+    if finished is cur:
+        if ts.trace is not None:
+            _run_trace(ts, "throw", ts.origin, cur)
+        raise exc
+    target = _finish(finished, ts, cur)
+    if isinstance(exc, GreenletExit):
+        return _switch(cur, ts, target, (exc,), None)
+    return _switch(cur, ts, target, None, exc)
+
+
+def _resumed_slow(ts, cur, value):
+    finished = ts.current
+    if finished is cur:
+        _run_trace(ts, "switch", ts.origin, cur)
+        return value
+    return _switch(cur, ts, _finish(finished, ts, cur), (value,), None)
+
+
+_INTERNAL_CODE = frozenset(f.__code__ for f in (
+    greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
+    _switch, _resumed_with_exception, _resumed_slow, _traced_run, _entry))
+
+
+# greenlet._greenlet's introspection helpers, for code and tests that import them.
+
+def get_pending_cleanup_count():
+    """Greenlets queued for their own thread to kill."""
+    return sum(len(ts.deleteme) for ts in list(_thread_states))
+
+
+def get_total_main_greenlets():
+    """Number of threads that have a main greenlet now."""
+    return _total_main_greenlets
+
+
+def get_clocks_used_doing_optional_cleanup():
+    return 0
+
+
+def enable_optional_cleanup(enabled):
+    """Accepted for compatibility: there is no optional cleanup pass to switch."""
+
+
+def set_thread_local(key, value):
+    """Sets a value in the current thread's dictionary (greenlet's test helper)."""
+    threading.current_thread().__dict__[key] = value

@@ -1,0 +1,632 @@
+"""greenlet-py against issue 4: the greenlet 3.x API, its semantics, and the library patterns."""
+import asyncio
+import contextvars
+import copy
+import gc
+import pickle
+import subprocess
+import sys
+import threading
+import weakref
+
+import pytest
+
+import greenlet
+from greenlet import GreenletExit, getcurrent
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+def test_is_our_pure_python_module():
+    import _continuation
+    assert greenlet.greenlet.__mro__[1] is _continuation.continulet
+    assert greenlet.__version__ == "3.5.6"
+
+
+# -- construction, attributes -------------------------------------------------------------
+
+def test_subclass_with_dict_weakref_hash():
+    class G(greenlet.greenlet):
+        tag = "class attribute"
+
+    g = G(lambda: None)
+    g.extra = 1
+    assert g.__dict__["extra"] == 1
+    assert weakref.ref(g)() is g
+    d = weakref.WeakKeyDictionary({g: 1})
+    assert d[g] == 1
+    assert {g: 2}[g] == 2 and hash(g) == hash(g)
+    assert G.tag == "class attribute"
+
+
+def test_positional_parent_and_init_from_subclass():
+    hub = greenlet.greenlet(lambda: None)
+
+    class Thread(greenlet.greenlet):
+        def __init__(self, fn, parent):
+            greenlet.greenlet.__init__(self, fn, parent)
+
+    t = Thread(lambda: None, hub)
+    assert t.parent is hub
+    assert t.run is not None
+
+
+def test_run_method_of_subclass():
+    class G(greenlet.greenlet):
+        def run(self, a, b):
+            return (self, a + b)
+
+    g = G()
+    assert g.switch(1, 2) == (g, 3)
+
+
+def test_switch_packing():
+    def echo():
+        v = getcurrent().parent.switch()
+        while True:
+            v = getcurrent().parent.switch(v)
+
+    main = getcurrent()
+    seen = []
+
+    def collector():
+        for _ in range(5):
+            seen.append(main.switch())
+
+    g = greenlet.greenlet(collector)
+    g.switch()
+    g.switch()
+    g.switch(1)
+    g.switch(1, 2)
+    g.switch(a=1)
+    g.switch(1, a=2)
+    assert seen == [(), 1, (1, 2), {"a": 1}, ((1,), {"a": 2})]
+    del echo
+
+
+def test_run_gone_once_started_and_assignable_before():
+    g = greenlet.greenlet()
+    with pytest.raises(AttributeError, match="run"):
+        g.run
+    g.run = lambda: getcurrent().parent.switch("in")
+    assert g.switch() == "in"
+    with pytest.raises(AttributeError, match="run"):
+        g.run
+    with pytest.raises(AttributeError, match="after the start"):
+        g.run = len
+    g.switch()
+    assert g.dead
+
+
+def test_kill_by_assigning_run_before_start():
+    # eventlet's greenthread.kill: replace run of an unstarted greenlet.
+    def just_raise():
+        raise ValueError("killed before start")
+
+    g = greenlet.greenlet(lambda: "never")
+    g.run = just_raise
+    with pytest.raises(ValueError, match="killed before start"):
+        g.switch()
+    assert g.dead
+
+
+def test_bool_dead_and_states():
+    g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+    assert not g and not g.dead
+    g.switch()
+    assert g and not g.dead
+    g.switch()
+    assert not g and g.dead
+    assert getcurrent() and not getcurrent().dead
+
+
+def test_bool_is_used_by_libraries():
+    # greenletio: `getcurrent().parent or start()`
+    assert (getcurrent().parent or "no parent") == "no parent"
+
+
+def test_gr_frame():
+    def f():
+        frame = sys._getframe()
+        if greenlet._greenlet._RUN_WITHOUT_FRAME:
+            assert frame.f_back is None
+        else:
+            # Before 3.13 run is called from one small entry frame (see _greenlet._bind).
+            assert frame.f_back.f_code.co_name == "_entry"
+            assert frame.f_back.f_back is None
+        assert g.gr_frame is None  # running
+        getcurrent().parent.switch(frame)
+        return 1
+
+    g = greenlet.greenlet(f)
+    assert g.gr_frame is None  # unstarted
+    frame = g.switch()
+    assert g.gr_frame is frame
+    assert g.gr_frame.f_code.co_name == "f"
+    g.switch()
+    assert g.gr_frame is None  # dead
+    assert getcurrent().gr_frame is None
+
+
+def test_gr_frame_of_suspended_main():
+    main = getcurrent()
+
+    def look():
+        frame = main.gr_frame
+        return frame.f_code.co_name
+
+    assert greenlet.greenlet(look).switch() == "test_gr_frame_of_suspended_main"
+
+
+def test_stack_saved():
+    # tealet keeps a suspended stack in place unless another one needs its region, so the
+    # heap-saved byte count of a suspended greenlet is whatever the binding reports (often 0).
+    import _continuation
+    g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+    assert g._stack_saved == 0
+    g.switch()
+    assert g._stack_saved == _continuation.stack_saved(g)
+    assert getcurrent()._stack_saved == 0
+    g.switch()
+    assert g._stack_saved == 0
+
+
+# -- parent ---------------------------------------------------------------------------------
+
+def test_parent_rules():
+    g1, g2, g3 = (greenlet.greenlet(lambda: None) for _ in range(3))
+    g1.parent = g2
+    g2.parent = g3
+    with pytest.raises(ValueError, match="cyclic parent chain"):
+        g3.parent = g1
+    with pytest.raises(ValueError, match="cyclic parent chain"):
+        g1.parent = g1
+    for bad in (None, 1, "x"):
+        with pytest.raises(TypeError, match="Expected any type of greenlet, not"):
+            g1.parent = bad
+    with pytest.raises(AttributeError, match="can't delete attribute"):
+        del g1.parent
+    with pytest.raises(AttributeError, match="cannot set the parent of a main greenlet"):
+        getcurrent().parent = g1
+    assert getcurrent().parent is None
+
+
+def test_parent_in_other_thread_refused_for_started_greenlet():
+    other = []
+
+    def thread():
+        other.append(getcurrent())
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join()
+    g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+    g.switch()
+    with pytest.raises(ValueError, match="different thread"):
+        g.parent = other[0]
+    g.switch()
+
+
+def test_reparent_to_hub_ignoring_cycles():
+    # eventlet's hub: every greenlet that waits is reparented to the hub, cycles are ignored.
+    log = []
+
+    def hub_run():
+        log.append("hub")
+        return ("hub done", waiter.switch("from hub"))
+
+    hub = greenlet.greenlet(hub_run)
+
+    def waiter_run():
+        cur = getcurrent()
+        cur.parent = hub
+        try:
+            hub.parent = cur
+        except ValueError:
+            log.append("cycle refused")
+        return hub.switch()
+
+    waiter = greenlet.greenlet(waiter_run)
+    # waiter's result goes to its new parent, the hub, whose result goes to main.
+    assert waiter.switch() == ("hub done", "from hub")
+    assert log == ["cycle refused", "hub"]
+
+
+# -- semantics --------------------------------------------------------------------------
+
+def test_result_and_exception_go_to_parent():
+    log = []
+    parent = greenlet.greenlet(lambda v: log.append(("parent got", v)) or "parent done")
+    child = greenlet.greenlet(lambda: "child result", parent)
+    assert child.switch() == "parent done"
+    assert log == [("parent got", "child result")]
+    assert child.dead and parent.dead
+
+    def boom():
+        raise KeyError("boom")
+
+    def catcher():
+        try:
+            greenlet.greenlet(boom).switch()
+        except KeyError as e:
+            return "caught %s" % e
+
+    assert greenlet.greenlet(catcher).switch() == "caught 'boom'"
+
+
+def test_switch_to_dead_goes_to_parent_starting_unstarted_parent():
+    def parent_run(*args):
+        return ("parent started with", args)
+
+    parent = greenlet.greenlet(parent_run)
+    child = greenlet.greenlet(lambda: None, parent)
+    parent2 = greenlet.greenlet(lambda: None)
+    parent2.switch()
+    assert parent2.dead
+    dead = greenlet.greenlet(lambda: "x", parent2)
+    dead.switch()
+    assert dead.switch(5) == 5  # dead -> dead parent2 -> main, switch() returns args
+    assert child.switch() == ("parent started with", (None,))
+
+
+def test_greenlet_exit_becomes_return_value():
+    def run():
+        getcurrent().parent.switch()
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    result = g.throw()
+    assert isinstance(result, GreenletExit)
+    assert g.dead
+    e = GreenletExit("bye")
+    assert greenlet.greenlet(lambda: None).throw(e) is e  # unstarted: run never called
+
+
+def test_throw_variants():
+    def run():
+        try:
+            getcurrent().parent.switch()
+        except Exception as e:
+            return e
+
+    for args in [(ValueError,), (ValueError, "v"), (ValueError("i"),)]:
+        g = greenlet.greenlet(run)
+        g.switch()
+        assert isinstance(g.throw(*args), ValueError)
+    g = greenlet.greenlet(run)
+    g.switch()
+    try:
+        raise IndexError("from exc_info")
+    except IndexError:
+        result = g.throw(*sys.exc_info())
+    assert isinstance(result, IndexError) and result.__traceback__ is not None
+    with pytest.raises(TypeError, match="traceback object"):
+        greenlet.greenlet(run).throw(ValueError, None, 1)
+    with pytest.raises(TypeError, match="may not have a separate value"):
+        greenlet.greenlet(run).throw(ValueError("a"), "b")
+    with pytest.raises(TypeError, match="exceptions must be classes, or instances"):
+        greenlet.greenlet(run).throw(1)
+
+
+def test_throw_into_unstarted_never_runs_it():
+    ran = []
+    g = greenlet.greenlet(lambda: ran.append(1))
+    with pytest.raises(KeyError):
+        g.throw(KeyError)
+    assert not ran and g.dead
+
+
+def test_each_thread_has_its_own_main():
+    result = {}
+
+    def thread():
+        main = getcurrent()
+        result["main"] = main
+        result["parent"] = main.parent
+        result["g"] = greenlet.greenlet(lambda: getcurrent().parent.switch()).switch() or main
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join()
+    assert result["main"] is not getcurrent()
+    assert result["parent"] is None
+    assert result["main"].dead  # its thread exited
+    assert "(thread exited)" in repr(result["main"])
+
+
+def test_cross_thread_switch_raises_error():
+    g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+    g.switch()
+    errors = []
+
+    def thread():
+        for target in (g, greenlet.greenlet(lambda: None, g)):
+            try:
+                target.switch()
+            except greenlet.error as e:
+                errors.append(str(e))
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join()
+    assert len(errors) == 2
+    assert all("Cannot switch to a different thread" in e and "Expected" in e for e in errors)
+    g.switch()
+    assert g.dead
+
+
+def test_new_greenlet_starts_with_empty_context_unless_set():
+    VAR.set("main value")
+    assert greenlet.greenlet(VAR.get).switch() == "unset"
+    g = greenlet.greenlet(VAR.get)
+    g.gr_context = contextvars.copy_context()
+    assert g.switch() == "main value"
+    with pytest.raises(TypeError, match="contextvars.Context or None"):
+        greenlet.greenlet().gr_context = 1
+    with pytest.raises(AttributeError):
+        del greenlet.greenlet().gr_context
+
+
+def test_context_is_per_greenlet_and_shareable():
+    ctx = contextvars.Context()
+    ctx.run(VAR.set, "shared")
+
+    def run():
+        assert VAR.get() == "shared"
+        VAR.set("changed inside")
+        getcurrent().parent.switch()
+
+    g = greenlet.greenlet(run)
+    g.gr_context = ctx
+    g.switch()
+    assert g.gr_context is ctx and ctx[VAR] == "changed inside"
+    assert VAR.get() != "changed inside"
+    g.switch()
+
+
+def test_copy_and_pickle_raise_type_error():
+    g = greenlet.greenlet(lambda: None)
+    for op in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError):
+            op(g)
+    with pytest.raises(TypeError):
+        copy.copy(getcurrent())
+
+
+def test_settrace_per_thread_events():
+    events = []
+
+    def trace(event, args):
+        events.append((event, args))
+
+    assert greenlet.settrace(trace) is None
+    try:
+        assert greenlet.gettrace() is trace
+        main = getcurrent()
+
+        def run():
+            try:
+                main.switch()
+            except KeyError:
+                pass
+
+        g = greenlet.greenlet(run)
+        g.switch()
+        g.throw(KeyError)
+        other = []
+        t = threading.Thread(target=lambda: other.append(greenlet.gettrace()))
+        t.start()
+        t.join()
+        assert other == [None]
+    finally:
+        assert greenlet.settrace(None) is trace
+    assert events == [
+        ("switch", (main, g)),
+        ("switch", (g, main)),
+        ("throw", (main, g)),
+        ("switch", (g, main)),
+    ]
+
+
+def test_failing_trace_is_removed_and_raises_in_target():
+    def trace(event, args):
+        raise RuntimeError("trace failed")
+
+    greenlet.settrace(trace)
+    g = greenlet.greenlet(lambda: "never")
+    with pytest.raises(RuntimeError, match="trace failed"):
+        g.switch()
+    assert greenlet.gettrace() is None
+
+
+def test_class_attributes_and_module_names():
+    G = greenlet.greenlet
+    assert G.getcurrent is greenlet.getcurrent or G.getcurrent() is getcurrent()
+    assert G.error is greenlet.error and G.GreenletExit is GreenletExit
+    assert G.settrace is greenlet.settrace and G.gettrace is greenlet.gettrace
+    assert issubclass(GreenletExit, BaseException) and not issubclass(GreenletExit, Exception)
+    assert greenlet.GREENLET_USE_GC and greenlet.GREENLET_USE_TRACING
+    assert greenlet.GREENLET_USE_CONTEXT_VARS
+    from greenlet._greenlet import get_pending_cleanup_count, get_total_main_greenlets
+    assert get_pending_cleanup_count() == 0
+    assert get_total_main_greenlets() >= 1
+    assert repr(getcurrent()).endswith(" current active started main>")
+    assert repr(G()).endswith(" pending>")
+
+
+# -- library patterns -----------------------------------------------------------------------
+
+def test_sqlalchemy_style_asyncio_bridge():
+    # greenlet_spawn/await_: a greenlet shares the asyncio task's context; the sync code
+    # hands awaitables to the driver through parent.switch and gets results or exceptions back.
+    class AsyncIoGreenlet(greenlet.greenlet):
+        dead = property(lambda self: greenlet.greenlet.dead.__get__(self))
+
+        def __init__(self, fn, driver):
+            greenlet.greenlet.__init__(self, fn, driver)
+            self.driver = driver
+            self.gr_context = driver.gr_context
+
+    def await_(awaitable):
+        return getcurrent().parent.switch(awaitable)
+
+    async def spawn(fn):
+        context = AsyncIoGreenlet(fn, getcurrent())
+        result = context.switch()
+        while not context.dead:
+            try:
+                value = await result
+            except BaseException:
+                result = context.throw(*sys.exc_info())
+            else:
+                result = context.switch(value)
+        return result
+
+    async def fails():
+        raise LookupError("async failure")
+
+    def sync_code():
+        VAR.set("set in greenlet")
+        total = await_(asyncio.sleep(0, 20)) + 1
+        try:
+            await_(fails())
+        except LookupError as e:
+            return total, str(e), VAR.get()
+
+    async def main():
+        assert hasattr(getcurrent(), "gr_context")
+        result = await spawn(sync_code)
+        return result, VAR.get()
+
+    assert asyncio.run(main()) == ((21, "async failure", "set in greenlet"), "set in greenlet")
+
+
+def test_switch_out_of_asyncio_callback():
+    # playwright: a future's done-callback switches into sync code and back.
+    log = []
+    main = getcurrent()
+
+    async def driver():
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        fut.add_done_callback(lambda f: log.append(main.switch(f.result())))
+        loop.call_soon(fut.set_result, "from loop")
+        await asyncio.sleep(0.01)
+        return "loop done"
+
+    dispatcher = greenlet.greenlet(lambda: asyncio.run(driver()))
+    assert dispatcher.switch() == "from loop"
+    assert dispatcher.switch("back in callback") == "loop done"
+    assert log == ["back in callback"]
+
+
+def test_generator_frames_inside_greenlet():
+    def gen():
+        yield getcurrent().parent.switch("suspended in generator")
+        yield "second"
+
+    def run():
+        return list(gen())
+
+    g = greenlet.greenlet(run)
+    assert g.switch() == "suspended in generator"
+    assert g.switch("first") == ["first", "second"]
+
+
+# -- garbage and shutdown -----------------------------------------------------------------
+
+def test_garbage_greenlet_gets_greenlet_exit():
+    log = []
+
+    def run():
+        try:
+            getcurrent().parent.switch()
+        except GreenletExit:
+            log.append("GreenletExit")
+        finally:
+            log.append("finally")
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    del g
+    gc.collect()
+    assert log == ["GreenletExit", "finally"]
+
+
+def test_garbage_greenlet_dropped_in_other_thread_dies_in_its_own_thread():
+    # Whichever thread's collection finds it, GreenletExit is thrown in by its own thread:
+    # directly, or from the queue the next time that thread calls into greenlet.
+    log = []
+    holder = []
+    release = threading.Event()
+    done = threading.Event()
+
+    def run():
+        try:
+            getcurrent().parent.switch()
+        finally:
+            log.append(threading.current_thread().name)
+
+    def owner():
+        g = greenlet.greenlet(run)
+        g.switch()
+        holder.append(g)
+        del g
+        release.wait(10)
+        gc.collect()
+        getcurrent()  # a greenlet call in the owner thread runs its queued kills
+        done.set()
+
+    t = threading.Thread(target=owner, name="owner")
+    t.start()
+    while not holder:
+        pass
+    holder.clear()  # the last reference outside the greenlet's own frames
+    gc.collect()
+    release.set()
+    done.wait(10)
+    t.join(10)
+    assert log == ["owner"]
+
+
+def test_interpreter_shutdown_with_live_greenlets():
+    script = """
+import threading
+import greenlet
+def run():
+    try:
+        greenlet.getcurrent().parent.switch()
+    finally:
+        pass
+keep = [greenlet.greenlet(run) for _ in range(10)]
+for g in keep:
+    g.switch()
+def thread():
+    g = greenlet.greenlet(run)
+    g.switch()
+    keep.append(g)
+t = threading.Thread(target=thread)
+t.start()
+t.join()
+print("end of script")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "end of script\n"
+
+
+# -- packaging --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("requirement", ["greenlet", "greenlet>=1.0", "greenlet>=3.1.1,<4",
+                                         "greenlet==3.5.6", "greenlet~=3.5"])
+def test_installed_distribution_satisfies_libraries_requirements(requirement):
+    # What pip does for a library that depends on greenlet: an installed distribution that
+    # satisfies the requirement is kept. --no-index: pip may not even look for another one.
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+                          "--disable-pip-version-check", requirement],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Requirement already satisfied: greenlet" in out.stdout
+    assert "3.5.6+tealet" in out.stdout
+    assert "Would install" not in out.stdout
