@@ -21,7 +21,13 @@ from .policies import RoundRobin
 
 DEADLOCK = "Deadlock: the last runnable tasklet cannot be blocked."
 bomb = None                    # stackless.bomb, set by _tasklet (which imports us)
-ContinuletExit = getattr(_continuation, "ContinuletExit", None)
+
+
+class _NoCollectorThrows(BaseException):
+    """Stands for ContinuletExit under a `_continuation` that has none (PyPy's)."""
+
+
+ContinuletExit = getattr(_continuation, "ContinuletExit", _NoCollectorThrows)
 
 lock = threading.Lock()
 _threads = {}                  # ident -> _Thread, for threads that use stackless
@@ -188,19 +194,36 @@ class _Thread:
                 self._enter(cur, target)
             else:
                 self.current = target
-            if cur is self.main:
-                self._from_main(target)
-            elif target._cont is None:
-                self.starting = target
-                cur._cont.switch()          # to main, which starts it
-            else:
-                cur._cont.switch(to=target._cont)
+            try:
+                if cur is self.main:
+                    self._from_main(target)
+                elif target._cont is None:
+                    self.starting = target
+                    cur._cont.switch()          # to main, which starts it
+                else:
+                    cur._cont.switch(to=target._cont)
+            except ContinuletExit as exc:
+                self._collected(cur, exc)
+                raise
         value = cur.tempval
         if value is not None:
             cur.tempval = None
             if type(value) is bomb or isinstance(value, bomb):
                 value.raise_()
         return value
+
+    def _collected(self, cur, exc):
+        """`cur` became garbage while suspended: the collector throws `exc` into it
+        to run its finally blocks (as Stackless kills it). It runs as the current
+        tasklet until `_bootstrap` hands back to the collector's."""
+        if cur._blocked:
+            # Its channel is garbage too (it held `cur`): no other thread sees it.
+            cur._channel._queue.remove(cur)
+            cur._channel.balance -= cur._blocked
+            cur._blocked, cur._channel = 0, None
+            self.nblocked -= 1
+        exc.collector = self.current
+        self.current = cur
 
     def block(self, cur):
         """`cur` is blocked or paused: run something else until it is resumed."""

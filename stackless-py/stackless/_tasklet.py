@@ -67,8 +67,9 @@ def _bootstrap(cont, task, resume=None):
     except TaskletExit:
         pass
     except BaseException as exc:
-        if ContinuletExit is not None and isinstance(exc, ContinuletExit):
+        if isinstance(exc, ContinuletExit):
             task._ended()   # collected as garbage: return to the collector
+            s.current = getattr(exc, "collector", s.current)
             return None
         error = exc
     task._ended()
