@@ -353,6 +353,105 @@ def channel_callback():
 
 
 @scenario
+def kill_blocked_receiver():
+    c = stackless.channel()
+    log = []
+
+    def f():
+        try:
+            c.receive()
+        finally:
+            log.append("finally")
+    t = stackless.tasklet(f)()
+    stackless.run()
+    log.append(bool(t.blocked))
+    t.kill()
+    log.append((t.alive, bool(t.blocked)))
+    stackless.tasklet(c.send)("to nobody?")
+    r = stackless.tasklet(lambda: log.append(c.receive()))()
+    stackless.run()
+    log.append(r.alive)
+    return log
+
+
+@scenario
+def schedule_callback_order():
+    log = []
+    names = Names()
+
+    def f():
+        stackless.schedule()
+    stackless.set_schedule_callback(lambda prev, nxt: log.append((names(prev), names(nxt))))
+    try:
+        spawn(names, "a", f)
+        spawn(names, "b", f)
+        stackless.run()
+    finally:
+        stackless.set_schedule_callback(None)
+    return log
+
+
+@scenario
+def exception_leaves_others_queued():
+    log = []
+
+    def bad():
+        log.append("bad")
+        raise KeyError("k")
+
+    def good(n):
+        log.append(n)
+        stackless.schedule()
+        log.append(n)
+    stackless.tasklet(good)(1)
+    stackless.tasklet(bad)()
+    stackless.tasklet(good)(2)
+    try:
+        stackless.run()
+    except KeyError:
+        log.append(("caught", stackless.getruncount()))
+    stackless.run()
+    return log
+
+
+@scenario
+def main_blocked_receives_from_tasklet():
+    c = stackless.channel()
+    log = []
+
+    def sender():
+        log.append("sender start")
+        c.send("hello")
+        log.append("sender end")
+    stackless.tasklet(sender)()
+    log.append(c.receive())
+    log.append(stackless.getruncount())
+    stackless.run()
+    return log
+
+
+@scenario
+def ping_pong():
+    ping, pong = stackless.channel(), stackless.channel()
+    log = []
+
+    def pinger():
+        for i in range(3):
+            ping.send(i)
+            log.append(("pinger got", pong.receive()))
+
+    def ponger():
+        for _ in range(3):
+            v = ping.receive()
+            log.append(("ponger got", v))
+            pong.send(v * 10)
+    stackless.tasklet(pinger)()
+    stackless.tasklet(ponger)()
+    stackless.run()
+    return log
+
+
+@scenario
 def deadlock_is_a_runtime_error():
     c = stackless.channel()
     try:
@@ -419,6 +518,9 @@ DIFFERENCES = {
                          "does not swallow a kill"),
     "send_sequence_result": (None, 3, "Stackless returns the number of items sent"),
     "main_alive": (False, True, "Stackless: the main tasklet is alive while its thread runs"),
+    "kill_blocked_receiver": ([True, "finally", [False, True], "to nobody?", False],
+                              [True, "finally", [False, False], "to nobody?", False],
+                              "PyPy leaves a killed receiver's blocked flag set"),
     "send_on_closed_channel": ("RuntimeError: No runnable tasklets left.",
                                "ValueError: Send/receive operation on a closed channel",
                                "Stackless refuses to block on a closed channel; PyPy's "
