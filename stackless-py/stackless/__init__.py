@@ -125,6 +125,8 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
 def set_schedule_callback(callback):
     """`callback(prev, next)` on every switch; returns the previous one."""
     old, hooks.schedule = hooks.schedule, callback
+    for s in _scheduler.all_threads():
+        s.update_plain()
     return old
 
 

@@ -232,6 +232,7 @@ class tasklet:
             s = self._thread
             if func is not None:
                 s.traced = True
+                s.update_plain()
             object.__setattr__(self, name, func)
             if self is s.current and s is state():
                 setter(func)
