@@ -67,7 +67,8 @@ def schedule(retval=None):
     queue = s.queue
     if not (queue or s.incoming):
         return retval
-    s.check_trap()
+    if s.trap:
+        s.check_trap()
     queue.push(cur)
     cur._queued = True
     task = s.pop() if s.incoming else queue.pop()   # the policy may pick the caller again
