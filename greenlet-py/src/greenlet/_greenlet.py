@@ -378,6 +378,7 @@ def _unbegin(target):
     """Undoes _begin after a failed first switch: the greenlet is unstarted again (and, as in
     greenlet, has dropped its run)."""
     target._gr_c = target._gr_ts = target._gr_owner = None
+    target._gr_run = _NOT_GIVEN
     target._gr_started = False
 
 
@@ -568,12 +569,14 @@ class greenlet(_GreenletState):
 
     def _holder(self):
         """The continulet holding this greenlet's suspended continuation, or None if the
-        greenlet is not suspended in this thread. A suspended main greenlet's continuation is
-        held by the running greenlet's continulet."""
+        greenlet is not suspended. A suspended main greenlet's continuation is held by the
+        running greenlet's continulet. (The binding answers None for another thread's.)"""
         ts = self._gr_ts
-        if ts is None or not ts.alive or ts.current is self or ts is not _thread_state():
+        if ts is None or ts.current is self:
             return None
-        return ts.current._gr_c if self._gr_main else self._gr_c
+        if self._gr_main:
+            return ts.current._gr_c if ts.alive else None
+        return self._gr_c
 
     @property
     def gr_frame(self):
