@@ -38,8 +38,6 @@ GREENLET_USE_STANDARD_THREADING = True
 CLOCKS_PER_SEC = 1000000
 
 _continulet = _continuation.continulet
-_cswitch = _continulet.switch
-_cthrow = _continulet.throw
 _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
@@ -344,9 +342,9 @@ def _switch(ts, target, args, exc, lowlevel=None):
             if lowlevel is not None:
                 value = lowlevel(c, args, tc)
             elif exc is None:
-                value = _cswitch(c, args, tc)
+                value = c.switch(args, tc)
             else:
-                value = _cthrow(c, exc, None, None, tc)
+                value = c.throw(exc, None, None, tc)
         except BaseException as e:
             finished = ts.current
             if finished._gr_c is c:  # thrown into us
@@ -482,7 +480,7 @@ class greenlet(_GreenletState):
         c = ts.current._gr_c
         ts.current = self
         try:
-            value = _cswitch(c, args, self._gr_c)
+            value = c.switch(args, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
