@@ -312,7 +312,9 @@ def _switch(ts, target, args, exc, lowlevel=None):
             run = target.run  # may run Python code (a property, __getattribute__)
             if target._gr_ts is not None:
                 continue  # that code started the greenlet meanwhile
-            owner_ts = _lineage_main(target)._gr_ts
+            owner_ts = _ts_of(_parent_of(target))  # the common case: its parent runs here
+            if owner_ts is not ts:
+                owner_ts = _lineage_main(target)._gr_ts
             if owner_ts is not ts:
                 if not owner_ts.alive:
                     raise error("cannot switch to a different thread (which happens to have exited)")
@@ -493,8 +495,11 @@ class greenlet(_GreenletState):
         return value.result()
 
     def _switch_slow(self, args, kwargs, lowlevel=None):
-        return _unpack(_switch(_thread_state(), self, _Kw(args, kwargs) if kwargs else args, None,
-                               lowlevel))
+        value = _switch(_thread_state(), self, _Kw(args, kwargs) if kwargs else args, None,
+                        lowlevel)
+        if type(value) is tuple:
+            return value[0] if len(value) == 1 else value
+        return value.result()
 
     def throw(self, typ=GreenletExit, val=None, tb=None):
         """Switches execution to this greenlet, but immediately raises the
@@ -679,6 +684,7 @@ _started_of = greenlet._gr_started.__get__
 _parent_of = greenlet._gr_parent.__get__
 _main_of = greenlet._gr_main.__get__
 _owner_of = greenlet._gr_owner.__get__
+_ts_of = greenlet._gr_ts.__get__
 
 
 class _Unraisable:
