@@ -336,6 +336,9 @@ def capture(task):
         raise NotImplementedError(
             "pickling a running tasklet needs CPython 3.11, 3.12 or 3.13; this is CPython %d.%d"
             % sys.version_info[:2])
+    if task._thread is not state():
+        raise pickle.PicklingError("cannot pickle %r from another thread: its frames are only "
+                                   "readable in the thread it runs in" % task)
     records, handled = _continuation.capture_frames(
         task._cont, _Thread.switch.__code__, _bootstrap.__code__)
     out = []
