@@ -371,7 +371,7 @@ def _switch(ts, target, args, exc, lowlevel=None):
                     _run_trace(ts, "switch", ts.origin, finished)
                 return value
             target, args, exc = _finish(finished, ts), (value,), None
-        origin = finished
+        origin, finished = finished, None
 
 
 def _unbegin(target):
