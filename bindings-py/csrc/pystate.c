@@ -77,6 +77,7 @@ typedef struct tpy_state {
 #endif
 #if V310 && !V313
     _PyCFrame *cframe;                         /* 3.10-3.12: points into this continuation's C stack */
+    _PyCFrame root_cframe;                     /* 3.10-3.12: the one below its first eval loop */
 #endif
     int py_depth;                              /* all: Python recursion depth (depth, not remaining) */
 #if V312
@@ -99,8 +100,9 @@ typedef struct tpy_state {
     uintptr_t critical_section;                /* 3.13: tstate->critical_section (0 in GIL builds) */
 #endif
 #if V312
-    tpy_link *links;                           /* 3.12+: original `previous` of relinked frames */
-    size_t nlinks, caplinks;
+    tpy_link *links;                           /* 3.12+: original `previous` of relinked frames: */
+    tpy_link link0;                            /*   &link0 while one is enough (usually: the */
+    size_t nlinks, caplinks;                   /*   bottom entry frame), else a heap array */
     struct _PyInterpreterFrame *heap_head;     /* 3.12+: first frame not on the C stack */
 #endif
     int started;
@@ -166,10 +168,15 @@ static struct _PyInterpreterFrame **frame_head(PyThreadState *ts)
 #if V312
 static int links_push(tpy_state *s, void *frame, void *previous)
 {
+    if (!s->caplinks) {
+        s->links = &s->link0;
+        s->caplinks = 1;
+    }
     if (s->nlinks == s->caplinks) {
-        size_t cap = s->caplinks ? 2 * s->caplinks : 8;
-        tpy_link *l = PyMem_RawRealloc(s->links, cap * sizeof *l);
+        size_t cap = 2 * s->caplinks;
+        tpy_link *l = PyMem_Realloc(s->links == &s->link0 ? NULL : s->links, cap * sizeof *l);
         if (!l) return -1;
+        if (s->links == &s->link0) l[0] = s->link0;
         s->links = l;
         s->caplinks = cap;
     }
@@ -209,9 +216,10 @@ static void unhide_cstack_frames(tpy_state *s)
 }
 #endif
 
+/* States are made and freed with the GIL held: pymalloc, no malloc header. */
 tpy_state *tpy_state_new(void)
 {
-    return PyMem_RawCalloc(1, sizeof(tpy_state));
+    return PyMem_Calloc(1, sizeof(tpy_state));
 }
 
 /* Called in the running continuation just before it switches away (GIL held). */
@@ -317,22 +325,27 @@ void tpy_restore(tpy_state *s)
 #endif
 }
 
-/* The body of a fresh continuation: runs `body(arg)` on the new C stack with the fresh state
- * (empty frame chain, own data stack, no handled exception, the context set on it). The eval
- * loop's cframe (3.10-3.12) must live on this C stack, hence the local here. */
-void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
+/* Installs the fresh state of a new continuation on its first switch-in: empty frame chain, own
+ * data stack, no handled exception, the context set on it. Its first eval loop links its cframe
+ * (3.10-3.12) to root_cframe, kept here rather than on the C stack, which every suspended copy
+ * of the stack would carry. Returns -1 (nothing changed) when the data stack cannot be had. */
+int tpy_start(tpy_state *s)
 {
     PyThreadState *ts = PyThreadState_Get();
-#if V310 && !V313
-    _PyCFrame cframe = *ts->cframe;   /* copies use_tracing (3.10/3.11) from the switcher */
-    cframe.previous = &ts->root_cframe;
 #if V311
-    cframe.current_frame = NULL;
+    _PyStackChunk *root = root_chunk_get();
+    if (!root) { PyErr_NoMemory(); return -1; }
 #endif
-    ts->cframe = &cframe;
+#if V310 && !V313
+    s->root_cframe = *ts->cframe;     /* copies use_tracing (3.10/3.11) from the switcher */
+    s->root_cframe.previous = &ts->root_cframe;
+#if V311
+    s->root_cframe.current_frame = NULL;
+#endif
+    ts->cframe = &s->root_cframe;
 #endif
 #if V310 && !V312
-    cframe.use_tracing = carried_use_tracing;
+    s->root_cframe.use_tracing = carried_use_tracing;
 #endif
 #if !V311
     ts->frame = NULL;
@@ -352,8 +365,6 @@ void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
     ts->c_recursion_remaining = TPY_C_RECURSION_LIMIT;  /* fresh C stack */
 #endif
 #if V311
-    _PyStackChunk *root = root_chunk_get();
-    if (!root) return NULL;           /* caller turns this into MemoryError */
     ts->datastack_chunk = root;
     ts->datastack_top = &root->data[1];  /* as CPython does for a root chunk */
     ts->datastack_limit = (PyObject **)((char *)root + root->size);
@@ -372,7 +383,16 @@ void *tpy_run_fresh(tpy_state *s, void *(*body)(void *), void *arg)
     ts->critical_section = 0;
 #endif
     s->started = 1;
-    return body(arg);
+    return 0;
+}
+
+/* Calls a continuation's callable: a tail call into its vectorcall, so no frame of ours stays
+ * below the callable's on the continuation's C stack. */
+PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    vectorcallfunc f = PyVectorcall_Function(callable);
+    if (f) return f(callable, args, nargsf, kwnames);
+    return PyObject_Vectorcall(callable, args, nargsf, kwnames);
 }
 
 /* The running continuation finished (its Python frames are gone): release its own state before
@@ -410,9 +430,9 @@ void tpy_state_free(tpy_state *s)
     if (s->datastack_chunk) free_chunks(s->datastack_chunk);
 #endif
 #if V312
-    PyMem_RawFree(s->links);
+    if (s->links != &s->link0) PyMem_Free(s->links);
 #endif
-    PyMem_RawFree(s);
+    PyMem_Free(s);
 }
 
 /* New reference to the top frame of a suspended continuation, or None. On 3.11+ the frame object
@@ -445,6 +465,23 @@ PyObject *tpy_top_frame(tpy_state *s)
     if (!f) f = Py_None;
     Py_INCREF(f);
     return f;
+}
+
+/* 3.11/3.12 make the instance dict of a type with tp_dictoffset eagerly. An empty one that
+ * nothing else holds is dropped, to be made on first use (pyo3's __dict__ getter, generic
+ * setattr): it saves its memory, and `cont.switch` lookups get specialised, which needs the
+ * dict slot NULL (LOAD_ATTR_METHOD_LAZY_DICT). */
+void tpy_drop_empty_dict(PyObject *o)
+{
+#if V311 && !V313
+    Py_ssize_t off = Py_TYPE(o)->tp_dictoffset;
+    if (off <= 0) return;
+    PyObject **dp = (PyObject **)((char *)o + off);
+    if (*dp && PyDict_CheckExact(*dp) && PyDict_GET_SIZE(*dp) == 0 && Py_REFCNT(*dp) == 1)
+        Py_CLEAR(*dp);
+#else
+    (void)o;
+#endif
 }
 
 /* Context of a suspended/unstarted continuation (borrowed; may be NULL) and its replacement. */

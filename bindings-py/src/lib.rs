@@ -25,16 +25,34 @@ create_exception!(
     "Thrown into a pending continulet that became garbage, so its finally blocks run."
 );
 
-/// What a switch carries: the value the resumed side returns, or the exception it raises there.
+/// What a switch carries: the value the resumed side returns, or the exception it raises there
+/// (boxed: a PyErr is several words, and every continulet keeps an outbox).
 enum Payload {
     Value(Py<PyAny>),
-    Throw(PyErr),
+    Throw(Box<PyErr>),
+}
+
+impl Payload {
+    fn throw(e: PyErr) -> Payload {
+        Payload::Throw(Box::new(e))
+    }
+
+    fn deliver(self) -> PyResult<Py<PyAny>> {
+        match self {
+            Payload::Value(v) => Ok(v),
+            Payload::Throw(e) => Err(*e),
+        }
+    }
 }
 
 /// Attached to every tealet (`tealet_set_data`): its interpreter state, what it runs until it
 /// starts, and while it runs, the continulet whose callable it is (the result goes to whatever
 /// continuation that continulet holds when the callable ends).
 struct Cont {
+    /// The tealet this is attached to, and whether it finished (then whoever it switched to
+    /// last frees both, after taking its outbox).
+    tealet: *mut tc::tealet_t,
+    finished: bool,
     state: *mut TpyState,
     start: Option<Start>,
     running: Option<Running>,
@@ -74,16 +92,15 @@ impl Running {
         Ok(Running { callable: s.callable, args, kwnames })
     }
 
-    fn call(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let ptrs: Vec<*mut ffi::PyObject> = self.args.iter().map(|a| a.as_ptr()).collect();
-        let nkw = self.kwnames.as_ref().map_or(0, |k| k.bind(py).len());
+    /// Calls the callable; a new reference, or NULL with an exception set.
+    fn call(&self) -> *mut ffi::PyObject {
+        // SAFETY: Py<PyAny> is a non-null object pointer (repr(transparent)); the tuple's length
+        // is read from a live tuple.
+        let nkw = self.kwnames.as_ref().map_or(0, |k| unsafe { ffi::PyTuple_GET_SIZE(k.as_ptr()) } as usize);
         let kwnames = self.kwnames.as_ref().map_or(ptr::null_mut(), |k| k.as_ptr());
         // SAFETY: every pointer is kept alive by `self`, which outlives the call; vectorcall
-        // borrows them and returns a new reference or NULL with an exception set.
-        unsafe {
-            let res = ffi::PyObject_Vectorcall(self.callable.as_ptr(), ptrs.as_ptr(), ptrs.len() - nkw, kwnames);
-            Bound::from_owned_ptr_or_err(py, res).map(|r| r.unbind())
-        }
+        // borrows them.
+        unsafe { tpy_call(self.callable.as_ptr(), self.args.as_ptr().cast(), self.args.len() - nkw, kwnames) }
     }
 }
 
@@ -136,7 +153,7 @@ fn new_cont(start: Option<Start>) -> PyResult<*mut Cont> {
     if state.is_null() {
         return Err(PyMemoryError::new_err("continulet state"));
     }
-    Ok(Box::into_raw(Box::new(Cont { state, start, running: None, owner: None, outbox: None })))
+    Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, start, running: None, owner: None, outbox: None })))
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -154,8 +171,11 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
                 return Err(PyMemoryError::new_err("tealet_main"));
             }
             let data = new_cont(None)?;
-            // SAFETY: t is this thread's live main tealet.
-            unsafe { tc::tealet_set_data(t, data.cast()) };
+            // SAFETY: t is this thread's live main tealet; data is its fresh Cont.
+            unsafe {
+                tc::tealet_set_data(t, data.cast());
+                (*data).tealet = t;
+            }
             m.set(t);
         }
         Ok(m.get())
@@ -167,23 +187,29 @@ fn cont_of(t: *mut tc::tealet_t) -> *mut Cont {
     unsafe { tc::tealet_get_data(t).cast() }
 }
 
-/// Frees the tealet we just came from if it finished (a finished tealet cannot free itself).
-fn reap_previous() {
-    // SAFETY: tealet_previous is the tealet that switched to us in this thread.
+/// Runs `f` with pyo3 counting this thread as attached, which it is (the GIL is held): pyo3
+/// defers the decref of a `Py` dropped otherwise, as in our raw C entry points (`switch_method`,
+/// `run`, not called through pyo3), and the GC would see stale counts until it applied them.
+fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
+    // SAFETY: called with the GIL held by a thread of the running interpreter.
+    unsafe { Python::attach_unchecked(f) }
+}
+
+/// Frees `sender`, which just switched to us, if that was its last switch (a finished tealet
+/// cannot free itself).
+fn reap(sender: *mut Cont) {
+    // SAFETY: sender is the live Cont of the tealet that switched to us; once finished, nothing
+    // else refers to it or to its tealet.
     unsafe {
-        let prev = tc::tealet_previous();
-        if !prev.is_null() && tc::tealet_status(prev) == tc::TEALET_STATUS_FINISHED {
-            let data = cont_of(prev);
-            tc::tealet_free(prev);
-            if !data.is_null() {
-                let data = Box::from_raw(data);
-                tpy_state_free(data.state);
-            }
+        if (*sender).finished {
+            tc::tealet_free((*sender).tealet);
+            let data = Box::from_raw(sender);
+            tpy_state_free(data.state);
+            attached(|_| drop(data));
         }
     }
 }
 
-/// Leaves the current continuation for `target`, carrying `payload`; returns what we are resumed with.
 /// Stores `payload` in `from`'s outbox and returns the switch value that points at it.
 fn post(from: *mut Cont, payload: Payload) -> *mut c_void {
     // SAFETY: `from` is the running tealet's Cont, only touched from this thread.
@@ -193,115 +219,324 @@ fn post(from: *mut Cont, payload: Payload) -> *mut c_void {
     }
 }
 
-/// Takes the payload a switch value points at (the sender's outbox), before the sender may be freed.
-fn take_posted(value: *mut c_void) -> Payload {
-    // SAFETY: every switch value is a pointer to a live sender's outbox, filled by `post`.
-    unsafe { (*value.cast::<Option<Payload>>()).take() }.expect("a switch always carries a payload")
+/// Takes the payload a switch value points at (the sender's outbox), before the sender may be
+/// freed; returns it with the sender.
+fn take_posted(value: *mut c_void) -> (Payload, *mut Cont) {
+    // SAFETY: every switch value is a pointer to the outbox field of a live sender's Cont,
+    // filled by `post`.
+    unsafe {
+        let sender = value.byte_sub(std::mem::offset_of!(Cont, outbox)).cast::<Cont>();
+        let payload = (*sender).outbox.take().expect("a switch always carries a payload");
+        (payload, sender)
+    }
 }
 
-/// Leaves the current continuation (`current`) for `target`, carrying `payload`; returns what we
-/// are resumed with.
-fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
-    let me = cont_of(current);
+/// `error(msg)`, built out of line: the switch path's frames stay on every suspended stack.
+#[cold]
+#[inline(never)]
+fn usage_error(msg: &'static str) -> PyErr {
+    error::new_err(msg)
+}
+
+/// Before leaving the current continuation (`current`): saves its interpreter state and posts
+/// `payload` in its outbox; returns the switch value.
+#[inline(never)]
+fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_void> {
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
-        return Err(PyErr::fetch(py));
+        let err = PyErr::fetch(py);
+        attached(|_| drop(payload));
+        return Err(err);
     }
-    let mut value = post(me, payload);
+    Ok(post(me, payload))
+}
+
+/// Back on our own stack (`me`) after `tealet_switch` returned `rc`: reinstalls our interpreter
+/// state, then takes what we are resumed with.
+#[inline(never)]
+fn arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
+    // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
+    unsafe { tpy_restore((*me).state) };
+    let (payload, sender) = take_posted(value);
+    if rc != tc::TEALET_OK {
+        // On failure nobody took the payload from our outbox: drop it.
+        attached(|_| drop(payload));
+        return Err(core_error(rc));
+    }
+    reap(sender);
+    payload.deliver()
+}
+
+/// Leaves the current continuation for `target`, carrying `payload`; returns what we are
+/// resumed with.
+fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
+    let me = cont_of(current);
+    let mut value = depart(py, me, payload)?;
     // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
     // with the switch because it stays in this OS thread.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
-    // SAFETY: we are running again on our own stack: reinstall our interpreter state first.
-    unsafe { tpy_restore((*me).state) };
-    if rc != tc::TEALET_OK {
-        // On failure nobody took the payload: drop it from our outbox.
-        drop(take_posted(value));
-        return Err(core_error(rc));
-    }
-    let payload = take_posted(value);
-    reap_previous();
-    match payload {
-        Payload::Value(v) => Ok(v),
-        Payload::Throw(e) => Err(e),
-    }
+    arrive(me, rc, value)
 }
 
-/// The first switch into a tealet lands here, on its own stack.
+/// The first switch into a tealet lands here, on its own stack. This frame and the core's entry
+/// are all that stay below the callable's frames on the C stack (and in every copy of it), so
+/// the work is in out-of-line helpers.
 unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *mut c_void) -> *mut tc::tealet_t {
     let data = arg.cast::<Cont>();
-    let mut ctx = (data, value);
-    // SAFETY: data is this tealet's Cont; tpy_run_fresh installs the fresh interpreter state on
-    // this stack and calls body with ctx, which outlives the call.
-    let target = unsafe { tpy_run_fresh((*data).state, body, (&mut ctx as *mut (*mut Cont, *mut *mut c_void)).cast()) };
-    // SAFETY: the callable is done; release this continuation's own interpreter state.
-    unsafe { tpy_finish() };
-    if target.is_null() {
-        // Out of memory for the data stack before anything ran: give the error to main.
-        let py = unsafe {
-            // SAFETY: the GIL is held by this thread across switches.
-            Python::assume_attached()
-        };
-        let err = PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack"));
-        // The switcher's payload was not taken yet: drop it, then pass the error on.
-        // SAFETY: value is the core's in/out slot for this run, pointing at the switcher's outbox.
-        unsafe {
-            drop(take_posted(*value));
-            *value = post(data, Payload::Throw(err));
-        }
-        return main_tealet().unwrap_or(ptr::null_mut());
-    }
-    target.cast()
+    // SAFETY: data is this tealet's Cont; tpy_start installs its fresh interpreter state.
+    let started = unsafe { tpy_start((*data).state) } == 0;
+    let call = begin(data, value, started);
+    let result = if call {
+        // SAFETY: data is this tealet's Cont; `running` is not touched until the call returns,
+        // and nothing on this C stack owns a reference while the callable runs.
+        unsafe { (*data).running.as_ref().map_or(ptr::null_mut(), Running::call) }
+    } else {
+        ptr::null_mut()
+    };
+    end(data, value, started, call.then_some(result))
 }
 
-unsafe extern "C" fn body(arg: *mut c_void) -> *mut c_void {
-    // SAFETY: arg is the ctx tuple of `run`, alive for this call.
-    let (data, value) = unsafe { *arg.cast::<(*mut Cont, *mut *mut c_void)>() };
-    // SAFETY: the GIL is held by this thread across switches.
-    let py = unsafe { Python::assume_attached() };
+/// Takes the first switch's payload and prepares the call in `running`; or, if the callable
+/// must not run, leaves the outcome in the outbox. Returns whether to call.
+#[inline(never)]
+fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
+    attached(|py| begin_attached(py, data, value, started))
+}
+
+fn begin_attached(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
+    // Out of memory for the data stack: taken before anything else can run.
+    let no_stack = (!started).then(|| PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack")));
     // SAFETY: the switcher passed its outbox in *value.
-    let payload = take_posted(unsafe { *value });
-    reap_previous();
+    let (payload, sender) = take_posted(unsafe { *value });
+    reap(sender);
     // SAFETY: data is this tealet's Cont, only used from this thread.
-    let start = unsafe { (*data).start.take() };
-    let result = match (payload, start) {
-        (Payload::Throw(e), _) => Err(e),
-        (Payload::Value(v), _) if !v.is_none(py) => {
-            Err(PyTypeError::new_err("can't send non-None value to a just-started continulet"))
+    let data = unsafe { &mut *data };
+    let outcome = match (no_stack, payload, data.start.take()) {
+        (Some(e), _, _) => e,
+        (None, Payload::Throw(e), _) => *e,
+        (None, Payload::Value(v), _) if !v.is_none(py) => {
+            PyTypeError::new_err("can't send non-None value to a just-started continulet")
         }
-        (Payload::Value(_), Some(s)) => {
-            // SAFETY: as above; nothing on this C stack owns a reference while the callable runs.
-            unsafe {
-                let owner = (*data).owner.as_ref().expect("started tealet has its continulet");
-                match Running::new(py, owner.clone_ref(py).into_any(), s) {
-                    Ok(r) => {
-                        (*data).running = Some(r);
-                        let result = (*data).running.as_ref().expect("just set").call(py);
-                        (*data).running = None;
-                        result
-                    }
-                    Err(e) => Err(e),
+        (None, Payload::Value(_), Some(s)) => {
+            let owner = data.owner.as_ref().expect("started tealet has its continulet");
+            match Running::new(py, owner.clone_ref(py).into_any(), s) {
+                Ok(r) => {
+                    data.running = Some(r);
+                    return true;
                 }
+                Err(e) => e,
             }
         }
-        (Payload::Value(_), None) => Err(error::new_err("continulet started twice")),
+        (None, Payload::Value(_), None) => error::new_err("continulet started twice"),
     };
-    // The result goes to the continuation the continulet holds now; it is finished afterwards.
-    // SAFETY: single-threaded access under the GIL.
-    let owner = unsafe { (*data).owner.take() };
+    data.outbox = Some(Payload::throw(outcome));
+    false
+}
+
+/// After the run: the callable's `result` if it was called (a new reference, or NULL with an
+/// exception set) goes to the outbox, the interpreter state is released (if `started`), and the
+/// outcome goes to the continuation the continulet holds now; returns that tealet.
+#[inline(never)]
+fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*mut ffi::PyObject>) -> *mut tc::tealet_t {
+    attached(|py| {
+        if let Some(result) = result {
+            // SAFETY: data is this tealet's Cont; the call is over.
+            let data = unsafe { &mut *data };
+            data.running = None;
+            // SAFETY: result is what vectorcall returned.
+            data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
+                Ok(v) => Payload::Value(v.unbind()),
+                Err(e) => Payload::throw(e),
+            });
+        }
+        if started {
+            // SAFETY: the callable is done; release this continuation's own interpreter state.
+            unsafe { tpy_finish() };
+        }
+        finish(data, value)
+    })
+}
+
+/// The outcome goes to the continuation the continulet holds now; it is finished afterwards.
+fn finish(data: *mut Cont, value: *mut *mut c_void) -> *mut tc::tealet_t {
+    // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
+    let owner = unsafe {
+        (*data).finished = true;
+        (*data).owner.take()
+    };
     let target = match &owner {
         Some(o) => o.get().slot.tealet.replace(ptr::null_mut()),
         None => ptr::null_mut(),
     };
     let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
     drop(owner);
-    let payload = match result {
-        Ok(v) => Payload::Value(v),
-        Err(e) => Payload::Throw(e),
-    };
     // SAFETY: value is the core's in/out slot; the target takes the payload from our outbox,
     // which lives until the target reaps this finished tealet (after taking it).
-    unsafe { *value = post(data, payload) };
-    target.cast()
+    unsafe { *value = (&raw mut (*data).outbox).cast() };
+    target
+}
+
+/// `continulet.switch(value=None, to=None)`, a METH_FASTCALL|METH_KEYWORDS C function rather
+/// than a pyo3 method: its frame stays on the C stack of every continuation suspended in it (and
+/// in every heap copy of that stack), so it is only this small frame around the core's switch.
+unsafe extern "C" fn switch_method(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let mut value = ptr::null_mut();
+    let mut me = ptr::null_mut();
+    // SAFETY: CPython passes the method's arguments as documented for METH_FASTCALL|METH_KEYWORDS.
+    let target = unsafe { switch_prepare(slf, args, nargs, kwnames, &mut value, &mut me) };
+    if target.is_null() {
+        return value.cast();
+    }
+    // SAFETY: switch_prepare checked target (a live tealet of this thread) and departed.
+    let rc = unsafe { tc::tealet_switch(target, &mut value) };
+    switch_arrive(me, rc, value)
+}
+
+/// Parses switch's arguments and departs: returns the tealet to switch to, with the switch value
+/// in `*value` and the departing Cont in `*me`; or NULL with `*value` the call's result (NULL
+/// with an exception set on error).
+#[inline(never)]
+unsafe fn switch_prepare(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    value: &mut *mut c_void,
+    me: &mut *mut Cont,
+) -> *mut tc::tealet_t {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: the method descriptor checked that slf is a continulet; args holds nargs positional
+    // values followed by one per name in kwnames, all borrowed for the call.
+    // Only Bound values are dropped here (pyo3 decrefs those at once): the payload is made once
+    // the switch is sure to go ahead.
+    let prepared = unsafe { switch_args(py, args, nargs, kwnames) }.and_then(|(v, to)| {
+        let cont = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Continulet>() };
+        let route = route(cont.get(), to.as_ref().map(|t| t.get()))?;
+        let v = v.map_or_else(|| py.None().into_bound(py), |v| v);
+        match route {
+            Route::Here => Ok((ptr::null_mut(), v.into_ptr().cast())),
+            Route::To(current, target) => {
+                *me = cont_of(current);
+                Ok((target, depart(py, *me, Payload::Value(v.unbind()))?))
+            }
+        }
+    });
+    match prepared {
+        Ok((target, v)) => {
+            *value = v;
+            target
+        }
+        Err(e) => {
+            e.restore(py);
+            *value = ptr::null_mut();
+            ptr::null_mut()
+        }
+    }
+}
+
+type SwitchArgs<'py> = (Option<Bound<'py, PyAny>>, Option<Bound<'py, Continulet>>);
+
+/// `(value=None, to=None)` from a vectorcall argument array.
+unsafe fn switch_args<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<SwitchArgs<'py>> {
+    const NAMES: [&str; 2] = ["value", "to"];
+    let nargs = nargs as usize;
+    let names = if kwnames.is_null() {
+        None
+    } else {
+        // SAFETY: kwnames is a tuple of str when not NULL.
+        Some(unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() })
+    };
+    let nkw = names.as_ref().map_or(0, |n| n.len());
+    if nargs > NAMES.len() {
+        return Err(PyTypeError::new_err(format!("switch() takes at most 2 arguments ({} given)", nargs + nkw)));
+    }
+    let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
+    for (i, slot) in slots.iter_mut().enumerate().take(nargs) {
+        // SAFETY: i < nargs.
+        *slot = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) });
+    }
+    if let Some(names) = &names {
+        for (k, name) in names.iter().enumerate() {
+            let name = name.cast_into::<pyo3::types::PyString>()?;
+            let i = match NAMES.iter().position(|n| name.to_str().is_ok_and(|s| s == *n)) {
+                Some(i) => i,
+                None => return Err(PyTypeError::new_err(format!("switch() got an unexpected keyword argument '{name}'"))),
+            };
+            if slots[i].is_some() {
+                return Err(PyTypeError::new_err(format!("switch() got multiple values for argument '{name}'")));
+            }
+            // SAFETY: keyword values follow the positional ones.
+            slots[i] = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + k)) });
+        }
+    }
+    let [v, to] = slots;
+    let to = match to.filter(|t| !t.is_none()) {
+        None => None,
+        Some(t) => Some(t.cast_into::<Continulet>().map_err(|e| {
+            PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", e.into_inner().get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
+        })?),
+    };
+    Ok((v, to))
+}
+
+/// After switch_method's switch: what `switch()` returns (NULL with an exception set).
+#[inline(never)]
+fn switch_arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> *mut ffi::PyObject {
+    match arrive(me, rc, value) {
+        Ok(v) => v.into_ptr(),
+        Err(e) => {
+            // SAFETY: the GIL is held by this thread across switches.
+            e.restore(unsafe { Python::assume_attached() });
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Where a switch goes: nowhere (the value comes straight back), or from `current` to `target`.
+enum Route {
+    Here,
+    To(*mut tc::tealet_t, *mut tc::tealet_t),
+}
+
+/// PyPy's switch/throw: `cont` receives the current continuation, `to` (if any) `cont`'s old
+/// one, and we resume what was in `to` (or in `cont`).
+fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
+    let to = to.filter(|t| t.slot.bound.get());
+    let (cont, to) = match (cont.slot.bound.get(), to) {
+        (false, None) => return Ok(Route::Here),
+        (false, Some(t)) => (t, None),
+        (true, Some(t)) if ptr::eq(t, cont) => return Ok(Route::Here),
+        (true, t) => (cont, t),
+    };
+    if cont.finished() || to.is_some_and(|t| t.finished()) {
+        return Err(usage_error("continulet already finished"));
+    }
+    if cont.foreign() {
+        return Err(usage_error("cannot switch to a different thread"));
+    }
+    if to.is_some_and(|t| t.foreign()) {
+        return Err(usage_error("cross-thread double switch"));
+    }
+    // SAFETY: `cont` is bound in this thread, whose main tealet was made then, so a current
+    // tealet exists.
+    let current = unsafe { tc::tealet_current() };
+    let old = cont.slot.tealet.replace(current);
+    let target = match to {
+        Some(t) => t.slot.tealet.replace(old),
+        None => old,
+    };
+    Ok(Route::To(current, target))
 }
 
 #[pyclass(subclass, dict, weakref, module = "_continuation", name = "continulet", frozen)]
@@ -318,34 +553,12 @@ impl Continulet {
         self.slot.bound.get() && self.slot.thread.get() != thread_serial()
     }
 
-    /// PyPy's switch/throw: `cont` receives the current continuation, `to` (if any) `cont`'s old
-    /// one, and we resume what was in `to` (or in `cont`).
+    /// switch/throw carrying `payload` (see `route`).
     fn exchange(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, payload: Payload) -> PyResult<Py<PyAny>> {
-        let to = to.filter(|t| t.slot.bound.get());
-        let (cont, to) = match (cont.slot.bound.get(), to) {
-            (false, None) => return deliver_here(payload),
-            (false, Some(t)) => (t, None),
-            (true, Some(t)) if ptr::eq(t, cont) => return deliver_here(payload),
-            (true, t) => (cont, t),
-        };
-        if cont.finished() || to.is_some_and(|t| t.finished()) {
-            return Err(error::new_err("continulet already finished"));
+        match route(cont, to)? {
+            Route::Here => payload.deliver(),
+            Route::To(current, target) => transfer(py, current, target, payload),
         }
-        if cont.foreign() {
-            return Err(error::new_err("cannot switch to a different thread"));
-        }
-        if to.is_some_and(|t| t.foreign()) {
-            return Err(error::new_err("cross-thread double switch"));
-        }
-        main_tealet()?;
-        // SAFETY: this thread has its main tealet, so a current tealet exists.
-        let current = unsafe { tc::tealet_current() };
-        let old = cont.slot.tealet.replace(current);
-        let target = match to {
-            Some(t) => t.slot.tealet.replace(old),
-            None => old,
-        };
-        transfer(py, current, target, payload)
     }
 
     /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
@@ -370,7 +583,7 @@ impl Continulet {
             }
             return;
         }
-        let exit = Payload::Throw(ContinuletExit::new_err(()));
+        let exit = Payload::throw(ContinuletExit::new_err(()));
         match Self::exchange(py, self, None, exit) {
             Ok(_) => {}
             Err(e) if e.is_instance_of::<ContinuletExit>(py) => {}
@@ -380,13 +593,6 @@ impl Continulet {
             self.slot.unkillable.set(true);
             error::new_err("ContinuletExit did not finish the continulet; it is leaked").write_unraisable(py, None);
         }
-    }
-}
-
-fn deliver_here(payload: Payload) -> PyResult<Py<PyAny>> {
-    match payload {
-        Payload::Value(v) => Ok(v),
-        Payload::Throw(e) => Err(e),
     }
 }
 
@@ -439,6 +645,8 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         main_tealet()?;
+        // SAFETY: slf is a live continulet; an empty eager instance dict is made lazy again.
+        unsafe { tpy_drop_empty_dict(slf.as_ptr()) };
         let data = new_cont(Some(Start { callable, args, kwds }))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe { (*data).owner = Some(slf.clone().unbind()) };
@@ -452,19 +660,14 @@ impl Continulet {
             return Err(core_error(rc));
         }
         // SAFETY: t is the new tealet.
-        unsafe { tc::tealet_set_data(t, data.cast()) };
+        unsafe {
+            tc::tealet_set_data(t, data.cast());
+            (*data).tealet = t;
+        }
         me.slot.tealet.set(t);
         me.slot.bound.set(true);
         me.slot.thread.set(thread_serial());
         Ok(())
-    }
-
-    #[pyo3(signature = (value = None, to = None))]
-    fn switch(slf: &Bound<'_, Self>, value: Option<Py<PyAny>>, to: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
-        // Arguments are borrowed from the caller's stack: a suspended switch owns no hidden reference.
-        let py = slf.py();
-        let value = value.unwrap_or_else(|| py.None());
-        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::Value(value))
     }
 
     #[pyo3(signature = (r#type, value = None, tb = None, to = None))]
@@ -477,7 +680,7 @@ impl Continulet {
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let err = make_exception(py, r#type, value, tb)?;
-        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::Throw(err))
+        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
     }
 
     fn is_pending(&self) -> bool {
@@ -745,6 +948,28 @@ fn _stack_depths(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, 
     Ok(out)
 }
 
+/// Puts `switch_method` in the continulet type as its `switch` method descriptor.
+fn add_switch_method(py: Python<'_>) -> PyResult<()> {
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"switch".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: switch_method },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: c"switch(value=None, to=None)\n--\n\nExchange the current continuation with the one stored here and resume it.".as_ptr(),
+    }));
+    let ty = py.get_type::<Continulet>();
+    // SAFETY: def is leaked, so it outlives the type; the type object is live.
+    let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    // SAFETY: a heap type's dict may be extended before any instance exists, then the type's
+    // method caches are told (PyType_Modified).
+    unsafe {
+        if ffi::PyDict_SetItemString((*ty.as_type_ptr()).tp_dict, c"switch".as_ptr(), descr.as_ptr()) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::PyType_Modified(ty.as_type_ptr());
+    }
+    Ok(())
+}
+
 #[pymodule]
 fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -753,6 +978,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // type's slots may be filled in before use. The GC calls tp_finalize on garbage before it
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
+    add_switch_method(py)?;
     // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
     // are kept for the life of the process.
     let methods = py.get_type::<Continulet>().getattr("__dict__")?;

@@ -24,12 +24,15 @@ extern "C" {
     pub fn tpy_state_free(s: *mut TpyState);
     pub fn tpy_save(s: *mut TpyState) -> c_int;
     pub fn tpy_restore(s: *mut TpyState);
-    pub fn tpy_run_fresh(
-        s: *mut TpyState,
-        body: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
-        arg: *mut c_void,
-    ) -> *mut c_void;
+    pub fn tpy_start(s: *mut TpyState) -> c_int;
+    pub fn tpy_call(
+        callable: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: usize,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
     pub fn tpy_finish();
+    pub fn tpy_drop_empty_dict(o: *mut ffi::PyObject);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_get_context(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_set_context(s: *mut TpyState, ctx: *mut ffi::PyObject);
