@@ -23,18 +23,25 @@ pypy_lib=/usr/lib/pypy3.9/stackless.py
 gv=$("$gvenv/bin/python" -c "import greenlet; print(greenlet.__version__)")
 printf 'CPython %s, greenlet %s\n' "$v" "$gv"
 printf '%-44s %12s %12s %12s %9s %9s\n' measure stackless greenlet pypy-lib vs-gr vs-pypy
+# Times: each kind runs ROUNDS times, interleaved, and the fastest run counts (the machine is
+# shared; load only ever adds time). Memory: one run each.
+min() { printf '%s\n' "$@" | sort -g | head -n 1; }
 row() {
-    local name=$1 scale=$2 unit=$3 s g p
-    shift 3
-    s=$("$py" $B stackless "$@")
-    g=$("$gvenv/bin/python" $B greenlet "$@")
-    if [ -f "$pypy_lib" ]; then p=$("$py" $B pypy "$@"); else p=nan; fi
+    local name=$1 scale=$2 unit=$3 rounds=$4 s=() g=() p=() i
+    shift 4
+    for ((i = 0; i < rounds; i++)); do
+        s+=("$("$py" $B stackless "$@")")
+        g+=("$("$gvenv/bin/python" $B greenlet "$@")")
+        if [ -f "$pypy_lib" ]; then p+=("$("$py" $B pypy "$@")"); else p+=(nan); fi
+    done
+    s=$(min "${s[@]}"); g=$(min "${g[@]}"); p=$(min "${p[@]}")
     awk -v n="$name" -v s="$s" -v g="$g" -v p="$p" -v k="$scale" -v u="$unit" \
         'BEGIN { printf "%-44s %9.2f %-2s %9.2f %-2s %9.2f %-2s %8.2fx %8.2fx\n", n, s*k, u, g*k, u, p*k, u, s/g, s/p }'
 }
-row "channel send+receive round trip" 1e6 us roundtrip
-row "schedule() among 1,000 tasklets" 1e6 us schedule
-row "RSS per tasklet blocked on a channel (100k)" 1 B memory 100000
+ROUNDS=${BENCH_ROUNDS:-3}
+row "channel send+receive round trip" 1e6 us "$ROUNDS" roundtrip
+row "schedule() among 1,000 tasklets" 1e6 us "$ROUNDS" schedule
+row "RSS per tasklet blocked on a channel (100k)" 1 B 1 memory 100000
 if [ "${BENCH_MILLION:-0}" = 1 ]; then
     printf '%-44s ' "1,000,000 tasklets blocked on channels"
     "$py" $B stackless memory 1000000 | awk '{ printf "stackless: ok, %.0f B each\n", $1 }'

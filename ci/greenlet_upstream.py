@@ -34,54 +34,42 @@ NEEDS_C = {
         "imports greenlet.tests._test_extension in its child script",
 }
 
-_GC = "binding: suspended continulets not collected (issue 3), so no GreenletExit on garbage"
-_CTX = ("binding: get_context() creates the running continuation's context (greenlet reports "
-        "None), and the context of a finished or foreign continuation cannot be read")
-# Tests the C extension passes and ours does not yet, each with its cause. Like a strict xfail:
+_CTX_RUNNING = ("binding: get_context() of the running continuation creates its context when it "
+                "has none, so a greenlet that set no variable yet reports a Context, not None")
+_CTX_FOREIGN = ("binding: get_context(cont)/set_context(ctx, cont) refuse a continulet suspended in "
+                "another thread (greenlet reads and replaces its context from any thread)")
+_CTX_FINISHED = ("binding: get_context(cont) of a finished continulet is None, so the context a "
+                 "greenlet finished in (created by its first ContextVar.set) is lost; greenlet-py "
+                 "reports the last context it knows of (assigned through gr_context), here None")
+_DEAD_THREAD = ("binding: a pending continulet whose thread exited is leaked when freed, with its "
+                "stack and everything its suspended frames reference (here that thread's main "
+                "greenlet); greenlet drops such frames without running them")
+_PROFILE = ("sys.setprofile sees the pure-Python switch: greenlet.switch and the start and finish "
+            "of run are Python calls (call/return events), where greenlet's are one C call "
+            "(c_call/c_return) with run's frame directly inside it")
+# Tests the C extension passes and ours does not, each with its cause. Like a strict xfail:
 # the comparison fails if one of them passes (then it must come off this list).
 KNOWN_FAILING = {
-    "test_contextvars.ContextVarsTests.test_context_assignment_different_thread": _CTX,
-    "test_contextvars.ContextVarsTests.test_context_assignment_while_running": _CTX,
-    "test_contextvars.ContextVarsTests.test_context_not_propagated": _CTX,
-    "test_greenlet.TestBrokenGreenlets.test_failed_to_initialstub":
-        "uses greenlet._greenlet.UnswitchableGreenlet (C hooks forcing a failed stack switch)",
-    "test_greenlet.TestBrokenGreenlets.test_failed_to_slp_switch_into_running":
-        "uses greenlet._greenlet.UnswitchableGreenlet (C hooks forcing a failed stack switch)",
-    "test_greenlet.TestBrokenGreenlets.test_failed_to_switch_into_running":
-        "uses greenlet._greenlet.UnswitchableGreenlet (C hooks forcing a failed stack switch)",
-    "test_greenlet.TestBrokenGreenlets.test_reentrant_switch_run_callable_has_del":
-        "the replaced run callable is released by the switcher, not inside the new greenlet "
-        "(no frame of ours runs there, so that run's f_back is None)",
-    "test_greenlet.TestGreenlet.test_dealloc": _GC,
-    "test_greenlet.TestGreenlet.test_dealloc_catches_GreenletExit_throws_other": _GC,
-    "test_greenlet.TestGreenlet.test_dealloc_other_thread": _GC,
-    "test_greenlet.TestGreenlet.test_dealloc_switch_args_not_lost": _GC,
-    "test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_no_threads": _GC,
-    "test_greenlet.TestGreenlet.test_issue_245_reference_counting_subclass_threads": _GC,
-    "test_greenlet.TestGreenlet.test_parent_restored_on_kill": _GC,
-    "test_greenlet.TestGreenlet.test_throw_to_dead_thread_doesnt_crash": _GC,
-    "test_greenlet.TestGreenlet.test_two_recursive_children": _GC,
-    "test_greenlet_trash.TestTrashCanReEnter.test_it":
-        "needs greenlet._greenlet.get_tstate_trash_delete_nesting (reads PyThreadState; < 3.13)",
-    "test_interpreter_shutdown.TestInterpreterShutdown.test_finally_block_during_thread_exit": _GC,
-    "test_interpreter_shutdown.TestInterpreterShutdown.test_greenlet_cleanup_during_thread_exit":
-        _GC,
-    "test_leaks.TestLeaks.test_issue251_issue252_need_to_collect_in_background": _GC,
+    "test_contextvars.ContextVarsTests.test_context_assignment_different_thread": _CTX_FOREIGN,
+    "test_contextvars.ContextVarsTests.test_context_assignment_while_running": _CTX_RUNNING,
+    "test_contextvars.ContextVarsTests.test_context_not_propagated": _CTX_FINISHED,
+    "test_greenlet.TestGreenlet.test_throw_to_dead_thread_doesnt_crash":
+        "binding: get_frame(cont) is None for a continulet of another thread (here one that "
+        "exited); greenlet's gr_frame still shows the suspended frame",
+    "test_leaks.TestLeaks.test_issue251_issue252_need_to_collect_in_background": _DEAD_THREAD,
     "test_leaks.TestLeaks.test_issue251_issue252_need_to_collect_in_background_cleanup_disabled":
-        _GC,
-    "test_leaks.TestLeaks.test_issue251_killing_cross_thread_leaks_list": _GC,
-    "test_leaks.TestLeaks.test_issue251_with_cleanup_disabled": _GC,
+        _DEAD_THREAD,
     "test_leaks.TestLeaks.test_untracked_memory_doesnt_increase_unfinished_thread_dealloc_in_main":
-        _GC + " (the test then hangs)",
-    "test_leaks.TestLeaks.test_untracked_memory_doesnt_increase_unfinished_thread_dealloc_in_thread":
-        _GC,
+        _DEAD_THREAD,
     "test_stack_saved.Test.test_stack_saved":
         "tealet keeps a suspended stack in place: nothing is copied to the heap, so 0 bytes saved",
-    "test_weakref.WeakRefTests.test_dealloc_weakref": _GC,
 }
+if sys.version_info < (3, 13):  # 3.13 has no trash delete nesting; the test then does without
+    KNOWN_FAILING["test_greenlet_trash.TestTrashCanReEnter.test_it"] = (
+        "needs greenlet._greenlet.get_tstate_trash_delete_nesting (a PyThreadState field the "
+        "binding does not expose)")
 KNOWN_FAILING.update(
-    ("test_tracing.TestPythonTracing." + name,
-     "sys.setprofile sees our pure-Python switch as call/return events, not c_call/c_return")
+    ("test_tracing.TestPythonTracing." + name, _PROFILE)
     for name in ("test_trace_events_from_greenlet_func_sets_profiler",
                  "test_trace_events_from_greenlet_subclass_sets_profiler",
                  "test_trace_events_into_greenlet_func_already_set",
@@ -89,7 +77,6 @@ KNOWN_FAILING.update(
                  "test_trace_events_multiple_greenlets_switching",
                  "test_trace_events_multiple_greenlets_switching_siblings"))
 KNOWN_FAILING = {"greenlet.tests." + k: v for k, v in KNOWN_FAILING.items()}
-HANGS = {t for t, reason in KNOWN_FAILING.items() if "hangs" in reason}
 
 
 class _Recorder(unittest.TextTestResult):
@@ -173,11 +160,6 @@ def run(out):
         by_module.setdefault(test_id.rsplit(".", 2)[0], []).append(test_id)
     outcomes = {}
     for module, ids in sorted(by_module.items()):
-        # Tests known to hang run alone under a short timeout, so they cost little.
-        for test_id in [t for t in ids if t in HANGS]:
-            one = _run_in_child([test_id], TEST_TIMEOUT)
-            outcomes[test_id] = "timeout" if one is None else one.get(test_id, "not run")
-        ids = [t for t in ids if t not in HANGS]
         got = _run_in_child(ids, MODULE_TIMEOUT)
         if got is None:
             print("%s hung; rerunning its tests one by one" % module, flush=True)

@@ -4,13 +4,16 @@
  * Capture: a continuation suspended in `switch` has its Python frames on its data stack. A frame
  * that called a Python function inline (no C in between) has its value stack stored and resumes
  * by pushing the callee's result and continuing after the call, exactly like a generator resumes
- * after a yield. Such a frame becomes a record:
+ * after a yield; so does a frame inside `f(*args, **kw)` whose callee is the frame above (the C in
+ * between only passes the result back, see transparent_call). Such a frame becomes a record:
  *     (kind, code, function, offset, items, nulls, selfs)
  * kind "frame"; offset = byte offset of the resume point; items = localsplus[0:stacktop]
  * (locals, cells, free vars, value stack) with None where the slot is NULL (indices in `nulls`)
- * and None where it is the captured continulet itself (indices in `selfs`). A frame that cannot
- * be resumed is recorded with kind "c-call" (inside a call into C: offset = that instruction),
- * "generator" (a generator/coroutine frame) or "shim" (3.13's hidden __init__ frame), items None.
+ * and None where it is the captured continulet itself (indices in `selfs`). 3.13's hidden frame
+ * that an inlined `Cls(...)` runs `__init__` from becomes ("init", None, None, 0, (self,), (), ()):
+ * resuming it checks that `__init__` returned None and passes on `self`. A frame that cannot be
+ * resumed is recorded with kind "c-call" (inside a call into C: offset = that instruction),
+ * "generator" (a generator/coroutine frame) or "shim" (another frame without a function), items None.
  *
  * Resume: each record becomes a suspended generator object used as a container for a plain
  * function frame (the only frame owner that lets CPython clear frames for us). The driver runs
@@ -23,17 +26,17 @@
 #define Py_BUILD_CORE 1
 #include <Python.h>
 #include <frameobject.h>
+#include <opcode.h>
 #include <string.h>
+#include "stackdepth.h"
 
 #define V311 (PY_VERSION_HEX >= 0x030B0000)
 #define V312 (PY_VERSION_HEX >= 0x030C0000)
 #define V313 (PY_VERSION_HEX >= 0x030D0000)
 
 #if V311
-#include "internal/pycore_frame.h"
-#if V313
 #include "internal/pycore_code.h"
-#endif
+#include "internal/pycore_frame.h"
 
 typedef struct _PyInterpreterFrame iframe;
 
@@ -45,6 +48,10 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_RESUME(f)  ((f)->instr_ptr + (f)->return_offset)
 #define FRAME_SET_RESUME(f, p) ((f)->instr_ptr = (p), (f)->return_offset = 0)
 #define HEAD(ts)         (&(ts)->current_frame)
+#define EX_CALLABLE      0                                /* CALL_FUNCTION_EX inputs: callable, NULL, ... */
+#define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)  /* each C-level eval loop's marker frame */
+#define INIT_SHIM(f)     (PyCode_Check(FRAME_CODE(f)) && (f)->stacktop == 1 \
+                          && _PyCode_CODE((PyCodeObject *)FRAME_CODE(f))[0].op.code == EXIT_INIT_CHECK)
 #elif V312
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((f)->f_funcobj)
@@ -52,6 +59,9 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_RESUME(f)  ((f)->prev_instr + 1 + (f)->return_offset)
 #define FRAME_SET_RESUME(f, p) ((f)->prev_instr = (p) - 1, (f)->return_offset = 0)
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
+#define EX_CALLABLE      1                                /* CALL_FUNCTION_EX inputs: NULL, callable, ... */
+#define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)
+#define INIT_SHIM(f)     0                                /* __init__ is only inlined from 3.13 on */
 #else
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((PyObject *)(f)->f_func)
@@ -59,6 +69,9 @@ typedef struct _PyInterpreterFrame iframe;
 #define FRAME_RESUME(f)  ((f)->prev_instr + 1)
 #define FRAME_SET_RESUME(f, p) ((f)->prev_instr = (p) - 1)
 #define HEAD(ts)         (&(ts)->cframe->current_frame)
+#define EX_CALLABLE      1
+#define ENTRY_FRAME(f)   0
+#define INIT_SHIM(f)     0
 #endif
 
 /* A fresh frame for `func` in frame memory `f` (takes a reference to func). */
@@ -135,25 +148,53 @@ static PyObject *take_exc(void)
 
 #define GEN_FLAGS (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)
 
+/* `f(*args, **kw)` runs through C (CALL_FUNCTION_EX) unless the callable is a plain function on
+ * 3.12+. When the callable is the function the frame above runs (or a bound method of it), that C
+ * only hands back its result, so the caller resumes like after an inline call: inputs gone,
+ * result pushed, at the next instruction (it has no inline caches). The depth below the inputs
+ * comes from stackdepth.c. Returns that depth and sets *resume, or returns -1. */
+static int transparent_call(iframe *f, PyCodeObject *code, iframe *above, _Py_CODEUNIT **resume)
+{
+    tsd_instr in;
+    tsd_call call;
+    if (tsd_instruction(code, (int)(FRAME_AT(f) - _PyCode_CODE(code)), &in) < 0
+        || in.opcode != CALL_FUNCTION_EX || tsd_call_of(&in, &call) < 0 || call.height > code->co_stacksize)
+        return -1;
+    PyObject *callable = f->localsplus[code->co_nlocalsplus + call.base + EX_CALLABLE];
+    if (callable && PyMethod_Check(callable)) callable = PyMethod_GET_FUNCTION(callable);
+    if (!callable || callable != FRAME_FUNC(above) || !PyFunction_Check(callable)) return -1;
+    *resume = _PyCode_CODE(code) + in.index + 1;
+    return call.base;
+}
+
 static long unit_offset(PyCodeObject *code, _Py_CODEUNIT *p)
 {
     return (long)((char *)p - (char *)_PyCode_CODE(code));
 }
 
-static PyObject *record(iframe *f, PyObject *cont)
+/* `above`: the frame `f` called. */
+static PyObject *record(iframe *f, iframe *above, PyObject *cont)
 {
     PyObject *code = FRAME_CODE(f), *func = FRAME_FUNC(f);
     const char *kind;
+    int n = f->stacktop, base;
+    _Py_CODEUNIT *resume = NULL;
+    if (!PyFunction_Check(func) && INIT_SHIM(f))
+        return Py_BuildValue("(sOOl(O)()())", "init", Py_None, Py_None, 0L, f->localsplus[0]);
     if (!PyCode_Check(code) || !PyFunction_Check(func)) kind = "shim";
     else if (((PyCodeObject *)code)->co_flags & GEN_FLAGS) kind = "generator";
-    else if (f->stacktop < ((PyCodeObject *)code)->co_nlocalsplus) kind = "c-call";
-    else kind = "frame";
+    else if (n >= ((PyCodeObject *)code)->co_nlocalsplus) kind = "frame";
+    else if ((base = transparent_call(f, (PyCodeObject *)code, above, &resume)) >= 0) {
+        kind = "frame";
+        n = ((PyCodeObject *)code)->co_nlocalsplus + base;
+    }
+    else kind = "c-call";
     if (!PyFunction_Check(func)) func = Py_None;
     if (strcmp(kind, "frame")) {
         long at = PyCode_Check(code) ? unit_offset((PyCodeObject *)code, FRAME_AT(f)) : -1;
         return Py_BuildValue("(sOOlO()())", kind, code, func, at, Py_None);
     }
-    int n = f->stacktop, nnull = 0, nself = 0;
+    int nnull = 0, nself = 0;
     PyObject *items = PyTuple_New(n);
     if (!items) return NULL;
     for (int i = 0; i < n; i++) {
@@ -173,7 +214,7 @@ static PyObject *record(iframe *f, PyObject *cont)
         }
     }
     return Py_BuildValue("(sOOlNNN)", kind, code, func,
-                         unit_offset((PyCodeObject *)code, FRAME_RESUME(f)), items, nulls, selfs);
+                         unit_offset((PyCodeObject *)code, resume ? resume : FRAME_RESUME(f)), items, nulls, selfs);
 fail:
     Py_DECREF(items);
     Py_XDECREF(nulls);
@@ -191,66 +232,106 @@ PyObject *tpy_frames_capture(void *head, PyObject *top, PyObject *bottom, PyObje
     }
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
+    iframe *above = f;
     for (f = f->previous; f; f = f->previous) {
-#if V312
-        if (f->owner == FRAME_OWNED_BY_CSTACK) continue;
-#endif
+        if (ENTRY_FRAME(f)) continue;
         if (FRAME_CODE(f) == bottom) break;
-        PyObject *r = record(f, cont);
+        PyObject *r = record(f, above, cont);
         if (!r || PyList_Append(out, r) < 0) {
             Py_XDECREF(r);
             Py_DECREF(out);
             return NULL;
         }
         Py_DECREF(r);
+        above = f;
     }
     return out;
 }
 
-/* A suspended container resuming `func` at byte `offset` with `items`; NULL + error on bad data. */
-static PyGenObject *container(PyObject *rec, PyObject *cont)
+/* A resumable record, taken apart (borrowed references); code and func NULL for "init". */
+typedef struct record_parts {
+    PyCodeObject *code;
+    PyFunctionObject *func;
+    long offset;
+    PyObject *items, *nulls, *selfs;
+} record_parts;
+
+static int bad_record(PyObject *code, const char *why)
+{
+    PyErr_Format(PyExc_ValueError, "frame record for %R: %s", code, why);
+    return -1;
+}
+
+/* Checks that `rec` can be resumed without trusting it further than its values: the shape, a
+ * resume point just after a call with the value stack as deep as the items make it, slot
+ * indices in range, cells in the cell slots. Returns 0, or -1 with ValueError. */
+static int parse_record(PyObject *rec, record_parts *p)
 {
     const char *kind;
-    PyObject *code, *func, *items, *nulls, *selfs;
-    long offset;
-    if (!PyTuple_Check(rec) || !PyArg_ParseTuple(rec, "sOOlO!O!O!;frame record", &kind, &code, &func, &offset,
-                                                 &PyTuple_Type, &items, &PyTuple_Type, &nulls, &PyTuple_Type, &selfs))
-        return NULL;
-    if (strcmp(kind, "frame") || !PyFunction_Check(func) || PyFunction_GET_CODE(func) != code) {
-        PyErr_SetString(PyExc_ValueError, "frame record: not a resumable frame of its function");
-        return NULL;
+    PyObject *code, *func;
+    if (!PyTuple_Check(rec)) {
+        PyErr_Format(PyExc_TypeError, "a frame record is a tuple, not %.100s", Py_TYPE(rec)->tp_name);
+        return -1;
     }
+    if (!PyArg_ParseTuple(rec, "sOOlO!O!O!;frame record", &kind, &code, &func, &p->offset,
+                          &PyTuple_Type, &p->items, &PyTuple_Type, &p->nulls, &PyTuple_Type, &p->selfs))
+        return -1;
+    p->code = NULL;
+    p->func = NULL;
+    if (!strcmp(kind, "init")) {
+        if (PyTuple_GET_SIZE(p->items) != 1 || PyTuple_GET_SIZE(p->nulls) || PyTuple_GET_SIZE(p->selfs))
+            return bad_record(code, "an __init__ record holds the new object only");
+        return 0;
+    }
+    if (strcmp(kind, "frame") || !PyCode_Check(code) || !PyFunction_Check(func)
+        || PyFunction_GET_CODE(func) != code || ((PyCodeObject *)code)->co_flags & GEN_FLAGS)
+        return bad_record(code, "not a resumable frame of its function");
     PyCodeObject *co = (PyCodeObject *)code;
-    Py_ssize_t n = PyTuple_GET_SIZE(items);
-    if (co->co_flags & GEN_FLAGS || n < co->co_nlocalsplus || n >= co->co_nlocalsplus + co->co_stacksize
-        || offset <= 0 || offset % 2 || offset >= _PyCode_NBYTES(co)) {
-        PyErr_SetString(PyExc_ValueError, "frame record does not fit its code object");
-        return NULL;
-    }
-    PyGenObject *gen = PyObject_GC_NewVar(PyGenObject, &PyGen_Type, co->co_nlocalsplus + co->co_stacksize);
-    if (!gen) return NULL;
-    gen_init(gen, (PyFunctionObject *)func, co);
-    iframe *f = (iframe *)gen->gi_iframe;
-    frame_init(f, (PyFunctionObject *)func, co);
-    f->owner = FRAME_OWNED_BY_GENERATOR;
-    f->previous = NULL;
-    for (Py_ssize_t i = 0; i < n; i++) f->localsplus[i] = Py_NewRef(PyTuple_GET_ITEM(items, i));
-    f->stacktop = (int)n;
-    FRAME_SET_RESUME(f, (_Py_CODEUNIT *)((char *)_PyCode_CODE(co) + offset));
-    PyObject_GC_Track(gen);
+    Py_ssize_t n = PyTuple_GET_SIZE(p->items), nlocals = co->co_nlocalsplus;
+    tsd_instr in;
+    if (n < nlocals || n >= nlocals + co->co_stacksize)
+        return bad_record(code, "wrong number of slots");
+    if (p->offset <= 0 || p->offset % 2 || p->offset >= _PyCode_NBYTES(co)
+        || tsd_instruction(co, (int)(p->offset / 2), &in) < 0 || in.depth != n - nlocals + 1)
+        return bad_record(code, "the offset is not a resume point for this many stack entries");
+    const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
+    for (Py_ssize_t i = 0; i < nlocals; i++)
+        if (kinds[i] & (CO_FAST_CELL | CO_FAST_FREE) && !PyCell_Check(PyTuple_GET_ITEM(p->items, i)))
+            return bad_record(code, "a cell slot does not hold a cell");
     for (int pass = 0; pass < 2; pass++) {
-        PyObject *ix = pass ? selfs : nulls;
+        PyObject *ix = pass ? p->selfs : p->nulls;
         for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(ix); j++) {
             Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(ix, j));
-            if (i < 0 || i >= n) {
-                if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "frame record: slot index out of range");
-                gen->gi_frame_state = FRAME_COMPLETED;   /* dropped without running its code */
-                Py_DECREF(gen);
-                return NULL;
-            }
-            Py_XSETREF(f->localsplus[i], pass ? Py_NewRef(cont) : NULL);
+            if (i == -1 && PyErr_Occurred()) return -1;
+            if (i < 0 || i >= n || (i < nlocals && kinds[i] & (CO_FAST_CELL | CO_FAST_FREE)))
+                return bad_record(code, "slot index out of range");
         }
     }
+    p->code = co;
+    p->func = (PyFunctionObject *)func;
+    return 0;
+}
+
+/* A suspended container resuming the checked record `p`. */
+static PyGenObject *container(const record_parts *p, PyObject *cont)
+{
+    PyCodeObject *co = p->code;
+    Py_ssize_t n = PyTuple_GET_SIZE(p->items);
+    PyGenObject *gen = PyObject_GC_NewVar(PyGenObject, &PyGen_Type, co->co_nlocalsplus + co->co_stacksize);
+    if (!gen) return NULL;
+    gen_init(gen, p->func, co);
+    iframe *f = (iframe *)gen->gi_iframe;
+    frame_init(f, p->func, co);
+    f->owner = FRAME_OWNED_BY_GENERATOR;
+    f->previous = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) f->localsplus[i] = Py_NewRef(PyTuple_GET_ITEM(p->items, i));
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(p->nulls); j++)
+        Py_CLEAR(f->localsplus[PyLong_AsSsize_t(PyTuple_GET_ITEM(p->nulls, j))]);
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(p->selfs); j++)
+        Py_SETREF(f->localsplus[PyLong_AsSsize_t(PyTuple_GET_ITEM(p->selfs, j))], Py_NewRef(cont));
+    f->stacktop = (int)n;
+    FRAME_SET_RESUME(f, (_Py_CODEUNIT *)((char *)_PyCode_CODE(co) + p->offset));
+    PyObject_GC_Track(gen);
     return gen;
 }
 
@@ -271,42 +352,97 @@ static PyObject *run(PyThreadState *ts, PyGenObject *gen, iframe *outer, PyObjec
     return res;
 }
 
-PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, PyObject *handled)
+/* The records as a tuple, each one checked; NULL + error if any does not fit. */
+static PyObject *checked(PyObject *records)
 {
     if (!PyTuple_Check(records) && !PyList_Check(records)) {
-        PyErr_SetString(PyExc_TypeError, "resume_frames() expects a sequence of frame records");
+        PyErr_SetString(PyExc_TypeError, "expected a sequence of frame records");
         return NULL;
     }
     PyObject *seq = PySequence_Tuple(records);
+    record_parts p;
+    for (Py_ssize_t k = 0; seq && k < PyTuple_GET_SIZE(seq); k++)
+        if (parse_record(PyTuple_GET_ITEM(seq, k), &p) < 0) Py_CLEAR(seq);
+    return seq;
+}
+
+PyObject *tpy_frames_check(PyObject *records)
+{
+    PyObject *seq = checked(records);
+    if (!seq) return NULL;
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+/* What CPython's hidden frame does when `__init__` returns `value` (stolen) for `self`. */
+static PyObject *init_done(PyObject *value, PyObject *self)
+{
+    if (value != Py_None) {
+        PyErr_Format(PyExc_TypeError, "__init__() should return None, not '%.200s'", Py_TYPE(value)->tp_name);
+        Py_DECREF(value);
+        return NULL;
+    }
+    Py_DECREF(value);
+    return Py_NewRef(self);
+}
+
+/* The frame of the next container after record k (the one k returns to), or NULL. */
+static iframe *outer_of(PyGenObject **gens, Py_ssize_t k, Py_ssize_t n)
+{
+    while (++k < n)
+        if (gens[k]) return (iframe *)gens[k]->gi_iframe;
+    return NULL;
+}
+
+PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, PyObject *handled)
+{
+    PyObject *seq = checked(records);
     if (!seq) return NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(seq);
     PyGenObject **gens = PyMem_Calloc(n ? n : 1, sizeof *gens);
-    if (!gens) { Py_DECREF(seq); return PyErr_NoMemory(); }
+    PyObject **inits = PyMem_Calloc(n ? n : 1, sizeof *inits);     /* borrowed from seq */
+    if (!gens || !inits) goto nomem;
     for (Py_ssize_t k = 0; k < n; k++) {
-        gens[k] = container(PyTuple_GET_ITEM(seq, k), cont);
+        record_parts p;
+        parse_record(PyTuple_GET_ITEM(seq, k), &p);     /* checked above */
+        if (!p.code) {
+            inits[k] = PyTuple_GET_ITEM(p.items, 0);
+            continue;
+        }
+        gens[k] = container(&p, cont);
         if (!gens[k]) {
-            while (k--) { gens[k]->gi_frame_state = FRAME_COMPLETED; Py_DECREF(gens[k]); }
-            PyMem_Free(gens);
-            Py_DECREF(seq);
-            return NULL;
+            while (k--)
+                if (gens[k]) { gens[k]->gi_frame_state = FRAME_COMPLETED; Py_DECREF(gens[k]); }
+            goto nomem;
         }
     }
-    Py_DECREF(seq);
     PyThreadState *ts = PyThreadState_Get();
     /* The pending containers form the logical chain down to our caller. */
-    for (Py_ssize_t k = 0; k < n; k++)
-        ((iframe *)gens[k]->gi_iframe)->previous = k + 1 < n ? (iframe *)gens[k + 1]->gi_iframe : *HEAD(ts);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        iframe *outer = outer_of(gens, k, n);
+        if (gens[k]) ((iframe *)gens[k]->gi_iframe)->previous = outer ? outer : *HEAD(ts);
+    }
     if (handled != Py_None) PyErr_SetHandledException(handled);
     PyObject *value = PyObject_CallNoArgs(first), *exc = value ? NULL : take_exc();
     for (Py_ssize_t k = 0; k < n; k++) {
-        iframe *outer = k + 1 < n ? (iframe *)gens[k + 1]->gi_iframe : NULL;
-        value = run(ts, gens[k], outer, value, exc);
+        if (!gens[k]) {                 /* an exception passes through */
+            if (value && !(value = init_done(value, inits[k]))) exc = take_exc();
+            continue;
+        }
+        value = run(ts, gens[k], outer_of(gens, k, n), value, exc);   /* takes exc */
         exc = value ? NULL : take_exc();
         Py_DECREF(gens[k]);
     }
     PyMem_Free(gens);
+    PyMem_Free(inits);
+    Py_DECREF(seq);
     if (exc) raise_exc(exc);
     return value;
+nomem:
+    PyMem_Free(gens);
+    PyMem_Free(inits);
+    Py_DECREF(seq);
+    return PyErr_Occurred() ? NULL : PyErr_NoMemory();
 }
 
 #else   /* CPython 3.9 / 3.10 */
@@ -328,6 +464,12 @@ PyObject *tpy_frames_capture(void *head, PyObject *top, PyObject *bottom, PyObje
 PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, PyObject *handled)
 {
     (void)cont; (void)records; (void)first; (void)handled;
+    return unsupported();
+}
+
+PyObject *tpy_frames_check(PyObject *records)
+{
+    (void)records;
     return unsupported();
 }
 #endif

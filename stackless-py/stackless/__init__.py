@@ -67,7 +67,8 @@ def schedule(retval=None):
     queue = s.queue
     if not (queue or s.incoming):
         return retval
-    s.check_trap()
+    if s.trap:
+        s.check_trap()
     queue.push(cur)
     cur._queued = True
     task = s.pop() if s.incoming else queue.pop()   # the policy may pick the caller again
@@ -125,6 +126,8 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
 def set_schedule_callback(callback):
     """`callback(prev, next)` on every switch; returns the previous one."""
     old, hooks.schedule = hooks.schedule, callback
+    for s in _scheduler.all_threads():
+        s.update_plain()
     return old
 
 

@@ -6,6 +6,8 @@ from ._scheduler import _local, hooks, lock, state
 from ._tasklet import bomb, make_bomb
 
 CLOSED = "Send/receive operation on a closed channel"
+BLOCK_TRAP = "this tasklet does not like to be blocked."
+_acquire, _release = lock.acquire, lock.release
 
 
 class channel:
@@ -57,87 +59,163 @@ class channel:
                 task._blocked, task._channel = 0, None
                 task._thread.nblocked -= 1
 
-    def _action(self, direction, value):
-        """Send `value` (direction 1) or receive (-1); returns what was received."""
+    # send() and receive() are the hot path: each is written out in full, and holds the
+    # lock (only taken once a second thread uses stackless) just while it reads and
+    # changes the queue, calling no Python code there but the trap check.
+    def send(self, value):
+        """Send `value`; blocks until a receiver takes it."""
         try:
             s = _local.s
         except AttributeError:
             s = state()
         cur = s.current
-        cb = hooks.channel
-        if cb is not None:
-            cb(self, cur, direction > 0, self.balance * direction >= 0)
-        with lock:
-            if self.balance * direction < 0:
-                partner = self._queue[0]
-                local = partner._thread is s
-                if local and (self.schedule_all or self.preference == -direction):
-                    s.check_trap()
-                self._queue.popleft()
-                self.balance += direction
-                partner._blocked, partner._channel = 0, None
-                partner._thread.nblocked -= 1
-            else:
+        if hooks.channel is not None:
+            hooks.channel(self, cur, True, self.balance >= 0)
+        s.busy = True
+        shared = not s.solo
+        if shared:
+            _acquire()
+        try:
+            if self.balance >= 0:
                 if self.closing:
                     raise ValueError(CLOSED)
                 if cur.block_trap:
-                    raise RuntimeError("this tasklet does not like to be blocked.")
-                s.check_trap()
+                    raise RuntimeError(BLOCK_TRAP)
+                if s.trap:
+                    s.check_trap()
                 self._queue.append(cur)
-                self.balance += direction
-                cur._blocked, cur._channel = direction, self
+                self.balance += 1
+                cur._blocked = 1
+                cur._channel = self
                 s.nblocked += 1
                 partner = None
+            else:
+                partner = self._queue[0]
+                if s.trap and partner._thread is s and (self.schedule_all or self.preference < 0):
+                    s.check_trap()
+                self._queue.popleft()
+                self.balance += 1
+                partner._blocked = 0
+                partner._channel = None
+                partner._thread.nblocked -= 1
+        finally:
+            if shared:
+                _release()
+            s.busy = False
         if partner is None:
             cur.tempval = value
             try:
-                return s.block(cur)
+                queue = s.queue
+                if queue and not s.incoming:
+                    task = queue.pop()
+                    task._queued = False
+                else:
+                    task = s.runnable_after(cur)
+                s.switch(cur, task)
             except RuntimeError:
                 self._remove(cur)   # deadlock: leave the channel as it was
                 raise
-        if direction > 0:
-            partner.tempval = value
-            value = None
         else:
-            value, partner.tempval = partner.tempval, None
-        if not local:
+            partner.tempval = value
+            if partner._thread is s and self.preference >= 0 and not self.schedule_all:
+                s.queue.push(partner)       # the common case of _hand_over, inline
+                partner._queued = True
+            else:
+                self._hand_over(s, cur, partner, self.preference < 0)
+
+    def receive(self):
+        """Receive a value; blocks until a sender offers one."""
+        try:
+            s = _local.s
+        except AttributeError:
+            s = state()
+        cur = s.current
+        if hooks.channel is not None:
+            hooks.channel(self, cur, False, self.balance <= 0)
+        s.busy = True
+        shared = not s.solo
+        if shared:
+            _acquire()
+        try:
+            if self.balance <= 0:
+                if self.closing:
+                    raise ValueError(CLOSED)
+                if cur.block_trap:
+                    raise RuntimeError(BLOCK_TRAP)
+                if s.trap:
+                    s.check_trap()
+                self._queue.append(cur)
+                self.balance -= 1
+                cur._blocked = -1
+                cur._channel = self
+                s.nblocked += 1
+                partner = None
+            else:
+                partner = self._queue[0]
+                if s.trap and partner._thread is s and (self.schedule_all or self.preference > 0):
+                    s.check_trap()
+                self._queue.popleft()
+                self.balance -= 1
+                partner._blocked = 0
+                partner._channel = None
+                partner._thread.nblocked -= 1
+        finally:
+            if shared:
+                _release()
+            s.busy = False
+        if partner is None:
+            try:
+                queue = s.queue
+                if queue and not s.incoming:
+                    task = queue.pop()
+                    task._queued = False
+                else:
+                    task = s.runnable_after(cur)
+                value = s.switch(cur, task)
+            except RuntimeError:
+                self._remove(cur)   # deadlock: leave the channel as it was
+                raise
+        else:
+            value = partner.tempval
+            partner.tempval = None
+            if partner._thread is s and self.preference <= 0 and not self.schedule_all:
+                s.queue.push(partner)       # the common case of _hand_over, inline
+                partner._queued = True
+            else:
+                self._hand_over(s, cur, partner, self.preference > 0)
+        if value is not None and isinstance(value, bomb):
+            value.raise_()
+        return value
+
+    def _hand_over(self, s, cur, partner, partner_first):
+        """`partner` was woken by `cur`: queue it, or run it now if preferred."""
+        if partner._thread is not s:
             partner._thread.push_remote(partner)
         elif self.schedule_all:
             s.enqueue(partner)
             s.enqueue(cur)
             s.switch(cur, s.pop())
-        elif self.preference == -direction:
+        elif partner_first:
             s.queue.push(cur)
             cur._queued = True
             s.switch(cur, partner)
         else:
             s.queue.push(partner)
             partner._queued = True
-        if isinstance(value, bomb):
-            value.raise_()
-        return value
-
-    def send(self, value):
-        """Send `value`; blocks until a receiver takes it."""
-        self._action(1, value)
-
-    def receive(self):
-        """Receive a value; blocks until a sender offers one."""
-        return self._action(-1, None)
 
     def send_exception(self, exc_class, *args):
         """The receiver raises `exc_class(*args)`."""
-        self._action(1, bomb(exc_class, exc_class(*args)))
+        channel.send(self, bomb(exc_class, exc_class(*args)))
 
     def send_throw(self, exc, val=None, tb=None):
         """The receiver raises like `raise exc` (keeping `tb`)."""
-        self._action(1, make_bomb(exc, val, tb))
+        channel.send(self, make_bomb(exc, val, tb))
 
     def send_sequence(self, seq):
         """Send every item of `seq`; returns how many were sent."""
         count = 0
         for item in seq:
-            self._action(1, item)
+            channel.send(self, item)
             count += 1
         return count
 
@@ -149,7 +227,7 @@ class channel:
         if self.closed:
             raise StopIteration
         try:
-            return self._action(-1, None)
+            return channel.receive(self)
         except ValueError:
             if self.closed:
                 raise StopIteration from None

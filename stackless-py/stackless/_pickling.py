@@ -86,8 +86,15 @@ def _by_reference(func):
     return obj is func
 
 
-def _make_function(tag, code, module, name, qualname, defaults, kwdefaults, closure):
+def _checksum(data):
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _make_function(tag, code, checksum, module, name, qualname, defaults, kwdefaults, closure):
     _check_tag(tag)
+    # before marshal builds it: CPython trusts bytecode, a damaged one can crash the process
+    if _checksum(code) != checksum:
+        raise pickle.UnpicklingError("damaged code of %s.%s in the pickle" % (module, qualname))
     globs = sys.modules[module].__dict__ if module in sys.modules \
         else importlib.import_module(module).__dict__
     func = types.FunctionType(marshal.loads(code), globs, name, defaults, closure)
@@ -103,20 +110,44 @@ class _Function:
 
     def __reduce__(self):
         f = self.func
-        return _make_function, (TAG, marshal.dumps(f.__code__), f.__module__, f.__name__,
-                                f.__qualname__, _wrap(f.__defaults__), _wrap(f.__kwdefaults__),
-                                f.__closure__)
+        code = marshal.dumps(f.__code__)
+        return _make_function, (TAG, code, _checksum(code), f.__module__, f.__name__, f.__qualname__,
+                                _wrap(f.__defaults__), _wrap_dict(f.__kwdefaults__), f.__closure__)
+
+
+def _chain_exception(exc, context, cause, suppress_context):
+    exc.__context__, exc.__cause__, exc.__suppress_context__ = context, cause, suppress_context
+    return exc
+
+
+class _Exception:
+    """An exception with its __context__ and __cause__ chain (pickle keeps only its args):
+    an exception being handled must re-raise with the chain it had."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __reduce__(self):
+        e = self.exc
+        return _chain_exception, (e, _wrap(e.__context__), _wrap(e.__cause__), e.__suppress_context__)
 
 
 def _wrap(value):
-    """`value` with functions that need it pickled by value (one level of containers)."""
+    """`value`, or a stand-in that pickles it by value (a function pickle cannot find by name)
+    or with its chain (an exception); tuples are searched, other containers keep their identity."""
     if isinstance(value, types.FunctionType) and not _by_reference(value):
         return _Function(value)
+    if isinstance(value, BaseException) and (value.__context__ or value.__cause__):
+        return _Exception(value)
     if type(value) is tuple:
-        return tuple(_wrap(v) for v in value)
-    if type(value) is dict:
-        return {k: _wrap(v) for k, v in value.items()}
+        wrapped = tuple(_wrap(v) for v in value)
+        return value if all(a is b for a, b in zip(wrapped, value)) else wrapped
     return value
+
+
+def _wrap_dict(d):
+    """A dict the tasklet owns (keyword arguments, keyword defaults), with its values wrapped."""
+    return None if d is None else {k: _wrap(v) for k, v in d.items()}
 
 
 _EMPTY = "stackless._pickling.empty-cell"
@@ -145,12 +176,31 @@ _Thread.__reduce__ = lambda self: (state, ())
 
 # -- frames -------------------------------------------------------------------------------
 
-def _load_frame(func, digest, offset, items, nulls, selfs):
+def _shape(offset, items, nulls, selfs):
+    """Guards the plain integers of a record against damage: a slot wrongly cleared or a wrong
+    resume point would make the interpreter read memory it must not."""
+    return hashlib.sha256(repr((offset, len(items), nulls, selfs)).encode()).hexdigest()[:16]
+
+
+def _load_frame(func, digest, shape, offset, items, nulls, selfs):
+    name = "%s.%s" % (func.__module__, func.__qualname__)
     if _digest(func.__code__) != digest:
         raise pickle.UnpicklingError(
-            "the code of %s.%s changed since the tasklet was pickled; its frame cannot be resumed"
-            % (func.__module__, func.__qualname__))
-    return "frame", func.__code__, func, offset, items, nulls, selfs
+            "the code of %s changed since the tasklet was pickled; its frame cannot be resumed" % name)
+    record = "frame", func.__code__, func, offset, items, nulls, selfs
+    try:
+        if not (type(offset) is int and type(items) is type(nulls) is type(selfs) is tuple):
+            raise ValueError("its fields have the wrong types")
+        if _shape(offset, items, nulls, selfs) != shape:
+            raise ValueError("its shape does not match its checksum")
+        _continuation.check_frames([record])
+    except (ValueError, TypeError) as e:
+        raise pickle.UnpicklingError("damaged frame of %s in the pickle: %s" % (name, e)) from None
+    return record
+
+
+def _load_init(obj):
+    return "init", None, None, 0, (obj,), (), ()
 
 
 class _Frame:
@@ -159,8 +209,11 @@ class _Frame:
 
     def __reduce__(self):
         kind, code, func, offset, items, nulls, selfs = self.record
+        if kind == "init":
+            return _load_init, (_wrap(items[0]),)
         f = func if _by_reference(func) else _Function(func)
-        return _load_frame, (f, _digest(code), offset, _wrap(items), nulls, selfs)
+        return _load_frame, (f, _digest(code), _shape(offset, items, nulls, selfs), offset,
+                             _wrap(items), nulls, selfs)
 
 
 def _where(code, offset):
@@ -171,8 +224,25 @@ def _where(code, offset):
     return "%s (%s:%s)" % (code.co_qualname, code.co_filename, line)
 
 
-def _call_site(code, offset):
-    """Names what runs at `offset` (the call into C): its source text and opcode."""
+def _callee(records, i):
+    """The qualified name of the function record `i` called (records run innermost first)."""
+    for kind, code, *_ in reversed(records[:i]):
+        if kind != "init":
+            return code.co_qualname
+    return "the switch"
+
+
+# The C type slot through which an instruction calls a dunder method.
+_SLOTS = {"COMPARE_OP": "tp_richcompare", "BINARY_OP": "a number slot (nb_*)", "BINARY_SUBSCR": "mp_subscript",
+          "STORE_SUBSCR": "mp_ass_subscript", "DELETE_SUBSCR": "mp_ass_subscript", "CONTAINS_OP": "sq_contains",
+          "GET_ITER": "tp_iter", "FOR_ITER": "tp_iternext", "LOAD_ATTR": "tp_getattro",
+          "STORE_ATTR": "tp_setattro", "DELETE_ATTR": "tp_setattro", "UNARY_NEGATIVE": "nb_negative",
+          "UNARY_INVERT": "nb_invert", "TO_BOOL": "nb_bool", "UNARY_NOT": "nb_bool"}
+
+
+def _call_site(code, offset, callee):
+    """Names the C function in the way at `offset`: what is called there, with its source text
+    and opcode; `callee` is the Python function it called back."""
     instrs = list(dis.get_instructions(code))
     at = [n for n, ins in enumerate(instrs) if ins.offset == offset]
     if not at:
@@ -183,15 +253,22 @@ def _call_site(code, offset):
         source = instrs[at[0] - 2]      # what produced the iterable (its positions are its text)
     text = None
     pos = source.positions
-    if pos and pos.lineno is not None and pos.lineno == pos.end_lineno:
+    if pos and pos.lineno is not None and pos.col_offset is not None:
         src = linecache.getline(code.co_filename, pos.lineno)
-        text = src[pos.col_offset:pos.end_col_offset] or None
-    if text and ins.opname.startswith(("CALL", "PRECALL")):
-        callee = text.split("(", 1)[0].strip()
-        return "the C function %s (called as `%s`, %s)" % (callee, text, ins.opname)
-    if text and ins.opname == "FOR_ITER":
+        if pos.lineno == pos.end_lineno:
+            text = src[pos.col_offset:pos.end_col_offset] or None
+        else:                           # spans lines: its first line names it
+            text = (src[pos.col_offset:].rstrip() + " ...") if src[pos.col_offset:].strip() else None
+    if not text:
+        return "C code called by %s (no source text to name it)" % ins.opname
+    if ins.opname.startswith(("CALL", "PRECALL")):
+        if callee.endswith((".__init__", ".__new__")):
+            return "the C function type.__call__ (called as `%s`, %s)" % (text, ins.opname)
+        return "the C function %s (called as `%s`, %s)" % (text.split("(", 1)[0].strip(), text, ins.opname)
+    if ins.opname == "FOR_ITER":
         return "the C iterator of `%s` (FOR_ITER)" % text
-    return "C code behind `%s` (%s)" % (text or "?", ins.opname)
+    slot = _SLOTS.get(ins.opname)
+    return "%s behind `%s` (%s)" % ("the C slot " + slot if slot else "C code", text, ins.opname)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -263,6 +340,9 @@ def capture(task):
         raise NotImplementedError(
             "pickling a running tasklet needs CPython 3.11, 3.12 or 3.13; this is CPython %d.%d"
             % sys.version_info[:2])
+    if task._thread is not state():
+        raise pickle.PicklingError("cannot pickle %r from another thread: its frames are only "
+                                   "readable in the thread it runs in" % task)
     records, handled = _continuation.capture_frames(
         task._cont, _Thread.switch.__code__, _bootstrap.__code__)
     out = []
@@ -271,17 +351,19 @@ def capture(task):
         if kind == "frame":
             out.append(_drop_dead(rec) if os.path.dirname(code.co_filename) == _LIBRARY_DIR else rec)
             continue
+        if kind == "init":
+            out.append(rec)
+            continue
+        callee = _callee(records, i)
         if kind == "c-call":
-            why = "is inside a call to %s" % _call_site(code, offset)
+            why = "its frame %s is inside a call to %s" % (_where(code, offset), _call_site(code, offset, callee))
         elif kind == "generator":
-            why = "is a generator or coroutine frame (not supported yet)"
+            why = "its frame %s is a generator or coroutine frame (those are not pickled)" % _where(code, offset)
         else:
-            why = "is CPython's hidden __init__ frame (a class called through type.__call__)"
-        callee = records[i - 1][1].co_qualname if i else "the switch"
+            why = "a frame without a function (%r) is in its stack" % code
         raise pickle.PicklingError(
-            "cannot pickle %r: its frame %s %s, on the way to %s; a tasklet can only be "
-            "resumed from a pickle when its stack holds Python frames only"
-            % (task, _where(code, offset), why, callee))
+            "cannot pickle %r: %s, on the way to %s; a tasklet can only be resumed from a pickle "
+            "when its stack holds Python frames only" % (task, why, callee))
     return tuple(_Frame(r) for r in out), handled
 
 
@@ -306,7 +388,7 @@ def reduce_frames(task):
     """The picklable state of a suspended tasklet's frames."""
     loaded = task.__dict__.get("_loaded_frames")      # restored, not run since
     records, handled = loaded or capture(task)
-    return _Tag(), records, handled
+    return _Tag(), records, _wrap(handled)
 
 
 def restore_frames(task, frames):
@@ -333,7 +415,7 @@ def reduce_tasklet(task):
         raise RuntimeError("cannot pickle a main tasklet")
     frames = reduce_frames(task) if task._started and not task._finished else None
     flags = (task.atomic, task.block_trap, task.ignore_nesting)
-    state = (_wrap(task.func), _wrap(task._args), _wrap(task._kwargs), task._finished,
+    state = (_wrap(task.func), _wrap(task._args), _wrap_dict(task._kwargs), task._finished,
              _wrap(task.tempval), flags, task._blocked, frames)
     return type(task), (), state
 

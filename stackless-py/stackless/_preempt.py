@@ -30,12 +30,14 @@ class Preemption:
     def install(self):
         self.old = sys.gettrace()
         self.s.preempt = self
+        self.s.update_plain()
         sys.settrace(self.trace)
         for task in self.s.queue:
             self.entering(task)
 
     def uninstall(self):
         self.s.preempt = None
+        self.s.update_plain()
         sys.settrace(self.old)
 
     def trace(self, frame, event, arg):

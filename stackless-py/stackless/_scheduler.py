@@ -13,6 +13,7 @@ thread hands it a tasklet or the last thread that could do so ends.
 """
 import sys
 import threading
+import time
 
 import _continuation
 from _continuation import permute
@@ -21,7 +22,13 @@ from .policies import RoundRobin
 
 DEADLOCK = "Deadlock: the last runnable tasklet cannot be blocked."
 bomb = None                    # stackless.bomb, set by _tasklet (which imports us)
-ContinuletExit = getattr(_continuation, "ContinuletExit", None)
+
+
+class _NoCollectorThrows(BaseException):
+    """Stands for ContinuletExit under a `_continuation` that has none (PyPy's)."""
+
+
+ContinuletExit = getattr(_continuation, "ContinuletExit", _NoCollectorThrows)
 
 lock = threading.Lock()
 _threads = {}                  # ident -> _Thread, for threads that use stackless
@@ -80,8 +87,15 @@ class _Thread:
         self.watchdogs = []         # active run() calls, innermost last
         self.traced = False         # a tasklet got a trace or profile function: swap them
         self.preempt = None         # the active run(timeout) preemption, if any
+        self.plain = True           # none of: a schedule callback, traced, preempt
+        # While this is the only thread using stackless (solo), its channel operations
+        # skip the lock; `busy` marks one in progress, so the next thread to register
+        # can wait for it to end (see state()). Once a second thread came, always lock.
+        self.solo = False
+        self.busy = False
         self.starting = None        # an unstarted tasklet handed to main to start
         self.main = self.current = tasklet_type._new_main(self)
+        self.update_plain()
 
     # -- the run queue --
     def push_remote(self, task):
@@ -125,6 +139,10 @@ class _Thread:
     def wakeup_task(self):
         """Who runs when nothing else can: the innermost run() caller, else main."""
         return self.watchdogs[-1].task if self.watchdogs else self.main
+
+    def update_plain(self):
+        """Call after changing hooks.schedule, traced or preempt."""
+        self.plain = hooks.schedule is None and not self.traced and self.preempt is None
 
     def check_trap(self):
         """Called before a path that would switch changes any state."""
@@ -182,25 +200,42 @@ class _Thread:
         """Suspend `cur` (queued, blocked or paused) and run `target`; returns
         the value `cur` is resumed with (its tempval; a bomb raises)."""
         if target is not cur:
-            if self.preempt is not None and self.preempt.stop:
-                target = self.preempt.soft_stop(cur, target)
-            if hooks.schedule is not None or self.traced or self.preempt is not None:
-                self._enter(cur, target)
-            else:
+            if self.plain:
                 self.current = target
-            if cur is self.main:
-                self._from_main(target)
-            elif target._cont is None:
-                self.starting = target
-                cur._cont.switch()          # to main, which starts it
             else:
-                cur._cont.switch(to=target._cont)
+                if self.preempt is not None and self.preempt.stop:
+                    target = self.preempt.soft_stop(cur, target)
+                self._enter(cur, target)
+            try:
+                if cur is self.main:
+                    self._from_main(target)
+                elif target._cont is None:
+                    self.starting = target
+                    cur._cont.switch()          # to main, which starts it
+                else:
+                    cur._cont.switch(None, target._cont)    # to=, passed positionally: faster
+            except ContinuletExit as exc:
+                self._collected(cur, exc)
+                raise
         value = cur.tempval
         if value is not None:
             cur.tempval = None
             if type(value) is bomb or isinstance(value, bomb):
                 value.raise_()
         return value
+
+    def _collected(self, cur, exc):
+        """`cur` became garbage while suspended: the collector throws `exc` into it
+        to run its finally blocks (as Stackless kills it). It runs as the current
+        tasklet until `_bootstrap` hands back to the collector's."""
+        if cur._blocked:
+            # Its channel is garbage too (it held `cur`): no other thread sees it.
+            cur._channel._queue.remove(cur)
+            cur._channel.balance -= cur._blocked
+            cur._blocked, cur._channel = 0, None
+            self.nblocked -= 1
+        exc.collector = self.current
+        self.current = cur
 
     def block(self, cur):
         """`cur` is blocked or paused: run something else until it is resumed."""
@@ -280,6 +315,14 @@ def state():
     _local.end = _ThreadEnd(s)
     with lock:
         _threads[s.ident] = s
+        others = [o for o in _threads.values() if o is not s]
+        s.solo = not others
+        for o in others:
+            o.solo = False
+    for o in others:
+        while o.busy:       # a channel operation it began without the lock
+            time.sleep(0)
+    s.update_plain()    # a schedule callback set while we registered
     return s
 
 

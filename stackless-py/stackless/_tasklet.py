@@ -67,8 +67,9 @@ def _bootstrap(cont, task, resume=None):
     except TaskletExit:
         pass
     except BaseException as exc:
-        if ContinuletExit is not None and isinstance(exc, ContinuletExit):
+        if isinstance(exc, ContinuletExit):
             task._ended()   # collected as garbage: return to the collector
+            s.current = getattr(exc, "collector", s.current)
             return None
         error = exc
     task._ended()
@@ -231,6 +232,7 @@ class tasklet:
             s = self._thread
             if func is not None:
                 s.traced = True
+                s.update_plain()
             object.__setattr__(self, name, func)
             if self is s.current and s is state():
                 setter(func)

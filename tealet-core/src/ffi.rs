@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
 
-use crate::tealet::{self as t, Stack, Tealet};
+use crate::tealet::{self as t, Tealet};
 
 pub type tealet_t = Tealet;
 
@@ -114,7 +114,7 @@ pub unsafe extern "C" fn tealet_exit(target: *mut tealet_t, value: *mut c_void) 
     // SAFETY: `ts` is live (checked by target_state).
     let cur = unsafe { (*ts).current };
     // SAFETY: the current tealet is alive while it runs.
-    if target == cur || unsafe { (*cur).is_main() } {
+    if target == cur || unsafe { t::is_main(cur) } {
         return TEALET_ERR_INVALID;
     }
     match t::switch_to(ts, target, value, true) {
@@ -129,7 +129,7 @@ pub unsafe extern "C" fn tealet_status(t: *const tealet_t) -> c_int {
         return TEALET_ERR_INVALID;
     }
     // SAFETY: a live tealet pointer (the caller's promise).
-    unsafe { (*t).status }
+    unsafe { t::status(t) }
 }
 
 /// Unique (per process) id; 0 for NULL.
@@ -139,7 +139,7 @@ pub unsafe extern "C" fn tealet_id(t: *const tealet_t) -> u64 {
         return 0;
     }
     // SAFETY: a live tealet pointer (the caller's promise).
-    unsafe { (*t).id }
+    unsafe { t::id(t) }
 }
 
 #[no_mangle]
@@ -148,14 +148,14 @@ pub unsafe extern "C" fn tealet_get_data(t: *const tealet_t) -> *mut c_void {
         return null_mut();
     }
     // SAFETY: a live tealet pointer (the caller's promise).
-    unsafe { (*t).data }
+    unsafe { t::data(t) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn tealet_set_data(t: *mut tealet_t, data: *mut c_void) {
     if !t.is_null() {
         // SAFETY: a live tealet pointer (the caller's promise).
-        unsafe { (*t).data = data };
+        unsafe { t::set_data(t, data) };
     }
 }
 
@@ -166,7 +166,7 @@ pub unsafe extern "C" fn tealet_stack_saved(t: *const tealet_t) -> usize {
         return 0;
     }
     // SAFETY: a live tealet pointer (the caller's promise).
-    unsafe { (*t).saved_len }
+    unsafe { t::saved_len(t) }
 }
 
 /// Where the byte at stack address `addr` of suspended tealet `t` lives now: `addr` itself
@@ -177,19 +177,13 @@ pub unsafe extern "C" fn tealet_translate(t: *const tealet_t, addr: *const c_voi
     if t.is_null() {
         return null_mut();
     }
-    // SAFETY: a live tealet pointer (the caller's promise).
-    let tr = unsafe { &*t };
-    if tr.status != TEALET_STATUS_SUSPENDED || !t::thread_alive(tr) {
-        return null_mut();
+    // SAFETY: a live tealet pointer (the caller's promise); a live thread keeps its stack bounds.
+    unsafe {
+        if !t::thread_alive(t) {
+            return null_mut();
+        }
+        t::translate(t, addr as usize)
     }
-    let a = addr as usize;
-    if a < tr.sp || a >= tr.top() {
-        return null_mut();
-    }
-    if !tr.saved.is_null() {
-        return tr.saved.wrapping_add(a - tr.sp) as *mut c_void;
-    }
-    a as *mut c_void
 }
 
 /// Free a tealet that is NEW, SUSPENDED or FINISHED (not the current or a main tealet). A
@@ -212,15 +206,7 @@ pub unsafe extern "C" fn tealet_stack_size(t: *const tealet_t) -> usize {
         return 0;
     }
     // SAFETY: a live tealet pointer (the caller's promise).
-    match unsafe { &(*t).stack } {
-        Stack::Main { .. } => 0,
-        s => {
-            // SAFETY: as above.
-            let (_, _, size) = unsafe { (*t).guard() };
-            let _ = s;
-            size
-        }
-    }
+    unsafe { t::stack_size(t) }
 }
 
 #[no_mangle]

@@ -86,14 +86,14 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut l
         let addr = (*info).si_addr() as usize;
         let ts = thread_state_if_any();
         if !ts.is_null() && !(*ts).current.is_null() {
-            let t = &*(*ts).current;
-            let (lo, hi, size) = t.guard();
+            let t = (*ts).current;
+            let (lo, hi, size) = crate::tealet::guard(t);
             if addr >= lo && addr < hi {
                 let mut b1 = [0u8; 20];
                 let mut b2 = [0u8; 20];
                 let parts: [&[u8]; 5] = [
                     b"tealet: stack overflow in tealet ",
-                    fmt_u64(t.id, &mut b1),
+                    fmt_u64(crate::tealet::id(t), &mut b1),
                     b" (stack size ",
                     fmt_u64(size as u64, &mut b2),
                     b")\n",

@@ -244,3 +244,37 @@ fn free_suspended_and_new_then_reuse() {
         }
     }
 }
+
+#[test]
+fn copies_and_ids_outlive_their_thread() {
+    let spawn = || {
+        std::thread::spawn(|| {
+            // Five shared tealets on four regions: starting the fifth copies one out.
+            let ts: Vec<Sendable> = (0..5)
+                .map(|i| {
+                    let t = create(adder, i as *mut c_void, TEALET_STACK_SHARED);
+                    assert_eq!(switch(t, 1), 1 + i);
+                    Sendable(t)
+                })
+                .collect();
+            // SAFETY: suspended tealets of this thread.
+            let saved: usize = ts.iter().map(|t| unsafe { tealet_stack_saved(t.0) }).sum();
+            assert!(saved > 0);
+            (ts, saved)
+        })
+    };
+    let (a, saved_a) = spawn().join().unwrap();
+    let (b, _) = spawn().join().unwrap();
+    // SAFETY: tealets of exited threads: only queries and free are allowed.
+    unsafe {
+        let saved: usize = a.iter().map(|t| tealet_stack_saved(t.0)).sum();
+        assert_eq!(saved, saved_a, "the heap copies are still there");
+        let mut ids: Vec<u64> = a.iter().chain(&b).map(|t| tealet_id(t.0)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 10, "ids are unique across threads");
+        for t in a.iter().chain(&b) {
+            assert_eq!(tealet_free(t.0), TEALET_OK);
+        }
+    }
+}

@@ -36,29 +36,39 @@ fn finish_all(ts: Vec<*mut tealet_t>) {
     }
 }
 
-#[test]
-fn freed_guards_serve_another_size_class() {
-    std::thread::spawn(|| {
-        let small = tealet_config_t { stack_size: 64 * 1024, policy: TEALET_STACK_DEDICATED };
-        let mut ts = Vec::new();
-        while ts.len() < 40_000 {
-            match create_started(&small) {
-                Ok(t) => ts.push(t),
-                Err(rc) => {
-                    assert_eq!(rc, TEALET_ERR_STACK);
-                    break;
-                }
+/// Start 64 KiB dedicated tealets until the guard budget (if any) runs out.
+fn fill_small() -> Vec<*mut tealet_t> {
+    let small = tealet_config_t { stack_size: 64 * 1024, policy: TEALET_STACK_DEDICATED };
+    let mut ts = Vec::new();
+    while ts.len() < 40_000 {
+        match create_started(&small) {
+            Ok(t) => ts.push(t),
+            Err(rc) => {
+                assert_eq!(rc, TEALET_ERR_STACK);
+                break;
             }
         }
-        finish_all(ts);
-    })
-    .join()
-    .unwrap();
+    }
+    ts
+}
+
+fn other_classes_work() {
+    let big = tealet_config_t { stack_size: 256 * 1024, policy: TEALET_STACK_DEDICATED };
+    let shared = tealet_config_t { stack_size: 0, policy: TEALET_STACK_SHARED };
+    let ts = vec![create_started(&big).expect("dedicated 256 KiB"), create_started(&shared).expect("shared")];
+    finish_all(ts);
+}
+
+/// One test, so the phases never overlap: the budget is process-wide.
+#[test]
+fn freed_guards_serve_another_size_class() {
+    // Freed on a thread that exits: its pool goes back to the arena.
+    std::thread::spawn(|| finish_all(fill_small())).join().unwrap();
+    std::thread::spawn(other_classes_work).join().unwrap();
+    // Freed on a thread that lives on: its pool must not hoard the guards.
     std::thread::spawn(|| {
-        let big = tealet_config_t { stack_size: 256 * 1024, policy: TEALET_STACK_DEDICATED };
-        let shared = tealet_config_t { stack_size: 0, policy: TEALET_STACK_SHARED };
-        let ts = vec![create_started(&big).expect("dedicated 256 KiB"), create_started(&shared).expect("shared")];
-        finish_all(ts);
+        finish_all(fill_small());
+        other_classes_work();
     })
     .join()
     .unwrap();

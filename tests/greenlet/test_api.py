@@ -19,7 +19,10 @@ VAR = contextvars.ContextVar("VAR", default="unset")
 
 def test_is_our_pure_python_module():
     import _continuation
-    assert greenlet.greenlet.__mro__[1] is _continuation.continulet
+    g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+    g.switch()
+    assert isinstance(g._gr_c, _continuation.continulet)
+    g.switch()
     assert greenlet.__version__ == "3.5.6"
 
 
@@ -128,12 +131,7 @@ def test_bool_is_used_by_libraries():
 def test_gr_frame():
     def f():
         frame = sys._getframe()
-        if greenlet._greenlet._RUN_WITHOUT_FRAME:
-            assert frame.f_back is None
-        else:
-            # Before 3.13 run is called from one small entry frame (see _greenlet._bind).
-            assert frame.f_back.f_code.co_name == "_entry"
-            assert frame.f_back.f_back is None
+        assert frame.f_back is None  # run is called from C, as in greenlet
         assert g.gr_frame is None  # running
         getcurrent().parent.switch(frame)
         return 1
@@ -165,7 +163,7 @@ def test_stack_saved():
     g = greenlet.greenlet(lambda: getcurrent().parent.switch())
     assert g._stack_saved == 0
     g.switch()
-    assert g._stack_saved == _continuation.stack_saved(g)
+    assert g._stack_saved == _continuation.stack_saved(g._gr_c)
     assert getcurrent()._stack_saved == 0
     g.switch()
     assert g._stack_saved == 0
@@ -382,6 +380,49 @@ def test_context_is_per_greenlet_and_shareable():
     assert g.gr_context is ctx and ctx[VAR] == "changed inside"
     assert VAR.get() != "changed inside"
     g.switch()
+
+
+def test_context_assigned_while_suspended_and_after_death():
+    ctx = contextvars.Context()
+
+    def run():
+        getcurrent().parent.switch()
+        return VAR.get()
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    g.gr_context = ctx  # suspended: it resumes in ctx
+    ctx.run(VAR.set, "in ctx")
+    assert g.switch() == "in ctx" and g.dead
+    assert g.gr_context is ctx  # the last context it had
+    other = contextvars.Context()
+    g.gr_context = other  # a dead greenlet's context stays assignable, as in greenlet
+    assert g.gr_context is other
+
+
+def test_context_of_a_greenlet_suspended_in_another_thread_is_refused():
+    # The binding cannot reach another thread's continulet (greenlet allows it): a clear error.
+    holder = []
+    go = threading.Event()
+
+    def thread():
+        g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+        g.switch()
+        holder.append(g)
+        go.wait(10)
+
+    t = threading.Thread(target=thread)
+    t.start()
+    while not holder:
+        pass
+    try:
+        with pytest.raises(greenlet.error, match="another thread"):
+            holder[0].gr_context
+        with pytest.raises(greenlet.error, match="another thread"):
+            holder[0].gr_context = None
+    finally:
+        go.set()
+        t.join(10)
 
 
 def test_copy_and_pickle_raise_type_error():
@@ -630,3 +671,129 @@ def test_installed_distribution_satisfies_libraries_requirements(requirement):
     assert "Requirement already satisfied: greenlet" in out.stdout
     assert "3.5.6+tealet" in out.stdout
     assert "Would install" not in out.stdout
+
+
+# -- additions: garbage by reference count, failed switches, class-level getcurrent ---------
+
+def test_dropping_the_last_reference_kills_at_once():
+    # No gc.collect(): the suspended greenlet's own frames do not keep it alive.
+    main = getcurrent()
+    log = []
+
+    def run():
+        try:
+            main.switch()
+        finally:
+            log.append(getcurrent() is not main)
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    ref = weakref.ref(g)
+    del g
+    assert log == [True] and ref() is None
+
+
+@pytest.mark.xfail(sys.version_info < (3, 11), strict=True,
+                   reason="3.9/3.10 call run through methodcaller, whose argument tuple on the C "
+                          "stack keeps the continulet alive (as C greenlet's C stack does)")
+def test_garbage_cycle_through_its_own_frames_is_collected():
+    log = []
+
+    def run():
+        me = getcurrent()  # a local of its own frame refers to the greenlet: a cycle
+        try:
+            me.parent.switch()
+        except GreenletExit:
+            log.append("GreenletExit")
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    ref = weakref.ref(g)
+    del g
+    assert ref() is not None
+    gc.collect()
+    assert log == ["GreenletExit"] and ref() is None
+
+
+def test_replaced_run_is_released_inside_the_new_greenlet():
+    # greenlet drops the assigned run inside the new greenlet before calling the one that
+    # __getattribute__ returned; a __del__ there may even switch away.
+    main = getcurrent()
+    log = []
+
+    class RunCallable:
+        def __del__(self):
+            log.append(("del in", getcurrent() is main))
+            main.switch("from __del__")
+
+    class G(greenlet.greenlet):
+        def __getattribute__(self, name):
+            if name == "run":
+                return lambda: log.append("run")
+            return object.__getattribute__(self, name)
+
+    g = G(RunCallable())
+    assert g.switch() == "from __del__"
+    g.switch()
+    assert log == [("del in", False), "run"] and g.dead
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_failed_low_level_switch_leaves_everything_as_it_was(started):
+    # greenlet._greenlet.UnswitchableGreenlet forces the continulet switch to fail before it
+    # leaves; the switcher stays current and the target stays switchable.
+    runs = []
+
+    def run():
+        runs.append(1)
+        getcurrent().parent.switch()
+        runs.append(2)
+
+    g = greenlet._greenlet.UnswitchableGreenlet(run)
+    if started:
+        g.switch()
+    g.force_switch_error = True
+    message = "running greenlet" if started else "greenlet for the first time"
+    with pytest.raises(SystemError, match=message):
+        g.switch()
+    assert getcurrent().parent is None  # still the main greenlet
+    assert bool(g) is started and not g.dead
+    g.force_switch_error = False
+    if not started:
+        with pytest.raises(AttributeError):
+            g.switch()  # as in greenlet, the failed start dropped run
+        return
+    g.switch()
+    assert runs == [1, 2] and g.dead
+
+
+def test_class_level_getcurrent():
+    # gevent and others call getcurrent through the class or an instance.
+    class Hub(greenlet.greenlet):
+        pass
+
+    assert greenlet.greenlet.getcurrent is greenlet.getcurrent
+    assert Hub.getcurrent() is getcurrent()
+    g = Hub(lambda: g.getcurrent())
+    assert g.switch() is g
+    assert Hub().getcurrent() is getcurrent()
+
+
+def test_library_depending_on_greenlet_keeps_ours(tmp_path):
+    # A wheel of a library that requires greenlet: pip would install only the library.
+    import zipfile
+    wheel = tmp_path / "needsgreenlet-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("needsgreenlet/__init__.py", "import greenlet\n")
+        z.writestr("needsgreenlet-1.0.dist-info/METADATA",
+                   "Metadata-Version: 2.1\nName: needsgreenlet\nVersion: 1.0\n"
+                   "Requires-Dist: greenlet>=2.0\n")
+        z.writestr("needsgreenlet-1.0.dist-info/WHEEL",
+                   "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("needsgreenlet-1.0.dist-info/RECORD", "")
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+                          "--disable-pip-version-check", str(wheel)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Would install needsgreenlet-1.0" in out.stdout
+    assert "Requirement already satisfied: greenlet" in out.stdout

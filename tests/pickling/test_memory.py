@@ -1,10 +1,11 @@
-"""10,000 pickle -> load -> resume cycles in one process leave memory flat."""
+"""10,000 pickle -> load -> resume cycles in one process leave memory flat: the RSS, and the
+number of live Python allocations (a leak of even one small object per cycle would show)."""
 from conftest import needs_frames, run_py
 
 pytestmark = needs_frames
 
 CYCLES = """
-    import gc, pickle, stackless
+    import gc, pickle, stackless, sys
 
     def rss():
         with open("/proc/self/statm") as f:
@@ -34,14 +35,17 @@ CYCLES = """
         ch.send(0)                       # the original finishes
         t2, ch2 = pickle.loads(data)
         ch2.send(i)                      # the copy resumes from the pickle and finishes
+        t3, _ = pickle.loads(data)
+        t3.kill()                        # another copy unwinds with an exception
+        pickle.loads(data)               # and one is dropped before it ever ran
         results.add(BOX.pop() - BOX.pop() - i)
         if i % 1000 == 0:
             gc.collect()
         if i == 1000:
-            before = rss()
+            before, blocks = rss(), sys.getallocatedblocks()
     gc.collect()
     after = rss()
-    print(sorted(results), len(BOX), after - before)
+    print(sorted(results), len(BOX), after - before, sys.getallocatedblocks() - blocks)
 """
 
 
@@ -51,3 +55,5 @@ def test_ten_thousand_cycles_leave_memory_flat(tmp_path):
     assert out[:2] == ["[0]", "0"]
     growth = int(out[2])
     assert growth < 2 * 1024 * 1024, "RSS grew by %d bytes over 9,000 cycles" % growth
+    blocks = int(out[3])
+    assert blocks < 1000, "%d more allocated blocks after 9,000 cycles" % blocks

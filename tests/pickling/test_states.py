@@ -1,6 +1,8 @@
 """Tasklets suspended in send/receive/schedule/paused, with locals, cells, half-evaluated
 expressions, loops over built-in iterators, with blocks and try/except/finally: the resumed
 run in a new process prints exactly what the original process printed after the checkpoint."""
+import pickle
+
 from conftest import checkpoint_and_resume, needs_frames
 
 pytestmark = needs_frames
@@ -160,3 +162,62 @@ def test_scheduled_and_paused(tmp_path):
         "a 0 0", "pausing got p", "pausing done", "a 1 100", "a 2 200",
         "a done [('a', 0), ('a', 1), ('a', 2)]",
     ]
+
+
+STAR_CALLS = HEADER + """
+    class Box:
+        def __init__(self, n):
+            self.n = n
+        def get(self, *extra, scale=1):
+            return (ch.receive() + self.n + sum(extra)) * scale
+
+    def via(f, *args, **kwargs):
+        return 1000 + f(*args, **kwargs)      # CPython 3.11 runs this call through C
+
+    def main():
+        print("result", via(Box(5).get, 1, 2, scale=10))
+
+    if MODE == "dump":
+        t = stackless.tasklet(main)()
+        stackless.run()
+        print("restorable", t.restorable)
+        pickle.dump((t, ch), open("state.pickle", "wb"))
+        print("--- checkpoint")
+    else:
+        t, ch = pickle.load(open("state.pickle", "rb"))
+    ch.send(7)
+"""
+
+
+def test_star_args_calls(tmp_path):
+    reference, resumed = checkpoint_and_resume(tmp_path, STAR_CALLS)
+    assert resumed == reference == "result 1150\n"
+
+
+PROTOCOLS = HEADER + """
+    def deep(n):
+        if n:
+            return deep(n - 1) + 1
+        return ch.receive()
+
+    def main(n):
+        print("result", deep(n))
+
+    if MODE == "dump":
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            t = stackless.tasklet(main)(900)       # close to the default recursion limit
+            stackless.run()
+            pickle.dump((t, ch), open("state%d.pickle" % proto, "wb"), proto)
+            ch.send(-1)
+        print("--- checkpoint")
+    else:
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            t, ch = pickle.load(open("state%d.pickle" % proto, "rb"))
+            ch.send(-1)
+"""
+
+
+def test_every_protocol_and_a_deep_stack(tmp_path):
+    reference, resumed = checkpoint_and_resume(tmp_path, PROTOCOLS)
+    assert reference == ""
+    assert resumed == "result 899\n" * (pickle.HIGHEST_PROTOCOL + 1)

@@ -281,14 +281,16 @@ def test_garbage_tasklet_is_killed():
     log = []
 
     def f():
+        me = stackless.getcurrent()
         try:
             stackless.schedule_remove()
         finally:
-            log.append("killed")
+            log.append(("killed", stackless.getcurrent() is me))
     stackless.tasklet(f)()
     stackless.run()
     gc.collect()
-    assert log == ["killed"]
+    assert log == [("killed", True)]
+    assert stackless.getcurrent() is stackless.getmain()
 
 
 def test_weakref():

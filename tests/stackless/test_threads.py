@@ -148,3 +148,54 @@ def test_cannot_switch_to_a_tasklet_of_another_thread():
     t.join()
     with pytest.raises(RuntimeError, match="another thread"):
         made[0].run()
+
+
+SOLO_TO_SHARED = r"""
+import threading
+import stackless
+
+N = 20000
+s = stackless._state()
+assert s.solo                    # the only thread: channels skip the lock
+ping, pong, cross = stackless.channel(), stackless.channel(), stackless.channel()
+got = []
+
+def echo():
+    for _ in range(N):
+        pong.send(ping.receive())
+
+def other_thread():
+    for i in range(2000):
+        cross.send(i)            # wakes a tasklet of the main thread
+
+def driver():
+    for i in range(N):
+        if i == N // 4:
+            threading.Thread(target=other_thread).start()
+        ping.send(i)
+        assert pong.receive() == i
+    got.append("driver")
+
+def sink():
+    got.append(sum(cross.receive() for _ in range(2000)))
+
+for f in (echo, driver, sink):
+    stackless.tasklet(f)()
+stackless.run(threadblock=True)
+assert not s.solo
+assert sorted(map(str, got)) == sorted(["driver", str(sum(range(2000)))]), got
+assert (ping.balance, pong.balance, cross.balance) == (0, 0, 0)
+print("ok")
+"""
+
+
+def test_channels_stay_consistent_when_a_second_thread_arrives():
+    # A fresh process: the first thread runs its channels unlocked until the second registers.
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = subprocess.run([sys.executable, "-c", SOLO_TO_SHARED], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "stackless-py")),
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr

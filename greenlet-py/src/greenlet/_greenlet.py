@@ -1,23 +1,30 @@
-"""greenlet on top of _continuation: each greenlet is a continulet.
+"""greenlet on top of _continuation: each started greenlet owns a continulet (`_Cont`).
 
-The main greenlet of a thread is an unbound continulet. While a bound greenlet runs, its
+The main greenlet of a thread has an unbound continulet. While a bound greenlet runs, its
 continulet holds the suspended main greenlet's continuation (every switch is
-``current.switch(to=target)``, which keeps it that way), so when ``run`` returns or raises the
-result always lands in the main greenlet's pending switch. ``_resume`` notices it there (the
-greenlet marked as current is not the one resuming) and forwards the result to the finished
-greenlet's parent. ``run`` is called straight from the binding (through a C-level
-``methodcaller``), so no frame of ours sits under it and its ``f_back`` is None, as in greenlet.
+``continulet.switch(current's, args, to=target's)``, which keeps it that way), so when ``run``
+returns or raises the result always lands in the main greenlet's pending switch. There the
+switcher notices that the greenlet marked as current is not main and forwards the result to the
+finished greenlet's parent. ``run`` is called straight from the binding (all C, see `_Cont`), so
+no frame of ours sits under it and its ``f_back`` is None, as in greenlet.
+
+The continulet is a separate object from the greenlet: a suspended greenlet's own switch frame
+holds its continulet (the container of that switch), never the greenlet, so dropping the last
+reference to a suspended greenlet frees it at once and its ``__del__`` throws GreenletExit in.
 
 Per-thread state lives in a ``_ThreadState``; ``ts.current`` is set by the switcher to the
 greenlet it resumes, so the resumed side sees whether a plain switch or a finish woke it.
 """
+import operator
+import os
 import sys
 import threading
 import weakref
+from contextvars import Context
+from functools import partial
+from operator import attrgetter
 from types import TracebackType
 from _thread import _local
-from contextvars import Context
-from operator import methodcaller
 from _thread import get_ident as _get_ident
 
 import _continuation
@@ -31,13 +38,27 @@ GREENLET_USE_STANDARD_THREADING = True
 CLOCKS_PER_SEC = 1000000
 
 _continulet = _continuation.continulet
-_cswitch = _continulet.switch
-_cthrow = _continulet.throw
-_is_pending = _continulet.is_pending
 _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
 _stack_saved = _continuation.stack_saved
+
+
+class _Cont(_continulet):
+    """The continulet of one greenlet. The binding calls its callable as ``callable(cont,
+    *args, **kwargs)``; with ``operator.call`` (3.11+) that is ``cont(*args, **kwargs)``, i.e.
+    ``cont.run(*args, **kwargs)`` through the `__call__` property: C all the way, and nothing on
+    the C stack holds the continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller``
+    calls ``cont.run`` and its argument tuple keeps the continulet alive while run runs."""
+    __slots__ = ("run", "gr")  # gr: weak reference to its greenlet
+    __call__ = property(attrgetter("run"))
+    # The greenlet's __del__ throws GreenletExit; the continulet must not throw its own
+    # ContinuletExit (a C-level no-op replaces the binding's finalizer).
+    __del__ = _continulet.is_pending
+
+
+_call = getattr(operator, "call", None)  # 3.11+
+_methodcaller_run = operator.methodcaller("run")
 
 
 class GreenletExit(BaseException):
@@ -103,16 +124,21 @@ def _thread_state():
 def _new_thread_state():
     global _total_main_greenlets
     ts = _ThreadState()
-    main = _continulet.__new__(greenlet)
+    main = object.__new__(greenlet)
     main._gr_init(None)
     main._gr_main = main._gr_started = True
     main._gr_ts = ts
+    # Unbound: a switch `to=` it is a plain switch of the running greenlet's continulet.
+    main._gr_c = c = _Cont.__new__(_Cont)
+    c.gr = weakref.ref(main)
     ts.main = ts.current = main
     _tls.ts = ts
     _tls.death = _ThreadDeath(ts)
     _thread_states.add(ts)
     _total_main_greenlets += 1
     return ts
+
+
 
 
 def _clear_deleteme(ts):
@@ -195,6 +221,7 @@ def _lineage_main(g):
     return g if _main_of(g) else _owner_of(g)
 
 
+
 def _cross_thread(target):
     return error("Cannot switch to a different thread\n\tCurrent:  %r\n\tExpected: %r"
                  % (getcurrent(), _lineage_main(target)))
@@ -211,36 +238,57 @@ def _run_trace(ts, event, origin, target):
         raise
 
 
-def _traced_run(self, *args, **kwargs):
+def _traced_run(ts, run, *args, **kwargs):
     """Entry of a greenlet started while tracing: the trace call must happen inside it."""
-    _run_trace(self._gr_ts, "switch", self._gr_ts.origin, self)
-    return self._gr_run(*args, **kwargs)
+    _run_trace(ts, "switch", ts.origin, ts.current)
+    return run(*args, **kwargs)
 
 
-# The binding calls `callable(cont, *args, **kwargs)` on the first switch. greenlet's run has
-# no frame below it (f_back None), so where methodcaller is vectorcall (3.13+) the callable is a
-# methodcaller: all C, and no hidden reference. Before that, calling a methodcaller builds an
-# argument tuple on the C stack that keeps the greenlet alive for good (the GC cannot see it),
-# so a small Python entry frame calls run instead.
-_RUN_WITHOUT_FRAME = bool(methodcaller.__flags__ & (1 << 11))  # Py_TPFLAGS_HAVE_VECTORCALL
+def _release_then_run(box, run, *args, **kwargs):
+    """Entry of a greenlet whose run is not the callable assigned to it (a subclass's
+    __getattribute__ chose another): like greenlet, it drops the assigned one inside the new
+    greenlet, before run is called (its __del__ may even switch away)."""
+    box.clear()
+    return run(*args, **kwargs)
 
 
-def _entry(self, *args, **kwargs):
-    return self._gr_run_now(*args, **kwargs)
-
-
-def _bind(target, args, kwargs):
-    if _RUN_WITHOUT_FRAME:
-        _continulet.__init__(target, methodcaller("_gr_run_now", *args, **kwargs))
+def _begin(target, ts, run, args):
+    """Gives `target` a continulet that calls run with the first switch's arguments."""
+    if type(args) is _Kw:
+        a, kw = args.args, args.kwargs
     else:
-        _continulet.__init__(target, _entry, *args, **kwargs)
+        a, kw = args, None
+    assigned = target._gr_run
+    target._gr_run = None
+    if ts.trace is not None:
+        run = partial(_traced_run, ts, run)
+    elif assigned is not run and assigned is not _NOT_GIVEN:
+        run = partial(_release_then_run, [assigned], run)
+    del assigned
+    if _call is None or (kw and "callable" in kw):
+        if a or kw:
+            run = partial(run, *a, **(kw or {}))
+        c = _Cont(_methodcaller_run)
+    elif kw:
+        c = _Cont(_call, *a, **kw)
+    else:
+        c = _Cont(_call, *a)
+    c.run = run
+    c.gr = weakref.ref(target)
+    if target._gr_ctx is not None:
+        _set_context(target._gr_ctx, c)
+    target._gr_c = c
+    target._gr_started = True
+    target._gr_owner = ts.main
+    target._gr_ts = ts
 
 
-def _switch(cur, ts, target, args, exc):
-    """The general switch: from the running greenlet `cur` to `target`, passing `args` (the
-    args tuple or a _Kw) or throwing `exc`. Handles dead and unstarted targets, threads,
-    tracing and finished greenlets handing their result on. Returns what `cur` resumes with."""
-    origin = cur
+def _switch(ts, target, args, exc, lowlevel=None):
+    """The general switch: from the running greenlet to `target`, passing `args` (the args
+    tuple or a _Kw) or throwing `exc`. Handles dead and unstarted targets, threads, tracing and
+    finished greenlets handing their result on. Returns what the running greenlet resumes with.
+    `lowlevel` replaces the continulet switch (UnswitchableGreenlet's forced failures)."""
+    origin = ts.current
     while True:
         # Dead greenlets pass the switch on to their parent; unstarted ones are started.
         start = False
@@ -264,71 +312,81 @@ def _switch(cur, ts, target, args, exc):
             run = target.run  # may run Python code (a property, __getattribute__)
             if target._gr_ts is not None:
                 continue  # that code started the greenlet meanwhile
-            owner_ts = _lineage_main(target)._gr_ts
+            owner_ts = _ts_of(_parent_of(target))  # the common case: its parent runs here
+            if owner_ts is not ts:
+                owner_ts = _lineage_main(target)._gr_ts
             if owner_ts is not ts:
                 if not owner_ts.alive:
                     raise error("cannot switch to a different thread (which happens to have exited)")
                 raise _cross_thread(target)
-            target._gr_run = target._gr_run_now = run
-            target._gr_started = True
-            target._gr_owner = ts.main
-            if type(args) is _Kw:
-                a, kw = args.args, args.kwargs
-            else:
-                a, kw = args, {}
-            if ts.trace is not None:
-                target._gr_run_now = _traced_run.__get__(target)
-            _bind(target, a, kw)
-            if target._gr_ctx is not None:
-                _set_context(target._gr_ctx, target)
-            target._gr_ts = ts
+            _begin(target, ts, run, args)
+            run = args = None  # the first switch into a continulet passes None
         elif target._gr_ts is not ts:
             if not target._gr_ts.alive:
                 raise error("cannot switch to a different thread (which happens to have exited)")
             raise _cross_thread(target)
-        if target is cur:
-            ts.current = cur
-            if ts.trace is not None and origin is not cur:
-                _run_trace(ts, "switch" if exc is None else "throw", origin, cur)
+        if target is ts.current:
+            if ts.trace is not None and origin is not target:
+                _run_trace(ts, "switch" if exc is None else "throw", origin, target)
             if exc is not None:
-                raise exc
+                try:
+                    raise exc
+                finally:
+                    del exc  # the traceback holds this frame: no cycle through it
             return args
+        c = ts.current._gr_c
+        tc = target._gr_c
         ts.current = target
         if ts.trace is not None:
-            ts.origin = origin  # for the trace call on the other side
+            ts.origin = origin
+        origin = None  # a suspended greenlet's frames must not hold it (see the module doc)
         try:
-            if start:
-                value = _cswitch(cur, None, target)
+            if lowlevel is not None:
+                value = lowlevel(c, args, tc)
             elif exc is None:
-                value = _cswitch(cur, args, target)
+                value = c.switch(args, tc)
             else:
-                value = _cthrow(cur, exc, None, None, target)
+                value = c.throw(exc, None, None, tc)
         except BaseException as e:
             finished = ts.current
-            if finished is cur:
+            if finished._gr_c is c:  # thrown into us
                 if ts.trace is not None:
-                    _run_trace(ts, "throw", ts.origin, cur)
+                    _run_trace(ts, "throw", ts.origin, finished)
                 raise
-            # `finished` raised out of its run: the exception goes to its parent.
-            target, args, exc = _finish(finished, ts, cur), None, e
-            if isinstance(e, GreenletExit):
-                args, exc = (e,), None
+            if finished is target and tc.is_pending():
+                # The switch failed before leaving: we are still the running greenlet.
+                ts.current = c.gr()
+                ts.origin = None
+                if start:
+                    _unbegin(target)
+                raise
+            # `finished` raised out of its run (this is the main greenlet): the exception goes
+            # to its parent.
+            target = _finish(finished, ts)
+            args, exc = _forwarded(e)
         else:
             finished = ts.current
-            if finished is cur:
+            if finished._gr_c is c:
                 if ts.trace is not None:
-                    _run_trace(ts, "switch", ts.origin, cur)
+                    _run_trace(ts, "switch", ts.origin, finished)
                 return value
-            target, args, exc = _finish(finished, ts, cur), (value,), None
-        origin = finished
+            target, args, exc = _finish(finished, ts), (value,), None
+        origin, finished = finished, None
 
 
-def _finish(g, ts, cur):
-    """Bookkeeping for a greenlet whose run just ended (its result landed in `cur`, which runs
-    now); returns where the result goes."""
-    ts.current = cur
-    g._gr_ts = None
-    g._gr_run = g._gr_run_now = None
+def _unbegin(target):
+    """Undoes _begin after a failed first switch: the greenlet is unstarted again (and, as in
+    greenlet, has dropped its run)."""
+    target._gr_c = target._gr_ts = target._gr_owner = None
+    target._gr_run = _NOT_GIVEN
+    target._gr_started = False
+
+
+def _finish(g, ts):
+    """Bookkeeping for a greenlet whose run just ended (its result landed in the main
+    greenlet, which runs now); returns where the result goes."""
+    ts.current = ts.main
+    g._gr_ts = g._gr_c = None
     return g._gr_parent
 
 
@@ -338,7 +396,31 @@ def _unpack(value):
     return value.result()
 
 
-class greenlet(_continulet):
+class _GreenletState:
+    """greenlet's own state, in slots: kept out of the instance __dict__, which belongs to
+    the user."""
+    __slots__ = (
+        "_gr_c",        # its _Cont while active (unbound for a main greenlet)
+        "_gr_ts",       # its thread's _ThreadState while active (started, not dead)
+        "_gr_parent",
+        "_gr_run",      # run as assigned, until the start
+        "_gr_started",
+        "_gr_main",
+        "_gr_owner",    # the main greenlet of the thread it started in
+        "_gr_ctx",      # context assigned before the start, or the last one known once dead
+        "__dict__",
+        "__weakref__",
+    )
+
+
+_dict_slot = _GreenletState.__dict__["__dict__"]
+
+
+def _del_dict(self):
+    raise TypeError("__dict__ may not be deleted")
+
+
+class greenlet(_GreenletState):
     """greenlet(run=None, parent=None) -> greenlet
 
     Creates a new greenlet object (without running it).
@@ -347,6 +429,8 @@ class greenlet(_continulet):
      - *parent* -- The parent greenlet. The default is the current greenlet.
     """
     __module__ = "greenlet"
+    __slots__ = ()
+    __dict__ = property(_dict_slot.__get__, _dict_slot.__set__, _del_dict)
 
     getcurrent = staticmethod(getcurrent)
     settrace = staticmethod(settrace)
@@ -354,26 +438,14 @@ class greenlet(_continulet):
     error = error
     GreenletExit = GreenletExit
 
-    # Kept out of the instance __dict__, which belongs to the user.
-    __slots__ = (
-        "_gr_ts",       # its thread's _ThreadState while active (started, not dead)
-        "_gr_parent",
-        "_gr_run",      # run: assigned before the start; the resolved callable while running
-        "_gr_run_now",  # what the binding calls on the first switch (through methodcaller)
-        "_gr_started",
-        "_gr_main",
-        "_gr_owner",    # the main greenlet of the thread it started in
-        "_gr_ctx",      # context assigned before the start
-    )
-
     def __new__(cls, *args, **kwargs):
-        self = _continulet.__new__(cls)
+        self = object.__new__(cls)
         greenlet._gr_init(self, _thread_state().current)
         return self
 
     def _gr_init(self, parent):
         self._gr_parent = parent
-        self._gr_ts = self._gr_run_now = self._gr_owner = self._gr_ctx = None
+        self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
         self._gr_run = _NOT_GIVEN
         self._gr_started = self._gr_main = False
 
@@ -405,23 +477,29 @@ class greenlet(_continulet):
         ts = self._gr_ts
         if ts is None or kwargs or ts.fast != _get_ident():
             return self._switch_slow(args, kwargs)
-        # Fast path: an active greenlet of this thread, no tracing, plain arguments.
-        cur = ts.current
+        # Fast path: an active greenlet of this thread, no tracing, plain arguments. Only the
+        # switcher's continulet stays in this frame while suspended (see the module doc).
+        c = ts.current._gr_c
         ts.current = self
         try:
-            value = _cswitch(cur, args, self)
+            value = c.switch(args, self._gr_c)
         except BaseException as e:
-            value = _resumed_with_exception(ts, cur, self, e)
+            if ts.current._gr_c is c and ts.trace is None:
+                raise  # thrown into us
+            value = _resumed_with_exception(ts, c, self, e)
         else:
-            if ts.current is not cur or ts.trace is not None:
-                value = _resumed_slow(ts, cur, value)
+            if ts.current._gr_c is not c or ts.trace is not None:
+                value = _resumed_slow(ts, c, value)
         if type(value) is tuple:
             return value[0] if len(value) == 1 else value
         return value.result()
 
-    def _switch_slow(self, args, kwargs):
-        ts = _thread_state()
-        return _unpack(_switch(ts.current, ts, self, _Kw(args, kwargs) if kwargs else args, None))
+    def _switch_slow(self, args, kwargs, lowlevel=None):
+        value = _switch(_thread_state(), self, _Kw(args, kwargs) if kwargs else args, None,
+                        lowlevel)
+        if type(value) is tuple:
+            return value[0] if len(value) == 1 else value
+        return value.result()
 
     def throw(self, typ=GreenletExit, val=None, tb=None):
         """Switches execution to this greenlet, but immediately raises the
@@ -438,9 +516,7 @@ class greenlet(_continulet):
         except that this trick does not work for the `greenlet.GreenletExit`
         exception, which would not propagate from ``g_raiser`` to ``g``.
         """
-        exc = _normalize_throw(typ, val, tb)
-        ts = _thread_state()
-        return _unpack(_switch(ts.current, ts, self, None, exc))
+        return _unpack(_switch(_thread_state(), self, None, _normalize_throw(typ, val, tb)))
 
     def __bool__(self):
         return self._gr_ts is not None and self._gr_ts.alive
@@ -454,9 +530,7 @@ class greenlet(_continulet):
             self._gr_ts is not None and not self._gr_ts.alive)
 
     def _get_run(self):
-        if self._gr_started:
-            raise AttributeError("run")
-        if self._gr_run is _NOT_GIVEN:
+        if self._gr_started or self._gr_run is _NOT_GIVEN:
             raise AttributeError("run")
         return self._gr_run
 
@@ -496,54 +570,60 @@ class greenlet(_continulet):
     parent = property(_get_parent, _set_parent, _del_parent,
                       "The parent greenlet: where this one's result or exception goes.")
 
+    def _holder(self):
+        """The continulet holding this greenlet's suspended continuation, or None if the
+        greenlet is not suspended. A suspended main greenlet's continuation is held by the
+        running greenlet's continulet. (The binding answers None for another thread's.)"""
+        ts = self._gr_ts
+        if ts is None or ts.current is self:
+            return None
+        if self._gr_main:
+            return ts.current._gr_c if ts.alive else None
+        return self._gr_c
+
     @property
     def gr_frame(self):
         """The frame that switched away from this greenlet while it is suspended, else None."""
-        ts = self._gr_ts
-        if ts is None or not ts.alive or ts.current is self:
+        holder = self._holder()
+        if holder is None:
             return None
-        if self._gr_main:
-            # A suspended main greenlet's continuation is held by the running greenlet.
-            holder = ts.current
-            if ts is not _thread_state():
-                return None
-        else:
-            holder = self
         frame = _get_frame(holder)
         while frame is not None and frame.f_code in _INTERNAL_CODE:
             frame = frame.f_back
         return frame
 
     def _context_holder(self):
-        """The continulet holding this greenlet's suspended continuation, None if it runs
-        now in this thread; raises if it runs in another thread."""
+        """The continulet whose continuation this active greenlet resumes with, or None if it
+        is the running greenlet of this thread."""
         ts = self._gr_ts
-        if ts.current is self:
-            if ts is not _thread_state():
+        if ts.ident != _get_ident():
+            if ts.current is self:
                 raise ValueError("cannot get/set context of a greenlet that is running"
                                  " in a different thread")
+            # _continuation cannot reach another thread's continulet (greenlet can).
+            raise error("cannot get/set context of a greenlet suspended in another thread")
+        if ts.current is self:
             return None
-        return ts.current if self._gr_main else self
+        return ts.current._gr_c if self._gr_main else self._gr_c
 
     def _get_context(self):
-        if self._gr_ts is None or not self._gr_ts.alive:
+        ts = self._gr_ts
+        if ts is None or not ts.alive:
             return self._gr_ctx
         holder = self._context_holder()
-        if holder is None:
-            return _get_context()
-        return _get_context(holder)
+        return _get_context() if holder is None else _get_context(holder)
 
     def _set_context(self, ctx):
         if ctx is not None and type(ctx) is not Context:
             raise TypeError("greenlet context must be a contextvars.Context or None")
-        if self._gr_ts is None or not self._gr_ts.alive:
-            self._gr_ctx = ctx
-            return
-        holder = self._context_holder()
-        if holder is None:
-            _set_context(ctx)
-        else:
-            _set_context(ctx, holder)
+        ts = self._gr_ts
+        if ts is not None and ts.alive:
+            holder = self._context_holder()
+            if holder is None:
+                _set_context(ctx)
+            else:
+                _set_context(ctx, holder)
+        self._gr_ctx = ctx
 
     def _del_context(self):
         raise AttributeError("can't delete context attribute")
@@ -553,10 +633,8 @@ class greenlet(_continulet):
 
     @property
     def _stack_saved(self):
-        ts = self._gr_ts
-        if ts is None or self._gr_main or ts.current is self:
-            return 0
-        return _stack_saved(self)
+        holder = self._holder()
+        return 0 if holder is None else _stack_saved(holder)
 
     def __reduce_ex__(self, protocol=None):
         raise TypeError("cannot serialize '%s' object" % type(self).__name__)
@@ -611,6 +689,7 @@ _started_of = greenlet._gr_started.__get__
 _parent_of = greenlet._gr_parent.__get__
 _main_of = greenlet._gr_main.__get__
 _owner_of = greenlet._gr_owner.__get__
+_ts_of = greenlet._gr_ts.__get__
 
 
 class _Unraisable:
@@ -622,29 +701,71 @@ class _Unraisable:
         self.object = obj
 
 
-def _resumed_with_exception(ts, cur, target, exc):
-    finished = ts.current
-    if finished is cur:
-        if ts.trace is not None:
-            _run_trace(ts, "throw", ts.origin, cur)
+def _resumed_with_exception(ts, c, target, exc):
+    try:
+        finished = ts.current
+        if finished._gr_c is c:  # thrown into us
+            _run_trace(ts, "throw", ts.origin, finished)
+        elif finished is target and target._gr_c.is_pending():
+            ts.current = c.gr()  # the switch failed before leaving: we still run
+        else:
+            return _switch(ts, _finish(finished, ts), *_forwarded(exc))
         raise exc
-    target = _finish(finished, ts, cur)
+    finally:
+        del exc  # a traceback may hold this frame: no cycle through it
+
+
+def _forwarded(exc):
+    """What an exception that ended a greenlet's run passes to its parent, as `_switch`'s
+    (args, exc): GreenletExit becomes a return value. The traceback loses its first entry,
+    the switcher frame of ours it arrived in (as greenlet's would not show its C switch), which
+    would otherwise hold the exception in a cycle."""
+    exc.__traceback__ = exc.__traceback__.tb_next
     if isinstance(exc, GreenletExit):
-        return _switch(cur, ts, target, (exc,), None)
-    return _switch(cur, ts, target, None, exc)
+        return (exc,), None
+    return None, exc
 
 
-def _resumed_slow(ts, cur, value):
+def _resumed_slow(ts, c, value):
     finished = ts.current
-    if finished is cur:
-        _run_trace(ts, "switch", ts.origin, cur)
+    if finished._gr_c is c:
+        _run_trace(ts, "switch", ts.origin, finished)
         return value
-    return _switch(cur, ts, _finish(finished, ts, cur), (value,), None)
+    return _switch(ts, _finish(finished, ts), (value,), None)
 
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
     greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
-    _switch, _resumed_with_exception, _resumed_slow, _traced_run, _entry))
+    _switch, _resumed_with_exception, _resumed_slow))
+
+
+class UnswitchableGreenlet(greenlet):
+    """greenlet's test helper: the low-level switch into it fails on demand. With
+    ``force_switch_error`` the switch raises SystemError before leaving (greenlet's messages)
+    and nothing changes; with ``force_slp_switch_error`` the process dies with a fatal error,
+    as greenlet does when its stack switch fails halfway."""
+    force_switch_error = False
+    force_slp_switch_error = False
+
+    def switch(self, *args, **kwargs):
+        lowlevel = None
+        if self.force_slp_switch_error:
+            lowlevel = _fatal_switch
+        elif self.force_switch_error:
+            lowlevel = partial(_failed_switch, "running greenlet." if self._gr_started
+                               else "greenlet for the first time.")
+        return self._switch_slow(args, kwargs, lowlevel)
+
+
+def _failed_switch(what, c, value, to):
+    raise SystemError("Failed to switch stacks into a " + what)
+
+
+def _fatal_switch(c, value, to):
+    sys.stderr.write("Fatal Python error: greenlet: Failed low-level slp_switch()."
+                     " The stack is probably corrupt.\n")
+    sys.stderr.flush()
+    os.abort()
 
 
 # greenlet._greenlet's introspection helpers, for code and tests that import them.

@@ -1,31 +1,26 @@
 //! A thread's freed dedicated slots, most recently used first (warm pages are reused), trimmed
-//! lazily: once many freed slots may hold pages, the colder ones are `MADV_DONTNEED`ed in a batch.
+//! lazily: once many freed slots pile up, all but the warmest few are `MADV_DONTNEED`ed in a
+//! batch and given back to the arena, where other threads and size classes can use them (and,
+//! under an mprotect-guard budget, borrow their guards).
 use super::{arena, StackError};
 
-/// Freed slots that may keep their pages.
+/// Freed slots per size class kept with their pages.
 const KEEP_WARM: usize = 16;
-/// Trim once this many untrimmed freed slots pile up.
+/// Trim once this many freed slots pile up.
 const TRIM_AT: usize = 256;
-
-struct Entry {
-    base: usize,
-    warm: bool,
-}
 
 #[derive(Default)]
 pub(crate) struct Pool {
-    classes: Vec<(usize, Vec<Entry>)>,
-    warm: usize,
+    classes: Vec<(usize, Vec<usize>)>,
+    held: usize,
 }
 
 impl Pool {
     pub(crate) fn alloc(&mut self, slot: usize) -> Result<usize, StackError> {
         if let Some((_, list)) = self.classes.iter_mut().find(|(s, _)| *s == slot) {
-            if let Some(e) = list.pop() {
-                if e.warm {
-                    self.warm -= 1;
-                }
-                return Ok(e.base);
+            if let Some(base) = list.pop() {
+                self.held -= 1;
+                return Ok(base);
             }
         }
         arena::alloc(slot)
@@ -39,34 +34,28 @@ impl Pool {
                 &mut self.classes.last_mut().expect("just pushed").1
             }
         };
-        list.push(Entry { base, warm: true });
-        self.warm += 1;
-        if self.warm >= TRIM_AT {
-            self.trim();
+        list.push(base);
+        self.held += 1;
+        if self.held >= TRIM_AT {
+            self.trim(KEEP_WARM);
         }
     }
 
-    fn trim(&mut self) {
+    /// Give all but the `keep` most recently freed slots of each class back to the arena.
+    fn trim(&mut self, keep: usize) {
         for (slot, list) in &mut self.classes {
-            let n = list.len();
-            for e in list[..n.saturating_sub(KEEP_WARM)].iter_mut().filter(|e| e.warm) {
-                arena::trim(e.base, *slot);
-                e.warm = false;
+            let cold = list.len().saturating_sub(keep);
+            for base in list.drain(..cold) {
+                arena::trim(base, *slot);
+                arena::free(base, *slot);
             }
         }
-        self.warm = self.classes.iter().map(|(_, l)| l.iter().filter(|e| e.warm).count()).sum();
+        self.held = self.classes.iter().map(|(_, l)| l.len()).sum();
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        for (slot, list) in self.classes.drain(..) {
-            for e in list {
-                if e.warm {
-                    arena::trim(e.base, slot);
-                }
-                arena::free(e.base, slot);
-            }
-        }
+        self.trim(0);
     }
 }
