@@ -66,8 +66,8 @@ class Preemption:
 
     def _interruptible(self, frame):
         """Not while our scheduler code is below (e.g. inside a callback)."""
-        boot = _entry_codes()
-        while frame is not None and frame.f_code not in boot:
+        boot = _bootstrap_code()
+        while frame is not None and frame.f_code is not boot:
             if frame.f_globals.get("__package__") == _PACKAGE:
                 return False
             frame = frame.f_back
@@ -84,8 +84,8 @@ class Preemption:
         if not _HAS_TEALET or task._cont is None or task is self.s.main:
             return
         frame = _continuation.get_frame(task._cont)
-        boot = _entry_codes()
-        while frame is not None and frame.f_code not in boot:
+        boot = _bootstrap_code()
+        while frame is not None and frame.f_code is not boot:
             if frame.f_globals.get("__package__") != _PACKAGE:
                 frame.f_trace = self.trace
             frame = frame.f_back
@@ -102,7 +102,6 @@ class Preemption:
         return wd
 
 
-def _entry_codes():
-    """The codes of the package frames below a tasklet's own frames."""
-    from ._tasklet import _bootstrap, _call
-    return (_bootstrap.__code__, _call.__code__)
+def _bootstrap_code():
+    from ._tasklet import _bootstrap
+    return _bootstrap.__code__

@@ -54,21 +54,6 @@ def make_bomb(exc, val=None, tb=None):
     return bomb(exc, val, tb)
 
 
-def _call(func, args, kwargs):
-    """func(*args, **kwargs), with plain calls for up to two positional arguments.
-
-    The binding shows the GC what a suspended frame holds on its value stack only at plain
-    calls (on 3.9-3.11); the inputs of a `*args` call stay hidden, so a garbage tasklet whose
-    arguments lead back to it (a channel it is blocked on) would never be collected."""
-    if kwargs or len(args) > 2:
-        return func(*args, **kwargs)
-    if not args:
-        return func()
-    if len(args) == 1:
-        return func(args[0])
-    return func(args[0], args[1])
-
-
 def _bootstrap(cont, task, resume=None):
     """The body of every tasklet's continulet (`resume`: its frames, loaded from a pickle)."""
     s = task._thread
@@ -78,7 +63,19 @@ def _bootstrap(cont, task, resume=None):
             resume(cont)
         else:
             task._resumed()     # an exception thrown before the first run
-            _call(task.func, task._args, task._kwargs)
+            # Plain calls where they fit: on 3.9-3.11 the binding shows the GC what a suspended
+            # frame holds on its value stack only at plain calls, so the inputs of a `*args` call
+            # stay hidden, and a garbage tasklet whose arguments lead back to it (a channel it
+            # is blocked on) would never be collected.
+            func, args = task.func, task._args
+            if task._kwargs or len(args) > 2:
+                func(*args, **task._kwargs)
+            elif not args:
+                func()
+            elif len(args) == 1:
+                func(args[0])
+            else:
+                func(args[0], args[1])
     except TaskletExit:
         pass
     except BaseException as exc:
@@ -229,7 +226,7 @@ class tasklet:
     def recursion_depth(self):
         """Number of Python frames of this tasklet (its own stack only)."""
         frame, depth = self.frame, 0
-        while frame is not None and frame.f_code not in (_call.__code__, _bootstrap.__code__):
+        while frame is not None and frame.f_code is not _bootstrap.__code__:
             depth += 1
             frame = frame.f_back
         return depth
