@@ -75,38 +75,6 @@ unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c
     )
 }
 
-/// Sets every callee-saved register to garbage, then tail-calls `switch`.
-#[cfg(target_arch = "x86_64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
-    naked_asm!(
-        "mov rbx, -1",
-        "mov rbp, -1",
-        "mov r12, -1",
-        "mov r13, -1",
-        "mov r14, -1",
-        "mov r15, -1",
-        "jmp {sw}",
-        sw = sym tealet_asm::switch,
-    )
-}
-
-/// Sets every callee-saved register to garbage, then tail-calls `jump`.
-#[cfg(target_arch = "x86_64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
-    naked_asm!(
-        "mov rbx, -1",
-        "mov rbp, -1",
-        "mov r12, -1",
-        "mov r13, -1",
-        "mov r14, -1",
-        "mov r15, -1",
-        "jmp {sw}",
-        sw = sym tealet_asm::jump,
-    )
-}
-
 #[cfg(target_arch = "aarch64")]
 #[unsafe(naked)]
 unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8, _out: *mut u64) {
@@ -184,62 +152,6 @@ unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c
         "add sp, sp, #176",
         "ret",
         sw = sym tealet_asm::switch,
-    )
-}
-
-#[cfg(target_arch = "aarch64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
-    naked_asm!(
-        "mov x19, #-1",
-        "mov x20, #-1",
-        "mov x21, #-1",
-        "mov x22, #-1",
-        "mov x23, #-1",
-        "mov x24, #-1",
-        "mov x25, #-1",
-        "mov x26, #-1",
-        "mov x27, #-1",
-        "mov x28, #-1",
-        "mov x29, #-1",
-        "fmov d8, xzr",
-        "fmov d9, xzr",
-        "fmov d10, xzr",
-        "fmov d11, xzr",
-        "fmov d12, xzr",
-        "fmov d13, xzr",
-        "fmov d14, xzr",
-        "fmov d15, xzr",
-        "b {sw}",
-        sw = sym tealet_asm::switch,
-    )
-}
-
-#[cfg(target_arch = "aarch64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
-    naked_asm!(
-        "mov x19, #-1",
-        "mov x20, #-1",
-        "mov x21, #-1",
-        "mov x22, #-1",
-        "mov x23, #-1",
-        "mov x24, #-1",
-        "mov x25, #-1",
-        "mov x26, #-1",
-        "mov x27, #-1",
-        "mov x28, #-1",
-        "mov x29, #-1",
-        "fmov d8, xzr",
-        "fmov d9, xzr",
-        "fmov d10, xzr",
-        "fmov d11, xzr",
-        "fmov d12, xzr",
-        "fmov d13, xzr",
-        "fmov d14, xzr",
-        "fmov d15, xzr",
-        "b {sw}",
-        sw = sym tealet_asm::jump,
     )
 }
 
@@ -367,70 +279,93 @@ unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c
     )
 }
 
-#[cfg(target_arch = "riscv64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
-    naked_asm!(
-        "li s0, -1",
-        "li s1, -1",
-        "li s2, -1",
-        "li s3, -1",
-        "li s4, -1",
-        "li s5, -1",
-        "li s6, -1",
-        "li s7, -1",
-        "li s8, -1",
-        "li s9, -1",
-        "li s10, -1",
-        "li s11, -1",
-        "fmv.d.x fs0, zero",
-        "fmv.d.x fs1, zero",
-        "fmv.d.x fs2, zero",
-        "fmv.d.x fs3, zero",
-        "fmv.d.x fs4, zero",
-        "fmv.d.x fs5, zero",
-        "fmv.d.x fs6, zero",
-        "fmv.d.x fs7, zero",
-        "fmv.d.x fs8, zero",
-        "fmv.d.x fs9, zero",
-        "fmv.d.x fs10, zero",
-        "fmv.d.x fs11, zero",
-        "tail {sw}",
-        sw = sym tealet_asm::switch,
-    )
+// The clobber sequence: every callee-saved register set to garbage, then a tail call to `{sw}`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! clobber_then {
+    () => {
+        concat!(
+            "mov rbx, -1\n",
+            "mov rbp, -1\n",
+            "mov r12, -1\n",
+            "mov r13, -1\n",
+            "mov r14, -1\n",
+            "mov r15, -1\n",
+            "jmp {sw}\n",
+        )
+    };
+}
+
+#[cfg(target_arch = "aarch64")]
+macro_rules! clobber_then {
+    () => {
+        concat!(
+            "mov x19, #-1\n",
+            "mov x20, #-1\n",
+            "mov x21, #-1\n",
+            "mov x22, #-1\n",
+            "mov x23, #-1\n",
+            "mov x24, #-1\n",
+            "mov x25, #-1\n",
+            "mov x26, #-1\n",
+            "mov x27, #-1\n",
+            "mov x28, #-1\n",
+            "mov x29, #-1\n",
+            "fmov d8, xzr\n",
+            "fmov d9, xzr\n",
+            "fmov d10, xzr\n",
+            "fmov d11, xzr\n",
+            "fmov d12, xzr\n",
+            "fmov d13, xzr\n",
+            "fmov d14, xzr\n",
+            "fmov d15, xzr\n",
+            "b {sw}\n",
+        )
+    };
 }
 
 #[cfg(target_arch = "riscv64")]
+macro_rules! clobber_then {
+    () => {
+        concat!(
+            "li s0, -1\n",
+            "li s1, -1\n",
+            "li s2, -1\n",
+            "li s3, -1\n",
+            "li s4, -1\n",
+            "li s5, -1\n",
+            "li s6, -1\n",
+            "li s7, -1\n",
+            "li s8, -1\n",
+            "li s9, -1\n",
+            "li s10, -1\n",
+            "li s11, -1\n",
+            "fmv.d.x fs0, zero\n",
+            "fmv.d.x fs1, zero\n",
+            "fmv.d.x fs2, zero\n",
+            "fmv.d.x fs3, zero\n",
+            "fmv.d.x fs4, zero\n",
+            "fmv.d.x fs5, zero\n",
+            "fmv.d.x fs6, zero\n",
+            "fmv.d.x fs7, zero\n",
+            "fmv.d.x fs8, zero\n",
+            "fmv.d.x fs9, zero\n",
+            "fmv.d.x fs10, zero\n",
+            "fmv.d.x fs11, zero\n",
+            "tail {sw}\n",
+        )
+    };
+}
+
+/// Clobbers, then tail-calls `switch`.
+#[unsafe(naked)]
+unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
+    naked_asm!(clobber_then!(), sw = sym tealet_asm::switch)
+}
+
+/// Clobbers, then tail-calls `jump`.
 #[unsafe(naked)]
 unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
-    naked_asm!(
-        "li s0, -1",
-        "li s1, -1",
-        "li s2, -1",
-        "li s3, -1",
-        "li s4, -1",
-        "li s5, -1",
-        "li s6, -1",
-        "li s7, -1",
-        "li s8, -1",
-        "li s9, -1",
-        "li s10, -1",
-        "li s11, -1",
-        "fmv.d.x fs0, zero",
-        "fmv.d.x fs1, zero",
-        "fmv.d.x fs2, zero",
-        "fmv.d.x fs3, zero",
-        "fmv.d.x fs4, zero",
-        "fmv.d.x fs5, zero",
-        "fmv.d.x fs6, zero",
-        "fmv.d.x fs7, zero",
-        "fmv.d.x fs8, zero",
-        "fmv.d.x fs9, zero",
-        "fmv.d.x fs10, zero",
-        "fmv.d.x fs11, zero",
-        "tail {sw}",
-        sw = sym tealet_asm::jump,
-    )
+    naked_asm!(clobber_then!(), sw = sym tealet_asm::jump)
 }
 
 /// Leaves the fresh stack with `jump`, resuming the probe's context that `switch` saved.
