@@ -1,6 +1,5 @@
 //! Register preservation: fill every callee-saved register with a pattern, switch to a fresh
 //! stack whose code clobbers them all, switch back, and read them out.
-#![allow(clippy::all)]
 use core::arch::naked_asm;
 
 #[repr(C, align(16))]
