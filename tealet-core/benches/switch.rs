@@ -49,7 +49,7 @@ fn round_trip(c: &mut Criterion) {
     let t = make(bounce, TEALET_STACK_DEDICATED);
     g.bench_function("tealet_c_abi", |b| {
         b.iter(|| {
-            let mut v = 1 as *mut c_void;
+            let mut v = std::ptr::without_provenance_mut(1);
             // SAFETY: `t` loops forever.
             unsafe { tealet_switch(t, &mut v) };
             black_box(v)
@@ -270,7 +270,7 @@ fn best_of_bursts(_c: &mut Criterion) {
     for _ in 0..300 {
         let r = [
             burst(&mut || {
-                let mut v = 1 as *mut c_void;
+                let mut v = std::ptr::without_provenance_mut(1);
                 // SAFETY: `flat` loops forever.
                 unsafe { tealet_switch(flat, &mut v) };
                 black_box(v);
