@@ -227,6 +227,7 @@ fn dense_memory(_c: &mut Criterion) {
 }
 
 /// Mean ns per call of one burst of `f`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn burst(f: &mut dyn FnMut()) -> f64 {
     const N: u32 = 20_000;
     let t0 = std::time::Instant::now();
