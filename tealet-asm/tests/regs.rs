@@ -356,12 +356,18 @@ macro_rules! clobber_then {
 }
 
 /// Clobbers, then tail-calls `switch`.
+///
+/// # Safety
+/// As for `switch`, and the caller must never be resumed: its callee-saved registers are gone.
 #[unsafe(naked)]
 unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
     naked_asm!(clobber_then!(), sw = sym tealet_asm::switch)
 }
 
 /// Clobbers, then tail-calls `jump`.
+///
+/// # Safety
+/// As for `jump`, and the caller must never be resumed: its callee-saved registers are gone.
 #[unsafe(naked)]
 unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
     naked_asm!(clobber_then!(), sw = sym tealet_asm::jump)

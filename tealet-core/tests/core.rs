@@ -31,10 +31,12 @@ unsafe extern "C" fn adder(_me: *mut tealet_t, arg: *mut c_void, value: *mut *mu
     // SAFETY: `value` is valid for the duration of run.
     let mut v = unsafe { *value } as usize;
     while v != 0 {
+        // SAFETY: called on a tealet of this thread, outside any signal handler.
         v = switch(unsafe { tealet_previous() }, v + arg as usize);
     }
     // SAFETY: as above.
     unsafe { *value = 7777 as *mut c_void };
+    // SAFETY: as in the loop.
     unsafe { tealet_previous() }
 }
 
@@ -96,6 +98,7 @@ unsafe extern "C" fn link(_me: *mut tealet_t, arg: *mut c_void, value: *mut *mut
     // SAFETY: `value` is valid during run.
     unsafe { *value = (*value as usize + 1) as *mut c_void };
     if arg.is_null() {
+        // SAFETY: called on a tealet of this thread, outside any signal handler.
         unsafe { tealet_main() }
     } else {
         arg as *mut tealet_t

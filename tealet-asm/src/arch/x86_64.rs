@@ -130,6 +130,9 @@ pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, o
 /// rax = the first switch's result
 /// (`restore`'s, or 0 from `jump`). The undefined return address ends debugger
 /// backtraces here.
+///
+/// # Safety
+/// Never called: only the `ret` into a frame from `init_stack` may enter it.
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() -> ! {
     naked_asm!(
