@@ -381,8 +381,9 @@ unsafe extern "C" fn entry_jump(ctx: *mut u8, _arg: *mut u8) -> ! {
     unreachable!()
 }
 
-#[test]
-fn callee_saved_registers_survive_a_round_trip() {
+/// Runs the probe against a fresh stack whose code is `entry`, which returns to the probe
+/// without ever being resumed; the registers the probe read back afterwards.
+fn probe_fresh_stack(entry: tealet_asm::EntryFn) -> Vec<u64> {
     let mut stack = Box::new(Stack([0; 64 * 1024]));
     // SAFETY: the frame is written at the top of our own 16-aligned buffer.
     let top = unsafe { stack.0.as_mut_ptr().add(stack.0.len()) };
@@ -390,21 +391,17 @@ fn callee_saved_registers_survive_a_round_trip() {
     let sp = unsafe { tealet_asm::init_stack(top, entry, core::ptr::null_mut()) };
     let mut ctx = Ctx { next: sp };
     let mut out = vec![0u64; EXPECTED.len()];
-    // SAFETY: the probe switches to the fresh stack, which switches straight back.
+    // SAFETY: the probe switches to the fresh stack, which comes straight back.
     unsafe { probe(save, restore, &mut ctx as *mut Ctx as *mut u8, out.as_mut_ptr()) };
-    assert_eq!(out, EXPECTED);
+    out
+}
+
+#[test]
+fn callee_saved_registers_survive_a_round_trip() {
+    assert_eq!(probe_fresh_stack(entry), EXPECTED);
 }
 
 #[test]
 fn callee_saved_registers_survive_switch_then_jump_back() {
-    let mut stack = Box::new(Stack([0; 64 * 1024]));
-    // SAFETY: the frame is written at the top of our own 16-aligned buffer.
-    let top = unsafe { stack.0.as_mut_ptr().add(stack.0.len()) };
-    // SAFETY: as above; `entry_jump` never returns.
-    let sp = unsafe { tealet_asm::init_stack(top, entry_jump, core::ptr::null_mut()) };
-    let mut ctx = Ctx { next: sp };
-    let mut out = vec![0u64; EXPECTED.len()];
-    // SAFETY: the probe switches to the fresh stack, which jumps straight back.
-    unsafe { probe(save, restore, &mut ctx as *mut Ctx as *mut u8, out.as_mut_ptr()) };
-    assert_eq!(out, EXPECTED);
+    assert_eq!(probe_fresh_stack(entry_jump), EXPECTED);
 }
