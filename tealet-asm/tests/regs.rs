@@ -1,6 +1,5 @@
 //! Register preservation: fill every callee-saved register with a pattern, switch to a fresh
 //! stack whose code clobbers them all, switch back, and read them out.
-#![allow(clippy::all)]
 use core::arch::naked_asm;
 
 #[repr(C, align(16))]
@@ -72,38 +71,6 @@ unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c
         "pop rbp",
         "ret",
         sw = sym tealet_asm::switch,
-    )
-}
-
-/// Sets every callee-saved register to garbage, then tail-calls `switch`.
-#[cfg(target_arch = "x86_64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
-    naked_asm!(
-        "mov rbx, -1",
-        "mov rbp, -1",
-        "mov r12, -1",
-        "mov r13, -1",
-        "mov r14, -1",
-        "mov r15, -1",
-        "jmp {sw}",
-        sw = sym tealet_asm::switch,
-    )
-}
-
-/// Sets every callee-saved register to garbage, then tail-calls `jump`.
-#[cfg(target_arch = "x86_64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
-    naked_asm!(
-        "mov rbx, -1",
-        "mov rbp, -1",
-        "mov r12, -1",
-        "mov r13, -1",
-        "mov r14, -1",
-        "mov r15, -1",
-        "jmp {sw}",
-        sw = sym tealet_asm::jump,
     )
 }
 
@@ -184,62 +151,6 @@ unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c
         "add sp, sp, #176",
         "ret",
         sw = sym tealet_asm::switch,
-    )
-}
-
-#[cfg(target_arch = "aarch64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
-    naked_asm!(
-        "mov x19, #-1",
-        "mov x20, #-1",
-        "mov x21, #-1",
-        "mov x22, #-1",
-        "mov x23, #-1",
-        "mov x24, #-1",
-        "mov x25, #-1",
-        "mov x26, #-1",
-        "mov x27, #-1",
-        "mov x28, #-1",
-        "mov x29, #-1",
-        "fmov d8, xzr",
-        "fmov d9, xzr",
-        "fmov d10, xzr",
-        "fmov d11, xzr",
-        "fmov d12, xzr",
-        "fmov d13, xzr",
-        "fmov d14, xzr",
-        "fmov d15, xzr",
-        "b {sw}",
-        sw = sym tealet_asm::switch,
-    )
-}
-
-#[cfg(target_arch = "aarch64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
-    naked_asm!(
-        "mov x19, #-1",
-        "mov x20, #-1",
-        "mov x21, #-1",
-        "mov x22, #-1",
-        "mov x23, #-1",
-        "mov x24, #-1",
-        "mov x25, #-1",
-        "mov x26, #-1",
-        "mov x27, #-1",
-        "mov x28, #-1",
-        "mov x29, #-1",
-        "fmov d8, xzr",
-        "fmov d9, xzr",
-        "fmov d10, xzr",
-        "fmov d11, xzr",
-        "fmov d12, xzr",
-        "fmov d13, xzr",
-        "fmov d14, xzr",
-        "fmov d15, xzr",
-        "b {sw}",
-        sw = sym tealet_asm::jump,
     )
 }
 
@@ -367,70 +278,99 @@ unsafe extern "C" fn probe(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c
     )
 }
 
-#[cfg(target_arch = "riscv64")]
-#[unsafe(naked)]
-unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
-    naked_asm!(
-        "li s0, -1",
-        "li s1, -1",
-        "li s2, -1",
-        "li s3, -1",
-        "li s4, -1",
-        "li s5, -1",
-        "li s6, -1",
-        "li s7, -1",
-        "li s8, -1",
-        "li s9, -1",
-        "li s10, -1",
-        "li s11, -1",
-        "fmv.d.x fs0, zero",
-        "fmv.d.x fs1, zero",
-        "fmv.d.x fs2, zero",
-        "fmv.d.x fs3, zero",
-        "fmv.d.x fs4, zero",
-        "fmv.d.x fs5, zero",
-        "fmv.d.x fs6, zero",
-        "fmv.d.x fs7, zero",
-        "fmv.d.x fs8, zero",
-        "fmv.d.x fs9, zero",
-        "fmv.d.x fs10, zero",
-        "fmv.d.x fs11, zero",
-        "tail {sw}",
-        sw = sym tealet_asm::switch,
-    )
+// The clobber sequence: every callee-saved register set to garbage, then a tail call to `{sw}`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! clobber_then {
+    () => {
+        concat!(
+            "mov rbx, -1\n",
+            "mov rbp, -1\n",
+            "mov r12, -1\n",
+            "mov r13, -1\n",
+            "mov r14, -1\n",
+            "mov r15, -1\n",
+            "jmp {sw}\n",
+        )
+    };
+}
+
+#[cfg(target_arch = "aarch64")]
+macro_rules! clobber_then {
+    () => {
+        concat!(
+            "mov x19, #-1\n",
+            "mov x20, #-1\n",
+            "mov x21, #-1\n",
+            "mov x22, #-1\n",
+            "mov x23, #-1\n",
+            "mov x24, #-1\n",
+            "mov x25, #-1\n",
+            "mov x26, #-1\n",
+            "mov x27, #-1\n",
+            "mov x28, #-1\n",
+            "mov x29, #-1\n",
+            "fmov d8, xzr\n",
+            "fmov d9, xzr\n",
+            "fmov d10, xzr\n",
+            "fmov d11, xzr\n",
+            "fmov d12, xzr\n",
+            "fmov d13, xzr\n",
+            "fmov d14, xzr\n",
+            "fmov d15, xzr\n",
+            "b {sw}\n",
+        )
+    };
 }
 
 #[cfg(target_arch = "riscv64")]
+macro_rules! clobber_then {
+    () => {
+        concat!(
+            "li s0, -1\n",
+            "li s1, -1\n",
+            "li s2, -1\n",
+            "li s3, -1\n",
+            "li s4, -1\n",
+            "li s5, -1\n",
+            "li s6, -1\n",
+            "li s7, -1\n",
+            "li s8, -1\n",
+            "li s9, -1\n",
+            "li s10, -1\n",
+            "li s11, -1\n",
+            "fmv.d.x fs0, zero\n",
+            "fmv.d.x fs1, zero\n",
+            "fmv.d.x fs2, zero\n",
+            "fmv.d.x fs3, zero\n",
+            "fmv.d.x fs4, zero\n",
+            "fmv.d.x fs5, zero\n",
+            "fmv.d.x fs6, zero\n",
+            "fmv.d.x fs7, zero\n",
+            "fmv.d.x fs8, zero\n",
+            "fmv.d.x fs9, zero\n",
+            "fmv.d.x fs10, zero\n",
+            "fmv.d.x fs11, zero\n",
+            "tail {sw}\n",
+        )
+    };
+}
+
+/// Clobbers, then tail-calls `switch`.
+///
+/// # Safety
+/// As for `switch`, and the caller must never be resumed: its callee-saved registers are gone.
+#[unsafe(naked)]
+unsafe extern "C" fn clobber_and_switch(_s: tealet_asm::SaveFn, _r: tealet_asm::RestoreFn, _c: *mut u8) {
+    naked_asm!(clobber_then!(), sw = sym tealet_asm::switch)
+}
+
+/// Clobbers, then tail-calls `jump`.
+///
+/// # Safety
+/// As for `jump`, and the caller must never be resumed: its callee-saved registers are gone.
 #[unsafe(naked)]
 unsafe extern "C" fn clobber_and_jump(_v: *mut u8, _from: *mut *mut u8, _to: *mut u8, _out: *mut *mut u8) {
-    naked_asm!(
-        "li s0, -1",
-        "li s1, -1",
-        "li s2, -1",
-        "li s3, -1",
-        "li s4, -1",
-        "li s5, -1",
-        "li s6, -1",
-        "li s7, -1",
-        "li s8, -1",
-        "li s9, -1",
-        "li s10, -1",
-        "li s11, -1",
-        "fmv.d.x fs0, zero",
-        "fmv.d.x fs1, zero",
-        "fmv.d.x fs2, zero",
-        "fmv.d.x fs3, zero",
-        "fmv.d.x fs4, zero",
-        "fmv.d.x fs5, zero",
-        "fmv.d.x fs6, zero",
-        "fmv.d.x fs7, zero",
-        "fmv.d.x fs8, zero",
-        "fmv.d.x fs9, zero",
-        "fmv.d.x fs10, zero",
-        "fmv.d.x fs11, zero",
-        "tail {sw}",
-        sw = sym tealet_asm::jump,
-    )
+    naked_asm!(clobber_then!(), sw = sym tealet_asm::jump)
 }
 
 /// Leaves the fresh stack with `jump`, resuming the probe's context that `switch` saved.
@@ -441,8 +381,9 @@ unsafe extern "C" fn entry_jump(ctx: *mut u8, _arg: *mut u8) -> ! {
     unreachable!()
 }
 
-#[test]
-fn callee_saved_registers_survive_a_round_trip() {
+/// Runs the probe against a fresh stack whose code is `entry`, which returns to the probe
+/// without ever being resumed; the registers the probe read back afterwards.
+fn probe_fresh_stack(entry: tealet_asm::EntryFn) -> Vec<u64> {
     let mut stack = Box::new(Stack([0; 64 * 1024]));
     // SAFETY: the frame is written at the top of our own 16-aligned buffer.
     let top = unsafe { stack.0.as_mut_ptr().add(stack.0.len()) };
@@ -450,21 +391,17 @@ fn callee_saved_registers_survive_a_round_trip() {
     let sp = unsafe { tealet_asm::init_stack(top, entry, core::ptr::null_mut()) };
     let mut ctx = Ctx { next: sp };
     let mut out = vec![0u64; EXPECTED.len()];
-    // SAFETY: the probe switches to the fresh stack, which switches straight back.
+    // SAFETY: the probe switches to the fresh stack, which comes straight back.
     unsafe { probe(save, restore, &mut ctx as *mut Ctx as *mut u8, out.as_mut_ptr()) };
-    assert_eq!(out, EXPECTED);
+    out
+}
+
+#[test]
+fn callee_saved_registers_survive_a_round_trip() {
+    assert_eq!(probe_fresh_stack(entry), EXPECTED);
 }
 
 #[test]
 fn callee_saved_registers_survive_switch_then_jump_back() {
-    let mut stack = Box::new(Stack([0; 64 * 1024]));
-    // SAFETY: the frame is written at the top of our own 16-aligned buffer.
-    let top = unsafe { stack.0.as_mut_ptr().add(stack.0.len()) };
-    // SAFETY: as above; `entry_jump` never returns.
-    let sp = unsafe { tealet_asm::init_stack(top, entry_jump, core::ptr::null_mut()) };
-    let mut ctx = Ctx { next: sp };
-    let mut out = vec![0u64; EXPECTED.len()];
-    // SAFETY: the probe switches to the fresh stack, which jumps straight back.
-    unsafe { probe(save, restore, &mut ctx as *mut Ctx as *mut u8, out.as_mut_ptr()) };
-    assert_eq!(out, EXPECTED);
+    assert_eq!(probe_fresh_stack(entry_jump), EXPECTED);
 }

@@ -49,7 +49,7 @@ fn round_trip(c: &mut Criterion) {
     let t = make(bounce, TEALET_STACK_DEDICATED);
     g.bench_function("tealet_c_abi", |b| {
         b.iter(|| {
-            let mut v = 1 as *mut c_void;
+            let mut v = std::ptr::without_provenance_mut(1);
             // SAFETY: `t` loops forever.
             unsafe { tealet_switch(t, &mut v) };
             black_box(v)
@@ -227,6 +227,7 @@ fn dense_memory(_c: &mut Criterion) {
 }
 
 /// Mean ns per call of one burst of `f`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn burst(f: &mut dyn FnMut()) -> f64 {
     const N: u32 = 20_000;
     let t0 = std::time::Instant::now();
@@ -270,7 +271,7 @@ fn best_of_bursts(_c: &mut Criterion) {
     for _ in 0..300 {
         let r = [
             burst(&mut || {
-                let mut v = 1 as *mut c_void;
+                let mut v = std::ptr::without_provenance_mut(1);
                 // SAFETY: `flat` loops forever.
                 unsafe { tealet_switch(flat, &mut v) };
                 black_box(v);

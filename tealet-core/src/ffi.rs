@@ -35,6 +35,9 @@ pub struct tealet_config_t {
 pub type tealet_run_t = Option<unsafe extern "C" fn(*mut tealet_t, *mut c_void, *mut *mut c_void) -> *mut tealet_t>;
 
 /// The calling thread's main tealet, created on first use; NULL on OOM or during thread exit.
+///
+/// # Safety
+/// Not async-signal-safe: the first call on a thread allocates its state.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_main() -> *mut tealet_t {
     let ts = t::thread_state();
@@ -46,6 +49,9 @@ pub unsafe extern "C" fn tealet_main() -> *mut tealet_t {
 }
 
 /// The running tealet of the calling thread.
+///
+/// # Safety
+/// Not async-signal-safe: the first call on a thread allocates its state.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_current() -> *mut tealet_t {
     let ts = t::thread_state();
@@ -57,6 +63,9 @@ pub unsafe extern "C" fn tealet_current() -> *mut tealet_t {
 }
 
 /// The tealet that last switched to the current one (NULL if none or freed).
+///
+/// # Safety
+/// Not async-signal-safe: the first call on a thread allocates its state.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_previous() -> *mut tealet_t {
     let ts = t::thread_state();
@@ -68,6 +77,10 @@ pub unsafe extern "C" fn tealet_previous() -> *mut tealet_t {
 }
 
 /// Create a tealet; `run` is called on the first switch into it.
+///
+/// # Safety
+/// `cfg` must be NULL or point to a readable config, `out` must be NULL or writable; `run`
+/// must not unwind.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_create(
     run: tealet_run_t,
@@ -93,6 +106,11 @@ pub unsafe extern "C" fn tealet_create(
 
 /// Switch to `target`. `*value` in: passed to it; out: the value we are resumed with.
 /// `value` may be NULL (passes NULL, drops the received value).
+///
+/// # Safety
+/// `target` must be NULL or a tealet pointer from this library that has not been freed;
+/// `value` must be NULL or readable and writable. Frames on the suspended stack must not be
+/// borrowed from elsewhere while it is suspended (it may be copied to the heap and back).
 #[no_mangle]
 pub unsafe extern "C" fn tealet_switch(target: *mut tealet_t, value: *mut *mut c_void) -> c_int {
     let ts = match t::target_state(target) {
@@ -105,6 +123,10 @@ pub unsafe extern "C" fn tealet_switch(target: *mut tealet_t, value: *mut *mut c
 }
 
 /// Finish the current tealet and continue in `target` with `value`; returns only on error.
+///
+/// # Safety
+/// As for `tealet_switch`; the current tealet's frames are abandoned without unwinding, so
+/// nothing on them may still be in use.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_exit(target: *mut tealet_t, value: *mut c_void) -> c_int {
     let ts = match t::target_state(target) {
@@ -123,6 +145,10 @@ pub unsafe extern "C" fn tealet_exit(target: *mut tealet_t, value: *mut c_void) 
     }
 }
 
+/// The status (`TEALET_STATUS_*`), or `TEALET_ERR_INVALID` for NULL.
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_status(t: *const tealet_t) -> c_int {
     if t.is_null() {
@@ -133,6 +159,9 @@ pub unsafe extern "C" fn tealet_status(t: *const tealet_t) -> c_int {
 }
 
 /// Unique (per process) id; 0 for NULL.
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_id(t: *const tealet_t) -> u64 {
     if t.is_null() {
@@ -142,6 +171,10 @@ pub unsafe extern "C" fn tealet_id(t: *const tealet_t) -> u64 {
     unsafe { t::id(t) }
 }
 
+/// The user pointer set with `tealet_set_data` (NULL until then, and for NULL).
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_get_data(t: *const tealet_t) -> *mut c_void {
     if t.is_null() {
@@ -151,6 +184,11 @@ pub unsafe extern "C" fn tealet_get_data(t: *const tealet_t) -> *mut c_void {
     unsafe { t::data(t) }
 }
 
+/// Set the user pointer (ignored for NULL).
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed; no
+/// other thread may read or set `t`'s data at the same time.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_set_data(t: *mut tealet_t, data: *mut c_void) {
     if !t.is_null() {
@@ -160,6 +198,9 @@ pub unsafe extern "C" fn tealet_set_data(t: *mut tealet_t, data: *mut c_void) {
 }
 
 /// Bytes of the tealet's stack currently copied to the heap (shared policy).
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_stack_saved(t: *const tealet_t) -> usize {
     if t.is_null() {
@@ -172,6 +213,10 @@ pub unsafe extern "C" fn tealet_stack_saved(t: *const tealet_t) -> usize {
 /// Where the byte at stack address `addr` of suspended tealet `t` lives now: `addr` itself
 /// while its stack is in place, inside the heap copy while it is copied out. NULL if `addr` is
 /// not in its live stack `[sp, top)` or `t` is not suspended on a live thread.
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed. The
+/// result is valid until `t`'s thread next switches (a switch may copy the stack in or out).
 #[no_mangle]
 pub unsafe extern "C" fn tealet_translate(t: *const tealet_t, addr: *const c_void) -> *mut c_void {
     if t.is_null() {
@@ -188,18 +233,30 @@ pub unsafe extern "C" fn tealet_translate(t: *const tealet_t, addr: *const c_voi
 
 /// Free a tealet that is NEW, SUSPENDED or FINISHED (not the current or a main tealet). A
 /// suspended tealet's stack is dropped without unwinding.
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed, and
+/// must not be used after this returns OK. Nothing on a suspended tealet's stack (no drop,
+/// no borrowed frame) may still be needed.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_free(t: *mut tealet_t) -> c_int {
     t::free(t)
 }
 
 /// Install the stack-overflow reporter (see header).
+///
+/// # Safety
+/// Replaces the process's SIGSEGV/SIGBUS dispositions (the previous ones are chained to):
+/// call it while no other thread is changing them.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_install_overflow_handler() -> c_int {
     crate::trap::install()
 }
 
 /// Usable stack size of a tealet (shared: its region's), 0 for main tealets or NULL.
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_stack_size(t: *const tealet_t) -> usize {
     if t.is_null() {
@@ -209,6 +266,10 @@ pub unsafe extern "C" fn tealet_stack_size(t: *const tealet_t) -> usize {
     unsafe { t::stack_size(t) }
 }
 
+/// A static message for an error code.
+///
+/// # Safety
+/// None: any code is accepted and the result is a static NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn tealet_strerror(code: c_int) -> *const c_char {
     let s: &'static [u8] = match code {

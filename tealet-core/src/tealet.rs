@@ -413,6 +413,7 @@ pub(crate) unsafe fn same_thread(ts: *mut ThreadState, t: *const Tealet) -> bool
     unsafe { home(t).ts.load(Ordering::Relaxed) == ts }
 }
 
+/// Whether `t`'s thread has not exited yet.
 pub(crate) unsafe fn thread_alive(t: *const Tealet) -> bool {
     // SAFETY: a live record (the caller's promise).
     unsafe { home(t).tid.load(Ordering::Acquire) != 0 }

@@ -31,10 +31,12 @@ unsafe extern "C" fn adder(_me: *mut tealet_t, arg: *mut c_void, value: *mut *mu
     // SAFETY: `value` is valid for the duration of run.
     let mut v = unsafe { *value } as usize;
     while v != 0 {
+        // SAFETY: called on a tealet of this thread, outside any signal handler.
         v = switch(unsafe { tealet_previous() }, v + arg as usize);
     }
     // SAFETY: as above.
     unsafe { *value = 7777 as *mut c_void };
+    // SAFETY: as in the loop.
     unsafe { tealet_previous() }
 }
 
@@ -73,7 +75,7 @@ unsafe extern "C" fn relay(_me: *mut tealet_t, arg: *mut c_void, value: *mut *mu
         }
         assert_eq!(switch(inner, 0), 7777);
         assert_eq!(tealet_free(inner), TEALET_OK);
-        *value = 1 as *mut c_void;
+        *value = std::ptr::without_provenance_mut(1);
         parent
     }
 }
@@ -96,6 +98,7 @@ unsafe extern "C" fn link(_me: *mut tealet_t, arg: *mut c_void, value: *mut *mut
     // SAFETY: `value` is valid during run.
     unsafe { *value = (*value as usize + 1) as *mut c_void };
     if arg.is_null() {
+        // SAFETY: called on a tealet of this thread, outside any signal handler.
         unsafe { tealet_main() }
     } else {
         arg as *mut tealet_t
@@ -159,7 +162,7 @@ fn error_codes() {
         assert_eq!(tealet_free(tealet_main()), TEALET_ERR_INVALID);
         assert_eq!(tealet_free(tealet_current()), TEALET_ERR_INVALID);
         assert_eq!(tealet_exit(tealet_main(), null_mut()), TEALET_ERR_INVALID, "exit from main");
-        let t = create(adder, 1 as *mut c_void, TEALET_STACK_DEDICATED);
+        let t = create(adder, std::ptr::without_provenance_mut(1), TEALET_STACK_DEDICATED);
         assert_eq!(switch(t, 0), 7777);
         let mut v = null_mut();
         assert_eq!(tealet_switch(t, &mut v), TEALET_ERR_FINISHED);
@@ -180,7 +183,7 @@ unsafe impl Send for Sendable {}
 #[test]
 fn foreign_and_exited_threads() {
     for policy in POLICIES {
-        let t = create(adder, 1 as *mut c_void, policy);
+        let t = create(adder, std::ptr::without_provenance_mut(1), policy);
         assert_eq!(switch(t, 3), 4);
         let p = Sendable(t);
         let other_main = std::thread::spawn(move || {
@@ -192,7 +195,7 @@ fn foreign_and_exited_threads() {
                 assert_eq!(tealet_exit(p.0, null_mut()), TEALET_ERR_THREAD);
                 assert_eq!(tealet_free(p.0), TEALET_ERR_THREAD);
                 // A suspended tealet of this thread, left behind when the thread exits.
-                let own = create(adder, 1 as *mut c_void, policy);
+                let own = create(adder, std::ptr::without_provenance_mut(1), policy);
                 assert_eq!(switch(own, 3), 4);
                 Sendable(own)
             }
@@ -233,7 +236,7 @@ fn thousands_live() {
 fn free_suspended_and_new_then_reuse() {
     for policy in POLICIES {
         for _ in 0..1000 {
-            let a = create(adder, 1 as *mut c_void, policy);
+            let a = create(adder, std::ptr::without_provenance_mut(1), policy);
             let b = create(adder, 2 as *mut c_void, policy);
             assert_eq!(switch(a, 1), 2);
             // SAFETY: a is suspended, b new; both ours.

@@ -96,7 +96,7 @@ fn header_fns() -> BTreeMap<String, (String, Vec<String>)> {
             continue;
         }
         let head = &d[..open];
-        let name_at = head.rfind(|c: char| c == ' ' || c == '*').map(|i| i + 1).unwrap_or(0);
+        let name_at = head.rfind([' ', '*']).map(|i| i + 1).unwrap_or(0);
         let name = head[name_at..].to_string();
         let ret = norm(&head[..name_at]);
         let inner = &d[open + 1..d.rfind(')').unwrap()];
@@ -106,7 +106,7 @@ fn header_fns() -> BTreeMap<String, (String, Vec<String>)> {
             .filter(|p| !p.is_empty() && *p != "void")
             .map(|p| {
                 // Strip the parameter name.
-                let cut = p.rfind(|c: char| c == ' ' || c == '*').unwrap();
+                let cut = p.rfind([' ', '*']).unwrap();
                 norm(&p[..=cut])
             })
             .collect();

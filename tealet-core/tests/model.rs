@@ -56,12 +56,12 @@ unsafe extern "C" fn worker(_me: *mut tealet_t, arg: *mut c_void, value: *mut *m
         // SAFETY: every planned target is a live, unfinished tealet of this thread.
         v = match next {
             Some(t) => {
-                let mut p = 0 as *mut c_void;
+                let mut p = std::ptr::null_mut();
                 assert_eq!(unsafe { tealet_switch(t, &mut p) }, TEALET_OK);
                 p as usize
             }
             None => {
-                let mut p = 0 as *mut c_void;
+                let mut p = std::ptr::null_mut();
                 assert_eq!(unsafe { tealet_switch(tealet_main(), &mut p) }, TEALET_OK);
                 p as usize
             }
@@ -109,7 +109,7 @@ fn run_model(n: usize, chains: &[(Vec<usize>, usize)]) {
         plan.push(DONE);
         plan.reverse();
         WORLD.with(|w| w.borrow_mut().plan = plan);
-        let mut p = 1 as *mut c_void;
+        let mut p = std::ptr::without_provenance_mut(1);
         // SAFETY: the chain's tealets are live and unfinished.
         assert_eq!(unsafe { tealet_switch(tealets[chain[0]], &mut p) }, TEALET_OK);
         let counters = WORLD.with(|w| w.borrow().counters.clone());
@@ -174,7 +174,7 @@ fn ping_pong_on_different_regions_never_copies() {
             tealet_set_data(a, b as *mut c_void);
             tealet_set_data(b, tealet_main() as *mut c_void);
             for _ in 0..1000 {
-                let mut v = 1 as *mut c_void; // main -> a -> b -> main
+                let mut v = std::ptr::without_provenance_mut(1); // main -> a -> b -> main
                 assert_eq!(tealet_switch(a, &mut v), TEALET_OK);
                 assert_eq!(tealet_stack_saved(a), 0);
                 assert_eq!(tealet_stack_saved(b), 0);
@@ -213,14 +213,14 @@ fn contention_on_one_region_copies_out_the_suspended_owner() {
         // SAFETY: live tealets of this thread.
         unsafe {
             for &t in &ts {
-                let mut v = 1 as *mut c_void;
+                let mut v = std::ptr::without_provenance_mut(1);
                 assert_eq!(tealet_switch(t, &mut v), TEALET_OK);
             }
             let saved: Vec<usize> = ts.iter().map(|&t| tealet_stack_saved(t)).collect();
             assert_eq!(saved.iter().filter(|&&s| s > 0).count(), 1, "{saved:?}");
             assert_eq!(saved[4], 0, "the last one to run is in place");
             let victim = saved.iter().position(|&s| s > 0).unwrap();
-            let mut v = 1 as *mut c_void;
+            let mut v = std::ptr::without_provenance_mut(1);
             assert_eq!(tealet_switch(ts[victim], &mut v), TEALET_OK);
             assert_eq!(tealet_stack_saved(ts[victim]), 0);
             assert!(tealet_stack_saved(ts[4]) > 0, "the 5th was evicted in turn");

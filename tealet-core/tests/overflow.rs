@@ -77,7 +77,7 @@ fn foreign_faults_chain_to_previous_handler() {
         // SAFETY: install, then fault on an address that is not a tealet guard.
         unsafe {
             assert_eq!(tealet_install_overflow_handler(), TEALET_OK);
-            std::ptr::read_volatile(8 as *const u64);
+            std::ptr::read_volatile(std::ptr::without_provenance::<u64>(8));
         }
     });
     assert_eq!(code, -libc::SIGSEGV, "{err}");

@@ -7,6 +7,67 @@ use crate::{EntryFn, RestoreFn, SaveFn};
 /// Bytes `switch` stores: x19-x30 (96) and d8-d15 (64).
 pub const FRAME_SIZE: usize = 160;
 
+/// Store the frame `init_stack` lays out (x19-x30, then d8-d15) with its unwind info;
+/// `switch` and `jump` share it.
+macro_rules! save_frame {
+    () => {
+        concat!(
+            "sub sp, sp, #160\n",
+            ".cfi_def_cfa_offset 160\n",
+            "stp x19, x20, [sp, #0]\n",
+            "stp x21, x22, [sp, #16]\n",
+            "stp x23, x24, [sp, #32]\n",
+            "stp x25, x26, [sp, #48]\n",
+            "stp x27, x28, [sp, #64]\n",
+            "stp x29, x30, [sp, #80]\n",
+            "stp d8, d9, [sp, #96]\n",
+            "stp d10, d11, [sp, #112]\n",
+            "stp d12, d13, [sp, #128]\n",
+            "stp d14, d15, [sp, #144]\n",
+            ".cfi_offset x19, -160\n",
+            ".cfi_offset x20, -152\n",
+            ".cfi_offset x21, -144\n",
+            ".cfi_offset x22, -136\n",
+            ".cfi_offset x23, -128\n",
+            ".cfi_offset x24, -120\n",
+            ".cfi_offset x25, -112\n",
+            ".cfi_offset x26, -104\n",
+            ".cfi_offset x27, -96\n",
+            ".cfi_offset x28, -88\n",
+            ".cfi_offset x29, -80\n",
+            ".cfi_offset x30, -72\n",
+            ".cfi_offset d8, -64\n",
+            ".cfi_offset d9, -56\n",
+            ".cfi_offset d10, -48\n",
+            ".cfi_offset d11, -40\n",
+            ".cfi_offset d12, -32\n",
+            ".cfi_offset d13, -24\n",
+            ".cfi_offset d14, -16\n",
+            ".cfi_offset d15, -8\n",
+        )
+    };
+}
+
+/// Load the frame `save_frame!` stored and pop it.
+macro_rules! restore_frame {
+    () => {
+        concat!(
+            "ldp d14, d15, [sp, #144]\n",
+            "ldp d12, d13, [sp, #128]\n",
+            "ldp d10, d11, [sp, #112]\n",
+            "ldp d8, d9, [sp, #96]\n",
+            "ldp x29, x30, [sp, #80]\n",
+            "ldp x27, x28, [sp, #64]\n",
+            "ldp x25, x26, [sp, #48]\n",
+            "ldp x23, x24, [sp, #32]\n",
+            "ldp x21, x22, [sp, #16]\n",
+            "ldp x19, x20, [sp, #0]\n",
+            "add sp, sp, #160\n",
+            ".cfi_def_cfa_offset 0\n",
+        )
+    };
+}
+
 /// Switch stacks; see the crate docs.
 ///
 /// # Safety
@@ -17,38 +78,7 @@ pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) 
     naked_asm!(
         ".cfi_startproc",
         "bti c",
-        "sub sp, sp, #160",
-        ".cfi_def_cfa_offset 160",
-        "stp x19, x20, [sp, #0]",
-        "stp x21, x22, [sp, #16]",
-        "stp x23, x24, [sp, #32]",
-        "stp x25, x26, [sp, #48]",
-        "stp x27, x28, [sp, #64]",
-        "stp x29, x30, [sp, #80]",
-        "stp d8, d9, [sp, #96]",
-        "stp d10, d11, [sp, #112]",
-        "stp d12, d13, [sp, #128]",
-        "stp d14, d15, [sp, #144]",
-        ".cfi_offset x19, -160",
-        ".cfi_offset x20, -152",
-        ".cfi_offset x21, -144",
-        ".cfi_offset x22, -136",
-        ".cfi_offset x23, -128",
-        ".cfi_offset x24, -120",
-        ".cfi_offset x25, -112",
-        ".cfi_offset x26, -104",
-        ".cfi_offset x27, -96",
-        ".cfi_offset x28, -88",
-        ".cfi_offset x29, -80",
-        ".cfi_offset x30, -72",
-        ".cfi_offset d8, -64",
-        ".cfi_offset d9, -56",
-        ".cfi_offset d10, -48",
-        ".cfi_offset d11, -40",
-        ".cfi_offset d12, -32",
-        ".cfi_offset d13, -24",
-        ".cfi_offset d14, -16",
-        ".cfi_offset d15, -8",
+        save_frame!(),
         // x19/x20 are saved above, so they carry restore and ctx across the stack change.
         "mov x19, x1",
         "mov x20, x2",
@@ -61,18 +91,7 @@ pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) 
         "mov x1, x0",
         "mov x0, x20",
         "blr x19",
-        "ldp d14, d15, [sp, #144]",
-        "ldp d12, d13, [sp, #128]",
-        "ldp d10, d11, [sp, #112]",
-        "ldp d8, d9, [sp, #96]",
-        "ldp x29, x30, [sp, #80]",
-        "ldp x27, x28, [sp, #64]",
-        "ldp x25, x26, [sp, #48]",
-        "ldp x23, x24, [sp, #32]",
-        "ldp x21, x22, [sp, #16]",
-        "ldp x19, x20, [sp, #0]",
-        "add sp, sp, #160",
-        ".cfi_def_cfa_offset 0",
+        restore_frame!(),
         "ret",
         ".cfi_endproc",
         // GNU property note: this object's code is BTI-compatible (every indirect-call target
@@ -102,38 +121,7 @@ pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, o
     naked_asm!(
         ".cfi_startproc",
         "bti c",
-        "sub sp, sp, #160",
-        ".cfi_def_cfa_offset 160",
-        "stp x19, x20, [sp, #0]",
-        "stp x21, x22, [sp, #16]",
-        "stp x23, x24, [sp, #32]",
-        "stp x25, x26, [sp, #48]",
-        "stp x27, x28, [sp, #64]",
-        "stp x29, x30, [sp, #80]",
-        "stp d8, d9, [sp, #96]",
-        "stp d10, d11, [sp, #112]",
-        "stp d12, d13, [sp, #128]",
-        "stp d14, d15, [sp, #144]",
-        ".cfi_offset x19, -160",
-        ".cfi_offset x20, -152",
-        ".cfi_offset x21, -144",
-        ".cfi_offset x22, -136",
-        ".cfi_offset x23, -128",
-        ".cfi_offset x24, -120",
-        ".cfi_offset x25, -112",
-        ".cfi_offset x26, -104",
-        ".cfi_offset x27, -96",
-        ".cfi_offset x28, -88",
-        ".cfi_offset x29, -80",
-        ".cfi_offset x30, -72",
-        ".cfi_offset d8, -64",
-        ".cfi_offset d9, -56",
-        ".cfi_offset d10, -48",
-        ".cfi_offset d11, -40",
-        ".cfi_offset d12, -32",
-        ".cfi_offset d13, -24",
-        ".cfi_offset d14, -16",
-        ".cfi_offset d15, -8",
+        save_frame!(),
         "mov x9, sp",
         "str x9, [x1]",
         // From here on sp is in the target context, whose frame has the same layout.
@@ -142,18 +130,7 @@ pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, o
         "str x0, [x3]",
         "2:",
         "mov x0, #0",
-        "ldp d14, d15, [sp, #144]",
-        "ldp d12, d13, [sp, #128]",
-        "ldp d10, d11, [sp, #112]",
-        "ldp d8, d9, [sp, #96]",
-        "ldp x29, x30, [sp, #80]",
-        "ldp x27, x28, [sp, #64]",
-        "ldp x25, x26, [sp, #48]",
-        "ldp x23, x24, [sp, #32]",
-        "ldp x21, x22, [sp, #16]",
-        "ldp x19, x20, [sp, #0]",
-        "add sp, sp, #160",
-        ".cfi_def_cfa_offset 0",
+        restore_frame!(),
         "ret",
         ".cfi_endproc",
     )
@@ -163,6 +140,9 @@ pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, o
 /// x0 = the first switch's result
 /// (`restore`'s, or 0 from `jump`). The undefined return address ends debugger
 /// backtraces here.
+///
+/// # Safety
+/// Never called: only the `ret` into a frame from `init_stack` may enter it.
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() -> ! {
     naked_asm!(

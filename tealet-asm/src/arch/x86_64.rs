@@ -7,6 +7,67 @@ use crate::{EntryFn, RestoreFn, SaveFn};
 /// Bytes `switch` pushes: MXCSR + x87 CW (8), six registers (48), return address (8).
 pub const FRAME_SIZE: usize = 64;
 
+/// Push the frame `init_stack` lays out (lowest first: MXCSR + x87 CW, r15 … rbp) with its
+/// unwind info; `switch` and `jump` share it.
+macro_rules! save_frame {
+    () => {
+        concat!(
+            "push rbp\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            ".cfi_rel_offset rbp, 0\n",
+            "push rbx\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            ".cfi_rel_offset rbx, 0\n",
+            "push r12\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            ".cfi_rel_offset r12, 0\n",
+            "push r13\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            ".cfi_rel_offset r13, 0\n",
+            "push r14\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            ".cfi_rel_offset r14, 0\n",
+            "push r15\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            ".cfi_rel_offset r15, 0\n",
+            "sub rsp, 8\n",
+            ".cfi_adjust_cfa_offset 8\n",
+            "stmxcsr [rsp]\n",
+            "fnstcw [rsp + 4]\n",
+        )
+    };
+}
+
+/// Pop the frame `save_frame!` pushed, leaving rsp at the return address.
+macro_rules! restore_frame {
+    () => {
+        concat!(
+            "ldmxcsr [rsp]\n",
+            "fldcw [rsp + 4]\n",
+            "add rsp, 8\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            "pop r15\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            ".cfi_restore r15\n",
+            "pop r14\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            ".cfi_restore r14\n",
+            "pop r13\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            ".cfi_restore r13\n",
+            "pop r12\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            ".cfi_restore r12\n",
+            "pop rbx\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            ".cfi_restore rbx\n",
+            "pop rbp\n",
+            ".cfi_adjust_cfa_offset -8\n",
+            ".cfi_restore rbp\n",
+        )
+    };
+}
+
 /// Switch stacks; see the crate docs.
 ///
 /// # Safety
@@ -17,28 +78,7 @@ pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) 
     naked_asm!(
         ".cfi_startproc",
         "endbr64",
-        "push rbp",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset rbp, 0",
-        "push rbx",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset rbx, 0",
-        "push r12",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r12, 0",
-        "push r13",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r13, 0",
-        "push r14",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r14, 0",
-        "push r15",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r15, 0",
-        "sub rsp, 8",
-        ".cfi_adjust_cfa_offset 8",
-        "stmxcsr [rsp]",
-        "fnstcw [rsp + 4]",
+        save_frame!(),
         // r12/r13 are saved above, so they carry restore and ctx across the stack change.
         "mov r12, rsi",
         "mov r13, rdx",
@@ -51,28 +91,7 @@ pub unsafe extern "C" fn switch(save: SaveFn, restore: RestoreFn, ctx: *mut u8) 
         "mov rdi, r13",
         "mov rsi, rax",
         "call r12",
-        "ldmxcsr [rsp]",
-        "fldcw [rsp + 4]",
-        "add rsp, 8",
-        ".cfi_adjust_cfa_offset -8",
-        "pop r15",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r15",
-        "pop r14",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r14",
-        "pop r13",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r13",
-        "pop r12",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r12",
-        "pop rbx",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore rbx",
-        "pop rbp",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore rbp",
+        restore_frame!(),
         "ret",
         ".cfi_endproc",
     )
@@ -88,28 +107,7 @@ pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, o
     naked_asm!(
         ".cfi_startproc",
         "endbr64",
-        "push rbp",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset rbp, 0",
-        "push rbx",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset rbx, 0",
-        "push r12",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r12, 0",
-        "push r13",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r13, 0",
-        "push r14",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r14, 0",
-        "push r15",
-        ".cfi_adjust_cfa_offset 8",
-        ".cfi_rel_offset r15, 0",
-        "sub rsp, 8",
-        ".cfi_adjust_cfa_offset 8",
-        "stmxcsr [rsp]",
-        "fnstcw [rsp + 4]",
+        save_frame!(),
         "mov [rsi], rsp",
         // From here on rsp is in the target context, whose frame has the same layout.
         "mov rsp, rdx",
@@ -118,28 +116,7 @@ pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, o
         "mov [rcx], rdi",
         "2:",
         "xor eax, eax",
-        "ldmxcsr [rsp]",
-        "fldcw [rsp + 4]",
-        "add rsp, 8",
-        ".cfi_adjust_cfa_offset -8",
-        "pop r15",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r15",
-        "pop r14",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r14",
-        "pop r13",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r13",
-        "pop r12",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore r12",
-        "pop rbx",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore rbx",
-        "pop rbp",
-        ".cfi_adjust_cfa_offset -8",
-        ".cfi_restore rbp",
+        restore_frame!(),
         // Resume with a jump: a `ret` here would always mispredict (the return stack holds
         // the caller of the context we left), and `tealet_switch` tail-calls us.
         "pop r11",
@@ -153,6 +130,9 @@ pub unsafe extern "C" fn jump(value: *mut u8, from: *mut *mut u8, to: *mut u8, o
 /// rax = the first switch's result
 /// (`restore`'s, or 0 from `jump`). The undefined return address ends debugger
 /// backtraces here.
+///
+/// # Safety
+/// Never called: only the `ret` into a frame from `init_stack` may enter it.
 #[unsafe(naked)]
 unsafe extern "C" fn trampoline() -> ! {
     naked_asm!(
