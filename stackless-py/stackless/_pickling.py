@@ -444,6 +444,6 @@ def setstate_channel(ch, state):
     with lock:
         for task in tasks:
             ch._queue.append(task)
-            task._blocked, task._channel = direction, ch
+            task._channel = ch
             task._thread.nblocked += 1
         ch.balance = direction * len(tasks)

@@ -112,7 +112,7 @@ class tasklet:
     # `_cont` is the continulet from the first switch in until the tasklet ends (never for
     # an unstarted one); `_context` the Context it starts in, or a 1-tuple holding a snapshot
     # shared by the unstarted tasklets bound in the same context (see _shared_context).
-    __slots__ = ("_thread", "_cont", "func", "_args", "_context", "_blocked", "_channel",
+    __slots__ = ("_thread", "_cont", "func", "_args", "_context", "_channel",
                  "_queued", "tempval", "__dict__", "__weakref__")
     _kwargs = None
     atomic = ignore_nesting = block_trap = False
@@ -132,7 +132,7 @@ class tasklet:
     def _init(self, thread, cont):
         self._thread, self._cont = thread, cont
         self.func = self._args = None
-        self._blocked, self._channel, self._queued = 0, None, False
+        self._channel, self._queued = None, False
         self.tempval = None
         self._context = None        # bind() snapshots the binder's context
 
@@ -169,7 +169,14 @@ class tasklet:
             return self._thread.alive
         return self._args is not None
 
-    blocked = property(lambda self: self._blocked, doc="1 sending, -1 receiving, 0 not blocked")
+    @property
+    def _blocked(self):
+        """1 sending, -1 receiving, 0 not blocked: the tasklets a channel holds all
+        block the same way, the one its balance's sign says (no slot of its own)."""
+        ch = self._channel
+        return 0 if ch is None else 1 if ch.balance > 0 else -1
+
+    blocked = _blocked
     is_main = property(lambda self: self is self._thread.main)
     is_current = property(lambda self: self is self._thread.current)
     thread_id = property(lambda self: self._thread.ident if self._thread.alive else -1)
@@ -190,7 +197,7 @@ class tasklet:
     @property
     def scheduled(self):
         s = self._thread
-        return bool(self._blocked) or self._queued or self is s.current
+        return self._channel is not None or self._queued or self is s.current
 
     @property
     def paused(self):
@@ -198,7 +205,7 @@ class tasklet:
 
     def _chain(self):
         s = self._thread
-        if self._blocked:
+        if self._channel is not None:
             return self._channel._waiting()
         if self is s.current or self._queued:
             return [s.current] + list(s.queue)
@@ -211,7 +218,7 @@ class tasklet:
         if chain is None:
             return None
         i = chain.index(self) + 1
-        return chain[i % len(chain)] if not self._blocked or i < len(chain) else None
+        return chain[i % len(chain)] if self._channel is None or i < len(chain) else None
 
     @property
     def prev(self):
@@ -219,7 +226,7 @@ class tasklet:
         if chain is None:
             return None
         i = chain.index(self)
-        return chain[i - 1] if not self._blocked or i > 0 else None
+        return chain[i - 1] if self._channel is None or i > 0 else None
 
     @property
     def frame(self):
@@ -315,7 +322,7 @@ class tasklet:
     def insert(self):
         if not self.alive:
             raise RuntimeError("You cannot run an unbound(dead) tasklet")
-        if self._blocked:
+        if self._channel is not None:
             raise RuntimeError("You cannot run a blocked tasklet")
         if not self.scheduled:
             s = self._thread
@@ -326,7 +333,7 @@ class tasklet:
         return self
 
     def remove(self):
-        if self._blocked:
+        if self._channel is not None:
             raise RuntimeError("You cannot remove a blocked tasklet.")
         if self is self._thread.current:
             raise RuntimeError("The current tasklet cannot be removed.")
@@ -356,7 +363,7 @@ class tasklet:
             return
         if not self.alive:
             raise RuntimeError("You cannot run an unbound(dead) tasklet")
-        if self._blocked:
+        if self._channel is not None:
             raise RuntimeError("You cannot run a blocked tasklet")
         s.check_trap()
         s.dequeue(self)
@@ -397,7 +404,7 @@ class tasklet:
         local = s is state()
         if not pending and local:
             s.check_trap()
-        if self._blocked:
+        if self._channel is not None:
             self._channel._remove(self)
         if self._cont is None and issubclass(b.type, TaskletExit):
             # Killed before its first run: it dies without running.
@@ -469,7 +476,7 @@ class tasklet:
 
     def __repr__(self):
         what = "main" if self.is_main else "dead" if not self.alive else \
-            "blocked" if self._blocked else "scheduled" if self.scheduled else "paused"
+            "blocked" if self._channel is not None else "scheduled" if self.scheduled else "paused"
         return "<%s.%s %s at %#x>" % (type(self).__module__, type(self).__qualname__, what, id(self))
 
 
