@@ -41,7 +41,18 @@ row() {
 ROUNDS=${BENCH_ROUNDS:-3}
 row "channel send+receive round trip" 1e6 us "$ROUNDS" roundtrip
 row "schedule() among 1,000 tasklets" 1e6 us "$ROUNDS" schedule
-row "RSS per tasklet blocked on a channel (100k)" 1 B 1 memory 100000
+# Memory per tasklet (seed example 3): RSS growth over 100,000 tasklets, per tasklet and per 100k.
+memrow() {
+    local name=$1 s g p=nan
+    shift
+    s=$("$py" $B stackless "$@"); g=$("$gvenv/bin/python" $B greenlet "$@")
+    if [ -f "$pypy_lib" ]; then p=$("$py" $B pypy "$@"); fi
+    awk -v n="$name" -v s="$s" -v g="$g" -v p="$p" \
+        'BEGIN { printf "%-44s %9.0f B  %9.0f B  %9.0f B  %8.2fx %8.2fx\n", n, s, g, p, s/g, s/p
+                 printf "%-44s %9.1f MB %9.1f MB %9.1f MB\n", "  = MB per 100,000", s/1e1, g/1e1, p/1e1 }'
+}
+memrow "RSS per unstarted tasklet (100k)" unstarted 100000
+memrow "RSS per tasklet blocked on a channel (100k)" memory 100000
 if [ "${BENCH_MILLION:-0}" = 1 ]; then
     printf '%-44s ' "1,000,000 tasklets blocked on channels"
     "$py" $B stackless memory 1000000 | awk '{ printf "stackless: ok, %.0f B each\n", $1 }'

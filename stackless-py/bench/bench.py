@@ -6,9 +6,12 @@ KIND: stackless (ours), pypy (PyPy's lib_pypy/stackless.py on CPython over our _
 MEASURE: roundtrip (channel send+receive between two tasklets, seconds per round trip),
          schedule (schedule() among 1,000 tasklets, seconds per schedule()),
          both the best of several timed blocks (the machine is shared),
-         memory N (N tasklets blocked on channels at once: RSS bytes per blocked tasklet).
+         memory N (N tasklets blocked on channels at once: RSS bytes per blocked tasklet),
+         unstarted N (N tasklets created and inserted, never run: RSS bytes per tasklet;
+         greenlet: a greenlet created with its arguments bound, queued, never switched into).
 """
 import collections
+import functools
 import gc
 import importlib.util
 import sys
@@ -22,7 +25,7 @@ def rss():
         return int(f.read().split()[1]) * 4096
 
 
-def greenlet_stackless():
+def greenlet_stackless(lazy=False):
     """A minimal stackless over greenlet: a run queue, schedule(), a channel
     that hands over to a blocked receiver at once (Stackless's default)."""
     from greenlet import getcurrent, greenlet
@@ -34,6 +37,10 @@ def greenlet_stackless():
             self.func = func
 
         def __call__(self, *args):
+            if lazy:
+                g = greenlet(functools.partial(self.func, *args), parent=main)
+                queue.append(g)
+                return g
             # Started at once from main and parked: a greenlet inherits the
             # recursion depth of whoever starts it (as a continulet does).
             def start():
@@ -87,9 +94,9 @@ def greenlet_stackless():
     return tasklet, channel, schedule, run
 
 
-def load(kind):
+def load(kind, lazy=False):
     if kind == "greenlet":
-        return greenlet_stackless()
+        return greenlet_stackless(lazy)
     if kind == "pypy":
         spec = importlib.util.spec_from_file_location("pypy_stackless", PYPY_STACKLESS)
         mod = importlib.util.module_from_spec(spec)
@@ -154,15 +161,28 @@ def memory(tasklet, channel, schedule, run, n):
     return per
 
 
+def unstarted(tasklet, channel, schedule, run, n):
+    chans = [channel() for _ in range(n)]
+    gc.collect()
+    before = rss()
+    tasks = [tasklet(c.receive)() for c in chans]
+    gc.collect()
+    per = (rss() - before) / n
+    assert len(tasks) == n and all(c.balance == 0 for c in chans)
+    return per
+
+
 def main():
     kind, measure = sys.argv[1], sys.argv[2]
-    api = load(kind)
+    api = load(kind, lazy=measure == "unstarted")
     if measure == "roundtrip":
         print(roundtrip(*api))
     elif measure == "schedule":
         print(schedule_many(*api))
     elif measure == "memory":
         print(memory(*api, int(sys.argv[3])))
+    elif measure == "unstarted":
+        print(unstarted(*api, int(sys.argv[3])))
     else:
         raise SystemExit("unknown measure " + measure)
 

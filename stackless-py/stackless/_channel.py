@@ -56,7 +56,7 @@ class channel:
             if task._channel is self:
                 self._queue.remove(task)
                 self.balance -= task._blocked
-                task._blocked, task._channel = 0, None
+                task._channel = None
                 task._thread.nblocked -= 1
 
     # send() and receive() are the hot path: each is written out in full, and holds the
@@ -85,7 +85,6 @@ class channel:
                     s.check_trap()
                 self._queue.append(cur)
                 self.balance += 1
-                cur._blocked = 1
                 cur._channel = self
                 s.nblocked += 1
                 partner = None
@@ -95,7 +94,6 @@ class channel:
                     s.check_trap()
                 self._queue.popleft()
                 self.balance += 1
-                partner._blocked = 0
                 partner._channel = None
                 partner._thread.nblocked -= 1
         finally:
@@ -146,7 +144,6 @@ class channel:
                     s.check_trap()
                 self._queue.append(cur)
                 self.balance -= 1
-                cur._blocked = -1
                 cur._channel = self
                 s.nblocked += 1
                 partner = None
@@ -156,7 +153,6 @@ class channel:
                     s.check_trap()
                 self._queue.popleft()
                 self.balance -= 1
-                partner._blocked = 0
                 partner._channel = None
                 partner._thread.nblocked -= 1
         finally:

@@ -371,11 +371,11 @@ def capture(task):
 
 def restorable(task):
     """Whether unpickling `task` gives back a tasklet that can run on."""
-    if not task._started or task._finished:
+    if task._cont is None:
         return True
     if task is task._thread.current or task is task._thread.main or not _SUPPORTED:
         return False
-    if "_loaded_frames" in task.__dict__:
+    if hasattr(task, "_loaded_frames"):
         return True
     try:
         capture(task)
@@ -398,7 +398,6 @@ def restore_frames(task, frames):
     task._loaded_frames = tuple(_Frame(r) for r in records), handled
     resume = functools.partial(_continuation.resume_frames, records=records,
                                first=functools.partial(_first_run, task), handled=handled)
-    task._started = True
     task._cont = _continuation.continulet(_bootstrap, task, resume)
     _continuation.set_context(task._get_context(), task._cont)
 
@@ -413,9 +412,9 @@ def reduce_tasklet(task):
         raise RuntimeError("cannot pickle the current tasklet")
     if task is task._thread.main:
         raise RuntimeError("cannot pickle a main tasklet")
-    frames = reduce_frames(task) if task._started and not task._finished else None
+    frames = reduce_frames(task) if task._cont is not None else None
     flags = (task.atomic, task.block_trap, task.ignore_nesting)
-    state = (_wrap(task.func), _wrap(task._args), _wrap_dict(task._kwargs), task._finished,
+    state = (_wrap(task.func), _wrap(task._args), _wrap_dict(task._kwargs),
              _wrap(task.tempval), flags, task._blocked, frames)
     return type(task), (), state
 
@@ -423,9 +422,12 @@ def reduce_tasklet(task):
 def setstate_tasklet(task, state):
     """Restore a tasklet into the unpickling thread; it comes back paused
     (a channel's __setstate__ re-blocks those it held)."""
-    (task.func, task._args, task._kwargs, finished, task.tempval,
-     (task.atomic, task.block_trap, task.ignore_nesting), _blocked, frames) = state
-    task._started = task._finished = finished
+    func, args, kwargs, task.tempval, flags, _blocked, frames = state
+    task.func, task._args = func, args
+    # Only what differs from the class defaults goes into the instance __dict__.
+    for name, value in zip(("_kwargs", "atomic", "block_trap", "ignore_nesting"), (kwargs,) + flags):
+        if value != getattr(task, name):
+            setattr(task, name, value)
     if frames is not None:
         restore_frames(task, frames)
 
@@ -442,6 +444,6 @@ def setstate_channel(ch, state):
     with lock:
         for task in tasks:
             ch._queue.append(task)
-            task._blocked, task._channel = direction, ch
+            task._channel = ch
             task._thread.nblocked += 1
         ch.balance = direction * len(tasks)

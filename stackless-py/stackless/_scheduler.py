@@ -162,10 +162,10 @@ class _Thread:
                 return task
             wake = self.wakeup_task()
             threadblock = self.watchdogs and self.watchdogs[-1].threadblock and self.nblocked
-            if not wake._blocked and not threadblock:
+            if wake._channel is None and not threadblock:
                 return wake
             if not self.wait():
-                if not wake._blocked:
+                if wake._channel is None:
                     return wake
                 raise RuntimeError(DEADLOCK)
 
@@ -228,11 +228,11 @@ class _Thread:
         """`cur` became garbage while suspended: the collector throws `exc` into it
         to run its finally blocks (as Stackless kills it). It runs as the current
         tasklet until `_bootstrap` hands back to the collector's."""
-        if cur._blocked:
+        if cur._channel is not None:
             # Its channel is garbage too (it held `cur`): no other thread sees it.
             cur._channel._queue.remove(cur)
             cur._channel.balance -= cur._blocked
-            cur._blocked, cur._channel = 0, None
+            cur._channel = None
             self.nblocked -= 1
         exc.collector = self.current
         self.current = cur
@@ -274,7 +274,7 @@ class _Thread:
                 error, target = exc, None
         if error is not None:
             target = self.wakeup_task()
-            if target._blocked:
+            if target._channel is not None:
                 target._channel._remove(target)
             else:
                 self.dequeue(target)

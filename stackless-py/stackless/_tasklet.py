@@ -54,6 +54,21 @@ def make_bomb(exc, val=None, tb=None):
     return bomb(exc, val, tb)
 
 
+_snapshot = (contextvars.Context(),)
+
+
+def _shared_context():
+    """A snapshot of the running context, as a 1-tuple shared by the tasklets bound in the
+    same context (their variables hold the same objects): an unstarted tasklet only reads
+    it, so it costs no Context of its own (64 B) until it starts or its context is used."""
+    global _snapshot
+    ctx = contextvars.copy_context()
+    last = _snapshot[0]
+    if len(ctx) != len(last) or any(last.get(var, last) is not value for var, value in ctx.items()):
+        _snapshot = (ctx,)
+    return _snapshot
+
+
 def _bootstrap(cont, task, resume=None):
     """The body of every tasklet's continulet (`resume`: its frames, loaded from a pickle)."""
     s = task._thread
@@ -68,8 +83,8 @@ def _bootstrap(cont, task, resume=None):
             # stay hidden, and a garbage tasklet whose arguments lead back to it (a channel it
             # is blocked on) would never be collected.
             func, args = task.func, task._args
-            if task._kwargs or len(args) > 2:
-                func(*args, **task._kwargs)
+            if task._kwargs is not None or len(args) > 2:
+                func(*args, **(task._kwargs or {}))
             elif not args:
                 func()
             elif len(args) == 1:
@@ -92,9 +107,16 @@ def _bootstrap(cont, task, resume=None):
 class tasklet:
     """A micro-thread: a function run on its own stack by the scheduler."""
 
-    __slots__ = ("_thread", "_cont", "func", "_args", "_kwargs", "_started", "_finished",
-                 "_blocked", "_channel", "_queued", "tempval", "atomic", "ignore_nesting", "block_trap",
-                 "_trace_function", "_profile_function", "_context", "__dict__", "__weakref__")
+    # Memory per tasklet is a Stackless promise: slots only for what every tasklet sets; the
+    # rarely set fields are class defaults, stored in the instance __dict__ only once set.
+    # `_cont` is the continulet from the first switch in until the tasklet ends (never for
+    # an unstarted one); `_context` the Context it starts in, or a 1-tuple holding a snapshot
+    # shared by the unstarted tasklets bound in the same context (see _shared_context).
+    __slots__ = ("_thread", "_cont", "func", "_args", "_context", "_channel",
+                 "_queued", "tempval", "__dict__", "__weakref__")
+    _kwargs = None
+    atomic = ignore_nesting = block_trap = False
+    _trace_function = _profile_function = None
 
     def __new__(cls, *args, **kwargs):
         self = object.__new__(cls)
@@ -105,18 +127,14 @@ class tasklet:
     def _new_main(cls, thread):
         main = object.__new__(cls)
         main._init(thread, continulet.__new__(continulet))
-        main._started = True
         return main
 
     def _init(self, thread, cont):
         self._thread, self._cont = thread, cont
-        self.func = self._args = self._kwargs = None
-        self._started = self._finished = False
-        self._blocked, self._channel, self._queued = 0, None, False
+        self.func = self._args = None
+        self._channel, self._queued = None, False
         self.tempval = None
-        self.atomic = self.ignore_nesting = self.block_trap = False
-        self._trace_function = self._profile_function = None
-        self._context = None        # bind() copies the binder's context
+        self._context = None        # bind() snapshots the binder's context
 
     def __init__(self, func=None, args=None, kwargs=None):
         if func is not None or args is not None or kwargs is not None:
@@ -126,14 +144,14 @@ class tasklet:
         return self.setup(*args, **kwargs)
 
     def _start(self):
-        self._started = True
         self._cont = continulet(_bootstrap, self)
         if _HAS_TEALET:
             _continuation.set_context(self._get_context(), self._cont)
 
     def _ended(self):
-        self._finished = True
-        self.func = self._args = self._kwargs = None
+        self.func = self._args = None
+        if self._kwargs is not None:
+            self._kwargs = None
         self._cont = None
         self.tempval = None
 
@@ -149,9 +167,16 @@ class tasklet:
     def alive(self):
         if self is self._thread.main:
             return self._thread.alive
-        return self._args is not None and not self._finished
+        return self._args is not None
 
-    blocked = property(lambda self: self._blocked, doc="1 sending, -1 receiving, 0 not blocked")
+    @property
+    def _blocked(self):
+        """1 sending, -1 receiving, 0 not blocked: the tasklets a channel holds all
+        block the same way, the one its balance's sign says (no slot of its own)."""
+        ch = self._channel
+        return 0 if ch is None else 1 if ch.balance > 0 else -1
+
+    blocked = _blocked
     is_main = property(lambda self: self is self._thread.main)
     is_current = property(lambda self: self is self._thread.current)
     thread_id = property(lambda self: self._thread.ident if self._thread.alive else -1)
@@ -172,7 +197,7 @@ class tasklet:
     @property
     def scheduled(self):
         s = self._thread
-        return bool(self._blocked) or self._queued or self is s.current
+        return self._channel is not None or self._queued or self is s.current
 
     @property
     def paused(self):
@@ -180,7 +205,7 @@ class tasklet:
 
     def _chain(self):
         s = self._thread
-        if self._blocked:
+        if self._channel is not None:
             return self._channel._waiting()
         if self is s.current or self._queued:
             return [s.current] + list(s.queue)
@@ -193,7 +218,7 @@ class tasklet:
         if chain is None:
             return None
         i = chain.index(self) + 1
-        return chain[i % len(chain)] if not self._blocked or i < len(chain) else None
+        return chain[i % len(chain)] if self._channel is None or i < len(chain) else None
 
     @property
     def prev(self):
@@ -201,7 +226,7 @@ class tasklet:
         if chain is None:
             return None
         i = chain.index(self)
-        return chain[i - 1] if not self._blocked or i > 0 else None
+        return chain[i - 1] if self._channel is None or i > 0 else None
 
     @property
     def frame(self):
@@ -214,7 +239,7 @@ class tasklet:
         elif self is s.main:
             # Main's continuation is held by the running tasklet's continulet.
             frame = _continuation.get_frame(s.current._cont) if s.current._cont else None
-        elif self._started and not self._finished:
+        elif self._cont is not None:
             frame = _continuation.get_frame(self._cont)
         else:
             return None
@@ -266,19 +291,22 @@ class tasklet:
             raise RuntimeError("cannot bind the current tasklet")
         if self.scheduled:
             raise RuntimeError("tasklet is scheduled")
-        if self._started and not self._finished:
+        if self._cont is not None:
             raise RuntimeError("cannot bind a tasklet suspended mid-run: kill it first")
         if func is None and args is None and kwargs is None:
-            self.func = self._args = self._kwargs = None
+            self.func = self._args = None
+            if self._kwargs is not None:
+                self._kwargs = None
         else:
             if func is not None:
                 self.func = func
-                self._context = contextvars.copy_context()
+                self._context = _shared_context()
             if args is not None or kwargs is not None:
                 if self.func is None:
                     raise TypeError("tasklet function must be a callable")
-                self._args, self._kwargs = tuple(args or ()), dict(kwargs or {})
-        self._started = self._finished = False
+                self._args = tuple(args or ())
+                if kwargs or self._kwargs is not None:
+                    self._kwargs = dict(kwargs) if kwargs else None
         self._cont = None
         return self
 
@@ -294,7 +322,7 @@ class tasklet:
     def insert(self):
         if not self.alive:
             raise RuntimeError("You cannot run an unbound(dead) tasklet")
-        if self._blocked:
+        if self._channel is not None:
             raise RuntimeError("You cannot run a blocked tasklet")
         if not self.scheduled:
             s = self._thread
@@ -305,7 +333,7 @@ class tasklet:
         return self
 
     def remove(self):
-        if self._blocked:
+        if self._channel is not None:
             raise RuntimeError("You cannot remove a blocked tasklet.")
         if self is self._thread.current:
             raise RuntimeError("The current tasklet cannot be removed.")
@@ -315,7 +343,7 @@ class tasklet:
     def bind_thread(self, thread_id=None):
         """Move a tasklet that has no stack yet (unstarted, finished, or just
         unpickled) to another thread's scheduler."""
-        if self._started and not self._finished:
+        if self._cont is not None:
             raise RuntimeError("cannot move a tasklet suspended mid-run to another thread")
         if self.scheduled:
             raise RuntimeError("tasklet is scheduled")
@@ -335,7 +363,7 @@ class tasklet:
             return
         if not self.alive:
             raise RuntimeError("You cannot run an unbound(dead) tasklet")
-        if self._blocked:
+        if self._channel is not None:
             raise RuntimeError("You cannot run a blocked tasklet")
         s.check_trap()
         s.dequeue(self)
@@ -376,9 +404,9 @@ class tasklet:
         local = s is state()
         if not pending and local:
             s.check_trap()
-        if self._blocked:
+        if self._channel is not None:
             self._channel._remove(self)
-        if not self._started and issubclass(b.type, TaskletExit):
+        if self._cont is None and issubclass(b.type, TaskletExit):
             # Killed before its first run: it dies without running.
             s.dequeue(self)
             self._ended()
@@ -391,30 +419,37 @@ class tasklet:
 
     def __del__(self):
         # Garbage while suspended mid-run: kill it so its finally blocks run.
-        if self._started and not self._finished and self._cont is not None \
+        if self._cont is not None \
                 and not self.scheduled and self._thread is getattr(_local, "s", None):
             self.kill()
 
     # -- flags --
     def set_atomic(self, flag):
-        old, self.atomic = self.atomic, bool(flag)
+        old = self.atomic
+        if bool(flag) != old:
+            self.atomic = bool(flag)
         return old
 
     def set_ignore_nesting(self, flag):
-        old, self.ignore_nesting = self.ignore_nesting, bool(flag)
+        old = self.ignore_nesting
+        if bool(flag) != old:
+            self.ignore_nesting = bool(flag)
         return old
 
     # -- contextvars --
     def _get_context(self):
-        if self._context is None:
-            self._context = contextvars.copy_context()
-        return self._context
+        ctx = self._context
+        if ctx is None:
+            ctx = self._context = contextvars.copy_context()
+        elif type(ctx) is tuple:
+            ctx = self._context = ctx[0].copy()     # its own from now on
+        return ctx
 
     def set_context(self, context):
         if not isinstance(context, contextvars.Context):
             raise TypeError("context must be a contextvars.Context")
         self._context = context
-        if _HAS_TEALET and self._started and not self._finished:
+        if _HAS_TEALET and self._cont is not None:
             is_current = self is self._thread.current
             if is_current or self is not self._thread.main:
                 _continuation.set_context(context, None if is_current else self._cont)
@@ -441,7 +476,7 @@ class tasklet:
 
     def __repr__(self):
         what = "main" if self.is_main else "dead" if not self.alive else \
-            "blocked" if self._blocked else "scheduled" if self.scheduled else "paused"
+            "blocked" if self._channel is not None else "scheduled" if self.scheduled else "paused"
         return "<%s.%s %s at %#x>" % (type(self).__module__, type(self).__qualname__, what, id(self))
 
 

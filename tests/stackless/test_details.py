@@ -194,3 +194,56 @@ def test_garbage_blocked_tasklets_do_not_keep_threadblock_waiting():
     finally:
         release.set()
         t.join()
+
+
+def test_unstarted_tasklets_bound_in_one_context_stay_apart():
+    """Tasklets bound in the same context share a snapshot until they start
+    or their context is used: none of them may see another's changes."""
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    def f(value):
+        seen.append(var.get())
+        var.set(value)
+        stackless.schedule()
+        seen.append(var.get())
+    var.set("binder")
+    a, b, c = (stackless.tasklet(f) for _ in range(3))
+    var.set("later")            # after bind: not seen by the tasklets
+    a.setup("a")
+    b.setup("b")
+    c.setup("c")
+    c.context_run(var.set, "c-before-start")
+    assert a.context_run(var.get) == "binder" and b.context_run(var.get) == "binder"
+    assert len({a.context_id, b.context_id, c.context_id}) == 3
+    stackless.run()
+    assert seen == ["binder", "binder", "c-before-start", "a", "b", "c"]
+    assert var.get() == "later"
+
+
+def test_values_equal_but_not_identical_are_not_shared():
+    var = contextvars.ContextVar("var")
+    var.set(1)
+    a = stackless.tasklet(lambda: None)
+    var.set(1.0)
+    b = stackless.tasklet(lambda: None)
+    assert type(a.context_run(var.get)) is int and type(b.context_run(var.get)) is float
+    a.kill()
+    b.kill()
+
+
+def test_rare_fields_default_and_rebinding_drops_keyword_arguments():
+    seen = []
+
+    def f(*args, **kwargs):
+        seen.append((args, kwargs))
+    t = stackless.tasklet(f)
+    assert (t.atomic, t.block_trap, t.ignore_nesting) == (False, False, False)
+    assert t.trace_function is None and t.profile_function is None
+    t.bind(f, (1,), {"k": 2})
+    t.bind(f, (3,))
+    t.insert()
+    assert t.set_atomic(True) is False and t.set_atomic(False) is True and t.atomic is False
+    stackless.run()
+    assert seen == [((3,), {})]
+    assert not t.alive
