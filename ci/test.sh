@@ -25,7 +25,7 @@ done
 
 # pytest ends with "N passed, M failed ... in Xs"; cargo test with "N passed; M failed".
 sum() {
-    grep -hoE "[0-9]+ $1[;,) ]" "$LOGS"/*.log 2>/dev/null | awk '{s += $1} END {print s + 0}'
+    { grep -hoE "[0-9]+ $1[;,) ]" "$LOGS"/*.log 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}'
 }
 passed=$(sum passed); failed=$(sum failed)
 if [ ${#failed_parts[@]} -gt 0 ]; then
