@@ -396,8 +396,9 @@ PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
 }
 
 /* The running continuation finished (its Python frames are gone): release its own state before
- * the final switch; the target's tpy_restore installs everything else. */
-void tpy_finish(void)
+ * the final switch; the target's tpy_restore installs everything else. Returns the context it
+ * ended in (owned; NULL if none). */
+PyObject *tpy_finish(void)
 {
     PyThreadState *ts = PyThreadState_Get();
 #if V311
@@ -411,7 +412,9 @@ void tpy_finish(void)
     Py_CLEAR(ts->exc_state.exc_type);
     Py_CLEAR(ts->exc_state.exc_traceback);
 #endif
-    Py_CLEAR(ts->context);
+    PyObject *context = ts->context;
+    ts->context = NULL;
+    return context;
 }
 
 /* Frees a state that is not suspended with live frames (never started, or finished). */

@@ -37,10 +37,11 @@ typedef struct tsd_call {
 /* Describes the call made by `in`. Returns 0, or -1 if `in` is not a call instruction. */
 int tsd_call_of(const tsd_instr *in, tsd_call *out);
 
-/* The entry just below the arguments passed to the called object: the callee may borrow it
- * for the duration of the call (PY_VECTORCALL_ARGUMENTS_OFFSET: bound methods and partials put
- * self there), so it holds an owned reference only if the called object is known not to. It is
- * also the called object itself. -1 if `c` is not a vector call. */
+/* The entry holding the called object. Before 3.13 it is also the entry just below the
+ * arguments passed to it, which the callee may borrow for the duration of the call
+ * (PY_VECTORCALL_ARGUMENTS_OFFSET: bound methods and partials put self there), so it holds an
+ * owned reference only if the called object is known not to. 3.13 keeps the callable below a
+ * self-or-NULL entry (the borrowable one when NULL). -1 if `c` is not a vector call. */
 int tsd_call_vector_slot(const tsd_call *c, PyObject *const *stack);
 
 #endif

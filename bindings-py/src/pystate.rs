@@ -31,7 +31,7 @@ extern "C" {
         nargsf: usize,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
-    pub fn tpy_finish();
+    pub fn tpy_finish() -> *mut ffi::PyObject;
     pub fn tpy_drop_empty_dict(o: *mut ffi::PyObject);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_get_context(s: *mut TpyState) -> *mut ffi::PyObject;
