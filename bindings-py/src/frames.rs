@@ -7,17 +7,18 @@
 //! switch called from a frame running code object `top`; that frame is not captured (whoever
 //! resumes supplies its result). Records follow innermost first down to, not including, the
 //! first frame running code object `bottom` (or to the continulet's first frame). A record is
-//! `(kind, code, function, offset, items, nulls, selfs)` (see csrc/frames.c); only kind
-//! "frame" can be resumed. `handled` is the exception being handled at the switch, or None.
+//! `(kind, code, function, offset, items, nulls, selfs)` (see csrc/frames.c); kinds "frame"
+//! and "init" (3.13's hidden frame of an inlined `Cls(...)`) can be resumed. `handled` is the
+//! exception being handled at the switch, or None.
 //!
 //! `resume_frames(cont, records, first, handled=None)`: use as a continulet callable (or call
 //! it from one, passing its continulet). Calls `first()`, then resumes the records innermost
 //! first with that result (or exception) and returns what the outermost returns.
 //!
-//! `check_frames(records)`: raises ValueError (naming the code object) unless every record is a
-//! "frame" record that `resume_frames` accepts: a resume point of its code, as many stack
-//! entries as the bytecode has there, slot indices in range, cells in the cell slots. The values
-//! themselves are trusted, as everywhere in pickle. `resume_frames` makes the same check first.
+//! `check_frames(records)`: raises ValueError (naming the code object) unless every record is
+//! one that `resume_frames` accepts: a resume point of its code, as many stack entries as the
+//! bytecode has there, slot indices in range, cells in the cell slots. The values themselves
+//! are trusted, as everywhere in pickle. `resume_frames` makes the same check first.
 use crate::pystate::{tpy_frames_head, tpy_handled_exception};
 use crate::{error, suspended_state, Continulet};
 use pyo3::ffi;

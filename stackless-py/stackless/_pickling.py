@@ -86,14 +86,18 @@ def _by_reference(func):
     return obj is func
 
 
-def _make_function(tag, code, digest, module, name, qualname, defaults, kwdefaults, closure):
+def _checksum(data):
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _make_function(tag, code, checksum, module, name, qualname, defaults, kwdefaults, closure):
     _check_tag(tag)
+    # before marshal builds it: CPython trusts bytecode, a damaged one can crash the process
+    if _checksum(code) != checksum:
+        raise pickle.UnpicklingError("damaged code of %s.%s in the pickle" % (module, qualname))
     globs = sys.modules[module].__dict__ if module in sys.modules \
         else importlib.import_module(module).__dict__
-    code = marshal.loads(code)
-    if _digest(code) != digest:
-        raise pickle.UnpicklingError("damaged code of %s.%s in the pickle" % (module, qualname))
-    func = types.FunctionType(code, globs, name, defaults, closure)
+    func = types.FunctionType(marshal.loads(code), globs, name, defaults, closure)
     func.__qualname__, func.__kwdefaults__ = qualname, kwdefaults
     return func
 
@@ -106,9 +110,9 @@ class _Function:
 
     def __reduce__(self):
         f = self.func
-        return _make_function, (TAG, marshal.dumps(f.__code__), _digest(f.__code__), f.__module__,
-                                f.__name__, f.__qualname__, _wrap(f.__defaults__),
-                                _wrap_dict(f.__kwdefaults__), f.__closure__)
+        code = marshal.dumps(f.__code__)
+        return _make_function, (TAG, code, _checksum(code), f.__module__, f.__name__, f.__qualname__,
+                                _wrap(f.__defaults__), _wrap_dict(f.__kwdefaults__), f.__closure__)
 
 
 def _chain_exception(exc, context, cause, suppress_context):
@@ -336,6 +340,9 @@ def capture(task):
         raise NotImplementedError(
             "pickling a running tasklet needs CPython 3.11, 3.12 or 3.13; this is CPython %d.%d"
             % sys.version_info[:2])
+    if task._thread is not state():
+        raise pickle.PicklingError("cannot pickle %r from another thread: its frames are only "
+                                   "readable in the thread it runs in" % task)
     records, handled = _continuation.capture_frames(
         task._cont, _Thread.switch.__code__, _bootstrap.__code__)
     out = []

@@ -382,6 +382,49 @@ def test_context_is_per_greenlet_and_shareable():
     g.switch()
 
 
+def test_context_assigned_while_suspended_and_after_death():
+    ctx = contextvars.Context()
+
+    def run():
+        getcurrent().parent.switch()
+        return VAR.get()
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    g.gr_context = ctx  # suspended: it resumes in ctx
+    ctx.run(VAR.set, "in ctx")
+    assert g.switch() == "in ctx" and g.dead
+    assert g.gr_context is ctx  # the last context it had
+    other = contextvars.Context()
+    g.gr_context = other  # a dead greenlet's context stays assignable, as in greenlet
+    assert g.gr_context is other
+
+
+def test_context_of_a_greenlet_suspended_in_another_thread_is_refused():
+    # The binding cannot reach another thread's continulet (greenlet allows it): a clear error.
+    holder = []
+    go = threading.Event()
+
+    def thread():
+        g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+        g.switch()
+        holder.append(g)
+        go.wait(10)
+
+    t = threading.Thread(target=thread)
+    t.start()
+    while not holder:
+        pass
+    try:
+        with pytest.raises(greenlet.error, match="another thread"):
+            holder[0].gr_context
+        with pytest.raises(greenlet.error, match="another thread"):
+            holder[0].gr_context = None
+    finally:
+        go.set()
+        t.join(10)
+
+
 def test_copy_and_pickle_raise_type_error():
     g = greenlet.greenlet(lambda: None)
     for op in (copy.copy, copy.deepcopy, pickle.dumps):

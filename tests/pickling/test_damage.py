@@ -180,7 +180,7 @@ BY_VALUE = """
     stackless.run()
     data = pickle.dumps((t, ch))
     code = t.func.__code__.co_code
-    at = data.index(code) + len(code) - 2          # the operand of its last instruction
+    at = data.index(code) + len(code) - 2          # its last opcode (a bad one can crash CPython)
     for blob in (data, data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]):
         try:
             t2, ch2 = pickle.loads(blob)

@@ -208,3 +208,38 @@ def test_init_inlined_by_cpython_resumes_else_refused(tmp_path):
         out = run_py(tmp_path, INLINED_INIT, "dump").stdout.splitlines()
         assert out[0] == "restorable False"
         assert "its frame make (" in out[1] and "the C function type.__call__ (called as `Point(x)`" in out[1]
+
+
+OTHER_THREAD = """
+    import pickle, threading, stackless
+    ch = stackless.channel()
+    blocked, done = [], threading.Event()
+
+    def worker():
+        t = stackless.tasklet(ch.receive)()
+        stackless.run()
+        blocked.append(t)
+        done.wait()
+        print("in its thread", t.blocked, t.restorable, len(pickle.dumps(t)) > 0)
+        ch.send(1)
+
+    th = threading.Thread(target=worker)
+    th.start()
+    while not blocked:
+        pass
+    print("restorable", blocked[0].restorable)
+    try:
+        pickle.dumps(blocked[0])
+    except pickle.PicklingError as e:
+        print(e)
+    done.set()
+    th.join()
+"""
+
+
+def test_tasklet_of_another_thread_is_refused(tmp_path):
+    out = run_py(tmp_path, OTHER_THREAD).stdout.splitlines()
+    assert out[0] == "restorable False"
+    assert out[1].startswith("cannot pickle <stackless._tasklet.tasklet blocked at ")
+    assert out[1].endswith(" from another thread: its frames are only readable in the thread it runs in")
+    assert out[2] == "in its thread -1 True True"

@@ -371,7 +371,7 @@ def _switch(ts, target, args, exc, lowlevel=None):
                     _run_trace(ts, "switch", ts.origin, finished)
                 return value
             target, args, exc = _finish(finished, ts), (value,), None
-        origin = finished
+        origin, finished = finished, None
 
 
 def _unbegin(target):
@@ -593,31 +593,34 @@ class greenlet(_GreenletState):
             frame = frame.f_back
         return frame
 
+    def _context_holder(self):
+        """The continulet whose continuation this active greenlet resumes with, or None if it
+        is the running greenlet of this thread."""
+        ts = self._gr_ts
+        if ts.current is self:
+            if ts.ident != _get_ident():
+                raise ValueError("cannot get/set context of a greenlet that is running"
+                                 " in a different thread")
+            return None
+        return ts.current._gr_c if self._gr_main else self._gr_c
+
     def _get_context(self):
         ts = self._gr_ts
         if ts is None or not ts.alive:
             return self._gr_ctx
-        if ts.current is self:
-            if ts is not _thread_state():
-                raise ValueError("cannot get/set context of a greenlet that is running"
-                                 " in a different thread")
-            return _get_context()
-        return _get_context(ts.current._gr_c if self._gr_main else self._gr_c)
+        holder = self._context_holder()
+        return _get_context() if holder is None else _get_context(holder)
 
     def _set_context(self, ctx):
         if ctx is not None and type(ctx) is not Context:
             raise TypeError("greenlet context must be a contextvars.Context or None")
         ts = self._gr_ts
-        if ts is None or not ts.alive:
-            self._gr_ctx = ctx
-            return
-        if ts.current is self:
-            if ts is not _thread_state():
-                raise ValueError("cannot get/set context of a greenlet that is running"
-                                 " in a different thread")
-            _set_context(ctx)
-        else:
-            _set_context(ctx, ts.current._gr_c if self._gr_main else self._gr_c)
+        if ts is not None and ts.alive:
+            holder = self._context_holder()
+            if holder is None:
+                _set_context(ctx)
+            else:
+                _set_context(ctx, holder)
         self._gr_ctx = ctx
 
     def _del_context(self):
