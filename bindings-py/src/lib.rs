@@ -592,10 +592,47 @@ impl Continulet {
         }
     }
 
+    /// The tealet held here if it belongs to a thread that exited and is not its (freed) main
+    /// tealet: it can never run again.
+    fn orphaned(&self) -> Option<*mut tc::tealet_t> {
+        let t = self.slot.tealet.get();
+        if t.is_null() || !self.foreign() {
+            return None;
+        }
+        let threads = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        match threads.get(&self.slot.thread.get()) {
+            Some(&(main, false)) if main != t as usize => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Frees a continuation of a thread that exited, dropping what its frames own without
+    /// running them (greenlet does the same); left leaked if that cannot be done safely.
+    fn free_orphan(&self) {
+        let Some(t) = self.orphaned() else { return };
+        let data = cont_of(t);
+        // SAFETY: a tealet record of a dead thread (never the main one) with its Cont; nothing
+        // can run it any more, so its state is ours to release.
+        unsafe {
+            if tc::tealet_status(t) == tc::TEALET_STATUS_SUSPENDED && tpy_abandon((*data).state) < 0 {
+                return;
+            }
+            self.slot.tealet.set(ptr::null_mut());
+            tc::tealet_free(t);
+            let data = Box::from_raw(data);
+            tpy_state_free(data.state);
+            attached(|_| drop(data));
+        }
+    }
+
     /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
     fn kill(&self, py: Python<'_>) {
         let t = self.slot.tealet.get();
-        if t.is_null() || self.foreign() || self.slot.unkillable.get() {
+        if t.is_null() || self.slot.unkillable.get() {
+            return;
+        }
+        if self.foreign() {
+            self.free_orphan();
             return;
         }
         // SAFETY: t is a live tealet of this thread.
@@ -734,7 +771,8 @@ impl Continulet {
         self.slot.last_context.set(last);
         seen?;
         let t = self.slot.tealet.get();
-        if t.is_null() || self.foreign() || self.slot.unkillable.get() || MAIN.with(|m| m.get()) == t {
+        let reachable = !self.foreign() || self.orphaned().is_some();
+        if t.is_null() || !reachable || self.slot.unkillable.get() || MAIN.with(|m| m.get()) == t {
             return Ok(());
         }
         // SAFETY: t is a tealet of this thread; its Cont is alive while the tealet is.

@@ -3,6 +3,7 @@ continulet, the context a continulet finished in; the GC and plain-form switch c
 import contextvars
 import gc
 import threading
+import tracemalloc
 import weakref
 
 import pytest
@@ -161,3 +162,66 @@ def test_cycle_through_arguments_of_a_plain_form_switch_call():
     del n, c
     gc.collect()
     assert ref() is None and log == ["f"]
+
+
+def orphan(make_frames_hold):
+    """A continulet suspended in a thread that then exits; returns (continulet, weakref to an
+    object only its frames hold, log of finally blocks run)."""
+    out, log = [], []
+
+    def body():
+        class Held:
+            pass
+        held = Held()
+
+        def wait(c, held):
+            try:
+                c.switch()
+            finally:
+                log.append("finally")
+        c = continulet(wait, held)
+        c.switch()
+        make_frames_hold(held, c)
+        out.append((c, weakref.ref(held)))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    return out[0][0], out[0][1], log
+
+
+def test_orphaned_continulet_is_freed_without_running_its_frames():
+    c, ref, log = orphan(lambda held, c: None)
+    assert ref() is not None
+    del c
+    gc.collect()  # it holds itself while suspended (its callable's first argument)
+    assert ref() is None and log == []
+
+
+def test_orphaned_continulet_in_a_cycle_is_collected():
+    def cycle(held, c):
+        held.c = c
+    c, ref, log = orphan(cycle)
+    frame = get_frame(c)  # a frame object made (and dropped) before, as greenlet's gr_frame does
+    assert frame.f_code.co_name == "wait"
+    del c, frame
+    gc.collect()
+    assert ref() is None and log == []
+
+
+def test_orphaned_continulets_do_not_grow_the_heap():
+    def make():
+        for _ in range(20):
+            c, ref, _ = orphan(lambda held, c: setattr(held, "data", bytearray(1 << 20)))
+            del c
+    make()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = len(gc.get_objects())
+        make()  # 20 MiB held by those frames if they leaked
+        gc.collect()
+        assert len(gc.get_objects()) <= before + 10
+        assert tracemalloc.get_traced_memory()[0] < 1 << 20
+    finally:
+        tracemalloc.stop()
