@@ -139,10 +139,27 @@ struct ThreadExit;
 
 impl Drop for ThreadExit {
     fn drop(&mut self) {
-        let serial = SERIAL.with(|s| s.get());
-        if let Some(e) = THREADS.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&serial) {
-            e.1 = false;
-        }
+        thread_ended(SERIAL.with(|s| s.get()));
+    }
+}
+
+fn thread_ended(serial: u64) {
+    if let Some(e) = THREADS.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&serial) {
+        e.1 = false;
+    }
+}
+
+/// Kept in the thread's state dict, which CPython clears when the thread is done with Python,
+/// before `Thread.join` returns (the OS thread, and `ThreadExit`, end later): from then on its
+/// continuations can never run again.
+#[pyclass(module = "_continuation", frozen)]
+struct _ThreadEnd {
+    serial: u64,
+}
+
+impl Drop for _ThreadEnd {
+    fn drop(&mut self) {
+        thread_ended(self.serial);
     }
 }
 
@@ -202,6 +219,14 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
             // Registered after the core's own thread-exit hook (made by tealet_main), so it runs
             // first: the thread reads as dead before its main tealet is freed.
             EXIT.with(|_| ());
+            attached(|py| -> PyResult<()> {
+                // SAFETY: the GIL is held; a borrowed dict (NULL if there is none).
+                let dict = unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyThreadState_GetDict()) };
+                if let Some(dict) = dict {
+                    dict.set_item("_continuation.thread_end", _ThreadEnd { serial: thread_serial() })?;
+                }
+                Ok(())
+            })?;
         }
         Ok(m.get())
     })
@@ -618,6 +643,8 @@ impl Continulet {
                 return;
             }
             self.slot.tealet.set(ptr::null_mut());
+            // Fails (TEALET_ERR_THREAD) while the OS thread still winds down: only its small
+            // record is left then, and nothing reads its data again.
             tc::tealet_free(t);
             let data = Box::from_raw(data);
             tpy_state_free(data.state);
