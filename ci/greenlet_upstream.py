@@ -34,33 +34,12 @@ NEEDS_C = {
         "imports greenlet.tests._test_extension in its child script",
 }
 
-_CTX_RUNNING = ("binding: get_context() of the running continuation creates its context when it "
-                "has none, so a greenlet that set no variable yet reports a Context, not None")
-_CTX_FOREIGN = ("binding: get_context(cont)/set_context(ctx, cont) refuse a continulet suspended in "
-                "another thread (greenlet reads and replaces its context from any thread)")
-_CTX_FINISHED = ("binding: get_context(cont) of a finished continulet is None, so the context a "
-                 "greenlet finished in (created by its first ContextVar.set) is lost; greenlet-py "
-                 "reports the last context it knows of (assigned through gr_context), here None")
-_DEAD_THREAD = ("binding: a pending continulet whose thread exited is leaked when freed, with its "
-                "stack and everything its suspended frames reference (here that thread's main "
-                "greenlet); greenlet drops such frames without running them")
 _PROFILE = ("sys.setprofile sees the pure-Python switch: greenlet.switch and the start and finish "
             "of run are Python calls (call/return events), where greenlet's are one C call "
             "(c_call/c_return) with run's frame directly inside it")
 # Tests the C extension passes and ours does not, each with its cause. Like a strict xfail:
 # the comparison fails if one of them passes (then it must come off this list).
 KNOWN_FAILING = {
-    "test_contextvars.ContextVarsTests.test_context_assignment_different_thread": _CTX_FOREIGN,
-    "test_contextvars.ContextVarsTests.test_context_assignment_while_running": _CTX_RUNNING,
-    "test_contextvars.ContextVarsTests.test_context_not_propagated": _CTX_FINISHED,
-    "test_greenlet.TestGreenlet.test_throw_to_dead_thread_doesnt_crash":
-        "binding: get_frame(cont) is None for a continulet of another thread (here one that "
-        "exited); greenlet's gr_frame still shows the suspended frame",
-    "test_leaks.TestLeaks.test_issue251_issue252_need_to_collect_in_background": _DEAD_THREAD,
-    "test_leaks.TestLeaks.test_issue251_issue252_need_to_collect_in_background_cleanup_disabled":
-        _DEAD_THREAD,
-    "test_leaks.TestLeaks.test_untracked_memory_doesnt_increase_unfinished_thread_dealloc_in_main":
-        _DEAD_THREAD,
     "test_stack_saved.Test.test_stack_saved":
         "tealet keeps a suspended stack in place: nothing is copied to the heap, so 0 bytes saved",
 }

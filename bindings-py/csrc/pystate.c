@@ -396,8 +396,9 @@ PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
 }
 
 /* The running continuation finished (its Python frames are gone): release its own state before
- * the final switch; the target's tpy_restore installs everything else. */
-void tpy_finish(void)
+ * the final switch; the target's tpy_restore installs everything else. Returns the context it
+ * ended in (owned; NULL if none). */
+PyObject *tpy_finish(void)
 {
     PyThreadState *ts = PyThreadState_Get();
 #if V311
@@ -411,7 +412,9 @@ void tpy_finish(void)
     Py_CLEAR(ts->exc_state.exc_type);
     Py_CLEAR(ts->exc_state.exc_traceback);
 #endif
-    Py_CLEAR(ts->context);
+    PyObject *context = ts->context;
+    ts->context = NULL;
+    return context;
 }
 
 /* Frees a state that is not suspended with live frames (never started, or finished). */
@@ -614,6 +617,106 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
         }
         for (int i = 0; i < n; i++) Py_VISIT(stack[i]);
     }
+    return 0;
+}
+#endif
+
+/* A suspended continuation whose thread exited can never run again: drops what its frames own
+ * without running them (greenlet does the same for a dead thread's greenlets), so that the state
+ * and its data stack can be freed. Only what traversal would visit is released; the rest stays
+ * leaked. Returns -1, changing nothing, when a frame object still needs its frame's data
+ * (3.11+: referenced from elsewhere); the continuation then stays leaked as a whole. */
+#if !V311
+int tpy_abandon(tpy_state *s)
+{
+    size_t n = 0;
+    for (PyFrameObject *f = s->frame; f; f = f->f_back) n++;
+    int *live = PyMem_Calloc(n ? n : 1, sizeof *live);
+    if (!live) return -1;
+    size_t i = 0;
+    PyFrameObject *above = NULL;
+    for (PyFrameObject *f = s->frame; f; above = f, f = f->f_back, i++) {
+        if (PyObject_GC_IsTracked((PyObject *)f)) { live[i] = -1; continue; }  /* a generator's */
+        live[i] = live_stack(f->f_code, TPY_LASTI_UNITS(f), f->f_valuestack, above == NULL,
+                             runs_callee, above ? above->f_code : NULL);
+    }
+    /* Each running frame is owned once by its eval loop on the abandoned C stack (and by the
+     * frame above through f_back): the values first, then those references, bottom-up, so every
+     * frame stays alive until its own is dropped. */
+    PyFrameObject **frames = PyMem_Calloc(n ? n : 1, sizeof *frames);
+    if (!frames) { PyMem_Free(live); return -1; }
+    i = 0;
+    for (PyFrameObject *f = s->frame; f; f = f->f_back) frames[i++] = f;
+    for (i = 0; i < n; i++)
+        for (int k = 0; k < live[i]; k++) Py_CLEAR(frames[i]->f_valuestack[k]);
+    Py_CLEAR(s->top_frame);
+    for (i = n; i-- > 0; )
+        if (live[i] >= 0) Py_DECREF(frames[i]);
+    s->frame = NULL;
+    PyMem_Free(frames);
+    PyMem_Free(live);
+    return 0;
+}
+#else
+int tpy_abandon(tpy_state *s)
+{
+#if V312
+    struct _PyInterpreterFrame *head = s->heap_head;
+#else
+    struct _PyInterpreterFrame *head = s->current_frame;
+#endif
+    size_t n = 0;
+    for (struct _PyInterpreterFrame *f = head; f; f = f->previous) n++;
+    int *live = PyMem_Calloc(n ? n : 1, sizeof *live);
+    if (!live) return -1;
+    size_t i = 0;
+    struct _PyInterpreterFrame *above = NULL;
+    PyFrameObject *above_obj = NULL;
+    for (struct _PyInterpreterFrame *f = head; f; above = f, f = f->previous, i++) {
+        live[i] = -1;
+        if (f->owner != FRAME_OWNED_BY_THREAD) { above_obj = NULL; continue; }
+        /* its frame object may be held by the frame object above (f_back), nothing else */
+        PyFrameObject *fo = f->frame_obj;
+        if (fo && Py_REFCNT(fo) > 1 + (above_obj && above_obj->f_back == fo)) {
+            PyMem_Free(live);
+            return -1;
+        }
+        above_obj = fo;
+#if V313
+        PyCodeObject *code = (PyCodeObject *)f->f_executable;
+        if (!PyCode_Check(code)) continue;
+#else
+        PyCodeObject *code = f->f_code;
+#endif
+        int nlocals = code->co_nlocalsplus;
+        live[i] = nlocals + (TPY_STACK_RECORDED(f, above)
+            ? f->stacktop - nlocals
+            : live_stack(code, TPY_LASTI_UNITS(f), f->localsplus + nlocals, above == NULL,
+                         runs_callee, above ? (void *)TPY_FRAME_FUNC(above) : NULL));
+    }
+    /* Top-down: a frame object's f_back is released with it, before the frame below's own. */
+    i = 0;
+    for (struct _PyInterpreterFrame *f = head; f; f = f->previous, i++) {
+        if (live[i] < 0) continue;
+        PyObject *fo = (PyObject *)f->frame_obj;
+        f->frame_obj = NULL;
+        Py_XDECREF(fo);
+        for (int k = 0; k < live[i]; k++) Py_CLEAR(f->localsplus[k]);
+        Py_CLEAR(f->f_locals);
+#if V313
+        Py_CLEAR(f->f_funcobj);
+        Py_CLEAR(f->f_executable);
+#elif V312
+        Py_CLEAR(f->f_funcobj);
+        Py_CLEAR(f->f_code);
+#else
+        Py_CLEAR(f->f_func);
+        Py_CLEAR(f->f_code);
+#endif
+    }
+    PyMem_Free(live);
+    free_chunks(s->datastack_chunk);
+    s->datastack_chunk = NULL;
     return 0;
 }
 #endif

@@ -298,12 +298,8 @@ int tsd_call_vector_slot(const tsd_call *c, PyObject *const *stack)
 {
     if (!c->vector) return -1;
     if (c->marker < 0) return c->base;                 /* <=3.10 plain calls: the callable */
-#if V313
-    (void)stack;
-    return c->base;   /* the callable keeps its own entry, below self (or NULL, only ever borrowed) */
-#else
-    return stack[c->marker] ? c->base : c->base + 1;   /* method form: the method; else below the args */
-#endif
+    if (c->marker > c->base) return c->base;           /* 3.13: the callable, below self or NULL */
+    return stack[c->marker] ? c->base : c->base + 1;   /* 3.11/3.12 method form: the method; else below the args */
 }
 
 int tsd_code_units(PyCodeObject *code)

@@ -37,11 +37,11 @@ typedef struct tsd_call {
 /* Describes the call made by `in`. Returns 0, or -1 if `in` is not a call instruction. */
 int tsd_call_of(const tsd_instr *in, tsd_call *out);
 
-/* The entry holding the called object. Up to 3.12 it is also the entry just below the arguments
- * passed to it, which the callee may borrow for the duration of the call
+/* The entry holding the called object. Before 3.13 it is also the entry just below the
+ * arguments passed to it, which the callee may borrow for the duration of the call
  * (PY_VECTORCALL_ARGUMENTS_OFFSET: bound methods and partials put self there), so it holds an
- * owned reference only if the called object is known not to. 3.13 keeps the called object in
- * its own entry below self-or-NULL. -1 if `c` is not a vector call. */
+ * owned reference only if the called object is known not to. 3.13 keeps the callable below a
+ * self-or-NULL entry (the borrowable one when NULL). -1 if `c` is not a vector call. */
 int tsd_call_vector_slot(const tsd_call *c, PyObject *const *stack);
 
 #endif

@@ -13,7 +13,8 @@ use pystate::*;
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
-use std::sync::Once;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, Once};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tealet_core as tc;
 
@@ -112,6 +113,8 @@ struct Slot {
     /// ContinuletExit did not finish what it holds: the GC is no longer shown its frames, so
     /// nothing they use is cleared while they may still run.
     unkillable: Cell<bool>,
+    /// The context its callable finished in (greenlet's dead gr_context).
+    last_context: Cell<Option<Py<PyAny>>>,
 }
 
 // SAFETY: every access happens with the GIL held (GIL builds only), and switches check the
@@ -123,6 +126,41 @@ unsafe impl Send for Slot {}
 thread_local! {
     static MAIN: Cell<*mut tc::tealet_t> = const { Cell::new(ptr::null_mut()) };
     static SERIAL: Cell<u64> = const { Cell::new(0) };
+    static EXIT: ThreadExit = const { ThreadExit };
+}
+
+/// Main tealet of every thread that made one, by thread serial, and whether that thread still
+/// runs: another thread may read the suspended continuations of a live thread (their records
+/// stay), but a dead thread's main tealet is freed with it. Locked across such reads, and by
+/// the exiting thread before the core frees its main tealet.
+static THREADS: Mutex<BTreeMap<u64, (usize, bool)>> = Mutex::new(BTreeMap::new());
+
+struct ThreadExit;
+
+impl Drop for ThreadExit {
+    fn drop(&mut self) {
+        thread_ended(SERIAL.with(|s| s.get()));
+    }
+}
+
+fn thread_ended(serial: u64) {
+    if let Some(e) = THREADS.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&serial) {
+        e.1 = false;
+    }
+}
+
+/// Kept in the thread's state dict, which CPython clears when the thread is done with Python,
+/// before `Thread.join` returns (the OS thread, and `ThreadExit`, end later): from then on its
+/// continuations can never run again.
+#[pyclass(module = "_continuation", frozen)]
+struct _ThreadEnd {
+    serial: u64,
+}
+
+impl Drop for _ThreadEnd {
+    fn drop(&mut self) {
+        thread_ended(self.serial);
+    }
 }
 
 /// A number naming the calling thread, never reused (unlike addresses or OS thread ids), and
@@ -177,6 +215,18 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
                 (*data).tealet = t;
             }
             m.set(t);
+            THREADS.lock().unwrap_or_else(|e| e.into_inner()).insert(thread_serial(), (t as usize, true));
+            // Registered after the core's own thread-exit hook (made by tealet_main), so it runs
+            // first: the thread reads as dead before its main tealet is freed.
+            EXIT.with(|_| ());
+            attached(|py| -> PyResult<()> {
+                // SAFETY: the GIL is held; a borrowed dict (NULL if there is none).
+                let dict = unsafe { Bound::from_borrowed_ptr_or_opt(py, ffi::PyThreadState_GetDict()) };
+                if let Some(dict) = dict {
+                    dict.set_item("_continuation.thread_end", _ThreadEnd { serial: thread_serial() })?;
+                }
+                Ok(())
+            })?;
         }
         Ok(m.get())
     })
@@ -349,24 +399,30 @@ fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*
                 Err(e) => Payload::throw(e),
             });
         }
-        if started {
-            // SAFETY: the callable is done; release this continuation's own interpreter state.
-            unsafe { tpy_finish() };
-        }
-        finish(data, value)
+        // SAFETY: the callable is done; release this continuation's own interpreter state and
+        // take the context it ends in (a new reference or NULL).
+        let context = if started { unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) } } else { None };
+        finish(data, value, context.map(Bound::unbind))
     })
 }
 
-/// The outcome goes to the continuation the continulet holds now; it is finished afterwards.
-fn finish(data: *mut Cont, value: *mut *mut c_void) -> *mut tc::tealet_t {
+/// The outcome goes to the continuation the continulet holds now; it is finished afterwards,
+/// keeping `context`.
+fn finish(data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) -> *mut tc::tealet_t {
     // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
     let owner = unsafe {
         (*data).finished = true;
         (*data).owner.take()
     };
     let target = match &owner {
-        Some(o) => o.get().slot.tealet.replace(ptr::null_mut()),
-        None => ptr::null_mut(),
+        Some(o) => {
+            drop(o.get().slot.last_context.replace(context));
+            o.get().slot.tealet.replace(ptr::null_mut())
+        }
+        None => {
+            drop(context);
+            ptr::null_mut()
+        }
     };
     let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
     drop(owner);
@@ -561,10 +617,49 @@ impl Continulet {
         }
     }
 
+    /// The tealet held here if it belongs to a thread that exited and is not its (freed) main
+    /// tealet: it can never run again.
+    fn orphaned(&self) -> Option<*mut tc::tealet_t> {
+        let t = self.slot.tealet.get();
+        if t.is_null() || !self.foreign() {
+            return None;
+        }
+        let threads = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+        match threads.get(&self.slot.thread.get()) {
+            Some(&(main, false)) if main != t as usize => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Frees a continuation of a thread that exited, dropping what its frames own without
+    /// running them (greenlet does the same); left leaked if that cannot be done safely.
+    fn free_orphan(&self) {
+        let Some(t) = self.orphaned() else { return };
+        let data = cont_of(t);
+        // SAFETY: a tealet record of a dead thread (never the main one) with its Cont; nothing
+        // can run it any more, so its state is ours to release.
+        unsafe {
+            if tc::tealet_status(t) == tc::TEALET_STATUS_SUSPENDED && tpy_abandon((*data).state) < 0 {
+                return;
+            }
+            self.slot.tealet.set(ptr::null_mut());
+            // Fails (TEALET_ERR_THREAD) while the OS thread still winds down: only its small
+            // record is left then, and nothing reads its data again.
+            tc::tealet_free(t);
+            let data = Box::from_raw(data);
+            tpy_state_free(data.state);
+            attached(|_| drop(data));
+        }
+    }
+
     /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
     fn kill(&self, py: Python<'_>) {
         let t = self.slot.tealet.get();
-        if t.is_null() || self.foreign() || self.slot.unkillable.get() {
+        if t.is_null() || self.slot.unkillable.get() {
+            return;
+        }
+        if self.foreign() {
+            self.free_orphan();
             return;
         }
         // SAFETY: t is a live tealet of this thread.
@@ -634,6 +729,7 @@ impl Continulet {
                 bound: Cell::new(false),
                 thread: Cell::new(0),
                 unkillable: Cell::new(false),
+                last_context: Cell::new(None),
             },
         }
     }
@@ -697,8 +793,13 @@ impl Continulet {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let last = self.slot.last_context.take();
+        let seen = visit.call(&last);
+        self.slot.last_context.set(last);
+        seen?;
         let t = self.slot.tealet.get();
-        if t.is_null() || self.foreign() || self.slot.unkillable.get() || MAIN.with(|m| m.get()) == t {
+        let reachable = !self.foreign() || self.orphaned().is_some();
+        if t.is_null() || !reachable || self.slot.unkillable.get() || MAIN.with(|m| m.get()) == t {
             return Ok(());
         }
         // SAFETY: t is a tealet of this thread; its Cont is alive while the tealet is.
@@ -732,6 +833,7 @@ impl Continulet {
     fn __clear__(&self) {
         // SAFETY: called by the GC with the GIL held.
         let py = unsafe { Python::assume_attached() };
+        drop(self.slot.last_context.take());
         self.kill(py);
     }
 }
@@ -849,38 +951,55 @@ pub(crate) fn suspended_state(cont: &Continulet) -> Option<*mut TpyState> {
     state_of(Some(cont))
 }
 
-/// get_frame(cont): the top frame of the continuation stored in `cont`, or None.
-#[pyfunction]
-fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> Py<PyAny> {
-    match state_of(Some(cont.get())) {
-        // SAFETY: tpy_top_frame returns a new reference (None when it has no frame).
-        Some(s) => unsafe { Bound::from_owned_ptr(py, tpy_top_frame(s)).unbind() },
-        None => py.None(),
+/// Runs `f` with the state of the continuation stored in `cont` (None if it holds none: unbound
+/// or finished), from any thread: another thread's continuation is read while it is suspended,
+/// under the THREADS lock, which keeps that thread from freeing its main tealet meanwhile.
+fn with_state<R>(cont: &Continulet, f: impl FnOnce(Option<*mut TpyState>) -> R) -> PyResult<R> {
+    let t = cont.slot.tealet.get();
+    if t.is_null() || !cont.foreign() {
+        return Ok(f(state_of(Some(cont))));
     }
+    let threads = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let (main, alive) = threads.get(&cont.slot.thread.get()).copied().unwrap_or((0, false));
+    if !alive && t as usize == main {
+        return Ok(f(None)); // freed with its thread
+    }
+    // SAFETY: a tealet of a live thread, or not the main one of a dead thread (those records stay
+    // until freed here); the GIL keeps its thread from switching while we hold it.
+    if unsafe { tc::tealet_status(t) } == tc::TEALET_STATUS_RUNNING {
+        return Err(usage_error("continulet is running in a different thread"));
+    }
+    // SAFETY: as above; its Cont lives as long as the tealet.
+    Ok(f(Some(unsafe { (*cont_of(t)).state })))
 }
 
-/// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset,
-/// or if `cont` holds no continuation: unbound or finished).
+/// get_frame(cont): the top frame of the continuation stored in `cont`, or None.
+#[pyfunction]
+fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> PyResult<Py<PyAny>> {
+    with_state(cont.get(), |s| match s {
+        // SAFETY: tpy_top_frame returns a new reference (None when it has no frame); the frames
+        // of a suspended continuation live on the heap, whichever thread it belongs to.
+        Some(s) => unsafe { Bound::from_owned_ptr(py, tpy_top_frame(s)).unbind() },
+        None => py.None(),
+    })
+}
+
+/// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset).
+/// A finished continulet reports the context its callable ended in; an unbound one None.
 #[pyfunction]
 #[pyo3(signature = (cont = None))]
 fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
     let ctx = match cont {
-        None => {
-            // SAFETY: copying the current context creates the thread's context if it has none
-            // yet (as contextvars would); the copy itself is dropped. Then a borrowed pointer.
-            unsafe {
-                ffi::Py_XDECREF(ffi::PyContext_CopyCurrent());
-                tpy_get_current_context()
-            }
+        // SAFETY: a borrowed pointer (NULL while the thread has no context yet).
+        None => unsafe { tpy_get_current_context() },
+        Some(c) if c.get().finished() => {
+            let last = c.get().slot.last_context.take();
+            let ctx = last.as_ref().map_or_else(|| py.None(), |l| l.clone_ref(py));
+            c.get().slot.last_context.set(last);
+            return Ok(ctx);
         }
-        Some(c) if c.get().foreign() => return Err(error::new_err("cannot access a continulet of a different thread")),
-        Some(c) => match state_of(Some(c.get())) {
-            // SAFETY: a borrowed pointer owned by the suspended state.
-            Some(s) => unsafe { tpy_get_context(s) },
-            // Unbound or finished: nothing will resume, so no context (greenlet: a dead
-            // greenlet's gr_context is None).
-            None => ptr::null_mut(),
-        },
+        // SAFETY: a borrowed pointer owned by the suspended state.
+        Some(c) => with_state(c.get(), |s| s.map_or(ptr::null_mut(), |s| unsafe { tpy_get_context(s) }))?,
     };
     // SAFETY: ctx is NULL or a live borrowed object.
     Ok(unsafe { Bound::from_borrowed_ptr_or_opt(py, ctx) }.map_or_else(|| py.None(), |b| b.unbind()))
@@ -898,11 +1017,15 @@ fn set_context(ctx: &Bound<'_, PyAny>, cont: Option<&Bound<'_, Continulet>>) -> 
     match cont {
         // SAFETY: tpy_set_current_context takes its own reference.
         None => unsafe { tpy_set_current_context(raw) },
-        Some(c) => match state_of(Some(c.get())) {
+        Some(c) if !c.get().slot.bound.get() => return Err(error::new_err("continulet is not bound")),
+        Some(c) if c.get().finished() => return Err(error::new_err("continulet already finished")),
+        Some(c) => {
             // SAFETY: tpy_set_context takes its own reference.
-            Some(s) => unsafe { tpy_set_context(s, raw) },
-            None => return Err(error::new_err("continulet is not pending")),
-        },
+            let set = with_state(c.get(), |s| s.map(|s| unsafe { tpy_set_context(s, raw) }))?;
+            if set.is_none() {
+                return Err(error::new_err("continulet of a thread that exited"));
+            }
+        }
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ extern "C" {
         nargsf: usize,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
-    pub fn tpy_finish();
+    pub fn tpy_finish() -> *mut ffi::PyObject;
     pub fn tpy_drop_empty_dict(o: *mut ffi::PyObject);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_get_context(s: *mut TpyState) -> *mut ffi::PyObject;
@@ -39,6 +39,7 @@ extern "C" {
     pub fn tpy_get_current_context() -> *mut ffi::PyObject;
     pub fn tpy_set_current_context(ctx: *mut ffi::PyObject);
     pub fn tpy_set_switch_methods(switch: *mut ffi::PyObject, throw: *mut ffi::PyObject);
+    pub fn tpy_abandon(s: *mut TpyState) -> c_int;
     pub fn tpy_frames_head(s: *mut TpyState) -> *mut c_void;
     pub fn tpy_handled_exception(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_traverse(s: *mut TpyState, visit: ffi::visitproc, arg: *mut c_void) -> c_int;

@@ -464,6 +464,7 @@ class tasklet:
     @property
     def context_id(self):
         if self is self._thread.current and _HAS_TEALET:
+            contextvars.copy_context()  # makes the thread's context if it has none yet
             return id(_continuation.get_context())
         return id(self._get_context())
 

@@ -99,6 +99,7 @@ def test_context_of_unbound_and_finished_is_none():
 
 def test_get_set_context_current():
     var = contextvars.ContextVar("var3", default="unset")
+    contextvars.copy_context()  # makes the thread's context if it has none
     assert get_context() is not None
     ctx = contextvars.Context()
     ctx.run(var.set, "swapped")

@@ -400,29 +400,37 @@ def test_context_assigned_while_suspended_and_after_death():
     assert g.gr_context is other
 
 
-def test_context_of_a_greenlet_suspended_in_another_thread_is_refused():
-    # The binding cannot reach another thread's continulet (greenlet allows it): a clear error.
-    holder = []
+def test_context_of_a_greenlet_suspended_in_another_thread_is_read_and_replaced():
+    var = contextvars.ContextVar("other_thread", default="unset")
+    holder, seen = [], []
     go = threading.Event()
 
+    def run():
+        var.set("theirs")
+        getcurrent().parent.switch()
+        seen.append(var.get())
+
     def thread():
-        g = greenlet.greenlet(lambda: getcurrent().parent.switch())
+        g = greenlet.greenlet(run)
         g.switch()
         holder.append(g)
         go.wait(10)
+        g.switch()
 
     t = threading.Thread(target=thread)
     t.start()
     while not holder:
         pass
     try:
-        with pytest.raises(greenlet.error, match="another thread"):
-            holder[0].gr_context
-        with pytest.raises(greenlet.error, match="another thread"):
-            holder[0].gr_context = None
+        assert holder[0].gr_context[var] == "theirs"
+        other = contextvars.Context()
+        other.run(var.set, "replaced")
+        holder[0].gr_context = other
+        assert holder[0].gr_context is other
     finally:
         go.set()
         t.join(10)
+    assert seen == ["replaced"]
 
 
 def test_copy_and_pickle_raise_type_error():

@@ -386,6 +386,7 @@ def _finish(g, ts):
     """Bookkeeping for a greenlet whose run just ended (its result landed in the main
     greenlet, which runs now); returns where the result goes."""
     ts.current = ts.main
+    g._gr_ctx = _get_context(g._gr_c)  # the context it finished in
     g._gr_ts = g._gr_c = None
     return g._gr_parent
 
@@ -407,7 +408,7 @@ class _GreenletState:
         "_gr_started",
         "_gr_main",
         "_gr_owner",    # the main greenlet of the thread it started in
-        "_gr_ctx",      # context assigned before the start, or the last one known once dead
+        "_gr_ctx",      # context assigned before the start, or the one it finished in
         "__dict__",
         "__weakref__",
     )
@@ -573,7 +574,7 @@ class greenlet(_GreenletState):
     def _holder(self):
         """The continulet holding this greenlet's suspended continuation, or None if the
         greenlet is not suspended. A suspended main greenlet's continuation is held by the
-        running greenlet's continulet. (The binding answers None for another thread's.)"""
+        running greenlet's continulet."""
         ts = self._gr_ts
         if ts is None or ts.current is self:
             return None
@@ -596,13 +597,10 @@ class greenlet(_GreenletState):
         """The continulet whose continuation this active greenlet resumes with, or None if it
         is the running greenlet of this thread."""
         ts = self._gr_ts
-        if ts.ident != _get_ident():
-            if ts.current is self:
+        if ts.current is self:
+            if ts.ident != _get_ident():
                 raise ValueError("cannot get/set context of a greenlet that is running"
                                  " in a different thread")
-            # _continuation cannot reach another thread's continulet (greenlet can).
-            raise error("cannot get/set context of a greenlet suspended in another thread")
-        if ts.current is self:
             return None
         return ts.current._gr_c if self._gr_main else self._gr_c
 
