@@ -17,6 +17,18 @@ unsafe extern "C" fn deep(_me: *mut tealet_t, _arg: *mut c_void, _v: *mut *mut c
     null_mut()
 }
 
+const FAR_SIZE: usize = 64 * 1024;
+
+/// A frame that moves the stack pointer 32 KiB past the stack's end in one step, as C code built
+/// without stack-clash protection can: the write lands deep in the guard, not on its first page.
+unsafe extern "C" fn far_below(_me: *mut tealet_t, _arg: *mut c_void, _v: *mut *mut c_void) -> *mut tealet_t {
+    let here = std::hint::black_box(0u8);
+    let target = (&here as *const u8 as usize) - FAR_SIZE - 32 * 1024;
+    // SAFETY: meant to fault: `target` is inside the guard below this tealet's stack.
+    unsafe { std::ptr::write_volatile(target as *mut u8, 1) };
+    null_mut()
+}
+
 /// Run `f` in a forked child; return (exit signal or status, stderr).
 fn in_child(f: impl FnOnce()) -> (i32, String) {
     let mut fds = [0; 2];
@@ -69,6 +81,22 @@ fn overflow_is_reported_with_id_and_size() {
         let expect = expect.strip_prefix("expect:").unwrap();
         assert_eq!(got.lines().next(), Some(expect), "policy {policy}");
     }
+}
+
+#[test]
+fn a_frame_far_past_the_stack_end_is_reported() {
+    let (code, err) = in_child(|| {
+        // SAFETY: plain API use in the child.
+        unsafe {
+            assert_eq!(tealet_install_overflow_handler(), TEALET_OK);
+            let cfg = tealet_config_t { stack_size: FAR_SIZE, policy: TEALET_STACK_DEDICATED };
+            let mut t = null_mut();
+            assert_eq!(tealet_create(Some(far_below), null_mut(), &cfg, &mut t), TEALET_OK);
+            tealet_switch(t, null_mut());
+        }
+    });
+    assert_eq!(code, -libc::SIGABRT, "{err}");
+    assert!(err.contains(&format!("(stack size {FAR_SIZE})")), "{err}");
 }
 
 #[test]

@@ -5,8 +5,10 @@ pub(crate) mod arena;
 pub(crate) mod pool;
 pub(crate) mod shared;
 
-/// Guard below every stack.
-pub(crate) const GUARD_SIZE: usize = 4096;
+/// Guard below every stack. Larger than a page because C code built without stack-clash
+/// protection can move the stack pointer past one page in a single frame; the guard costs
+/// address space only (a marker or one mprotect whatever its size).
+pub(crate) const GUARD_SIZE: usize = 64 * 1024;
 /// Default usable size of a dedicated stack (reserved, not resident).
 pub(crate) const DEFAULT_DEDICATED: usize = 256 * 1024;
 /// Default size of a shared region: CPython needs thread-default recursion depth.
