@@ -169,18 +169,15 @@ def gettrace():
 
 
 _NOT_GIVEN = object()
+_NO_VALUE = object()  # switch() called without arguments
 
 
-class _Kw:
-    """Switch arguments that include keywords (plain switches carry just the args tuple)."""
-    __slots__ = ("args", "kwargs")
-
-    def __init__(self, args, kwargs):
-        self.args = args
-        self.kwargs = kwargs
-
-    def result(self):
-        return (self.args, self.kwargs) if self.args else self.kwargs
+def _pack(args, kwargs):
+    """What a switch with these arguments returns on the other side. The switcher packs, so
+    the value a continulet switch carries is already the resumed side's result."""
+    if kwargs:
+        return (args, kwargs) if args else kwargs
+    return args[0] if len(args) == 1 else args
 
 
 def _normalize_throw(typ, val, tb):
@@ -252,12 +249,8 @@ def _release_then_run(box, run, *args, **kwargs):
     return run(*args, **kwargs)
 
 
-def _begin(target, ts, run, args):
+def _begin(target, ts, run, a, kw):
     """Gives `target` a continulet that calls run with the first switch's arguments."""
-    if type(args) is _Kw:
-        a, kw = args.args, args.kwargs
-    else:
-        a, kw = args, None
     assigned = target._gr_run
     target._gr_run = None
     if ts.trace is not None:
@@ -283,9 +276,9 @@ def _begin(target, ts, run, args):
     target._gr_ts = ts
 
 
-def _switch(ts, target, args, exc, lowlevel=None):
-    """The general switch: from the running greenlet to `target`, passing `args` (the args
-    tuple or a _Kw) or throwing `exc`. Handles dead and unstarted targets, threads, tracing and
+def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
+    """The general switch: from the running greenlet to `target`, passing `args` and `kwargs`
+    or throwing `exc`. Handles dead and unstarted targets, threads, tracing and
     finished greenlets handing their result on. Returns what the running greenlet resumes with.
     `lowlevel` replaces the continulet switch (UnswitchableGreenlet's forced failures)."""
     origin = ts.current
@@ -304,7 +297,7 @@ def _switch(ts, target, args, exc, lowlevel=None):
                 target._gr_started = True
                 target._gr_run = None
             if isinstance(exc, GreenletExit):
-                args, exc = (exc,), None
+                args, exc, kwargs = (exc,), None, None
             target = target._gr_parent
             if target is None:
                 raise error("cannot switch to a garbage collected greenlet")
@@ -319,8 +312,8 @@ def _switch(ts, target, args, exc, lowlevel=None):
                 if not owner_ts.alive:
                     raise error("cannot switch to a different thread (which happens to have exited)")
                 raise _cross_thread(target)
-            _begin(target, ts, run, args)
-            run = args = None  # the first switch into a continulet passes None
+            _begin(target, ts, run, args, kwargs)
+            run = args = kwargs = None  # the first switch into a continulet passes None
         elif target._gr_ts is not ts:
             if not target._gr_ts.alive:
                 raise error("cannot switch to a different thread (which happens to have exited)")
@@ -333,7 +326,8 @@ def _switch(ts, target, args, exc, lowlevel=None):
                     raise exc
                 finally:
                     del exc  # the traceback holds this frame: no cycle through it
-            return args
+            return _pack(args, kwargs)
+        value = None if start or exc is not None else _pack(args, kwargs)
         c = ts.current._gr_c
         tc = target._gr_c
         ts.current = target
@@ -342,9 +336,9 @@ def _switch(ts, target, args, exc, lowlevel=None):
         origin = None  # a suspended greenlet's frames must not hold it (see the module doc)
         try:
             if lowlevel is not None:
-                value = lowlevel(c, args, tc)
+                value = lowlevel(c, value, tc)
             elif exc is None:
-                value = c.switch(args, tc)
+                value = c.switch(value, tc)
             else:
                 value = c.throw(exc, None, None, tc)
         except BaseException as e:
@@ -364,13 +358,14 @@ def _switch(ts, target, args, exc, lowlevel=None):
             # to its parent.
             target = _finish(finished, ts)
             args, exc = _forwarded(e)
+            kwargs = None
         else:
             finished = ts.current
             if finished._gr_c is c:
                 if ts.trace is not None:
                     _run_trace(ts, "switch", ts.origin, finished)
                 return value
-            target, args, exc = _finish(finished, ts), (value,), None
+            target, args, exc, kwargs = _finish(finished, ts), (value,), None, None
         origin, finished = finished, None
 
 
@@ -388,12 +383,6 @@ def _finish(g, ts):
     ts.current = ts.main
     g._gr_ts = g._gr_c = None
     return g._gr_parent
-
-
-def _unpack(value):
-    if type(value) is tuple:
-        return value[0] if len(value) == 1 else value
-    return value.result()
 
 
 class _GreenletState:
@@ -457,7 +446,7 @@ class greenlet(_GreenletState):
         if parent is not None:
             self.parent = parent
 
-    def switch(self, *args, **kwargs):
+    def switch(self, value=_NO_VALUE, /, *args, **kwargs):
         """Switch execution to this greenlet.
 
         If this greenlet has never been run, then this greenlet
@@ -475,31 +464,26 @@ class greenlet(_GreenletState):
         above.
         """
         ts = self._gr_ts
-        if ts is None or kwargs or ts.fast != _get_ident():
-            return self._switch_slow(args, kwargs)
-        # Fast path: an active greenlet of this thread, no tracing, plain arguments. Only the
-        # switcher's continulet stays in this frame while suspended (see the module doc).
+        if ts is None or args or kwargs or ts.fast != _get_ident():
+            return self._switch_slow(args if value is _NO_VALUE else (value, *args), kwargs)
+        # Fast path: an active greenlet of this thread, no tracing, at most one argument. Only
+        # the switcher's continulet stays in this frame while suspended (see the module doc).
+        if value is _NO_VALUE:
+            value = ()
         c = ts.current._gr_c
         ts.current = self
         try:
-            value = c.switch(args, self._gr_c)
+            value = c.switch(value, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
-            value = _resumed_with_exception(ts, c, self, e)
-        else:
-            if ts.current._gr_c is not c or ts.trace is not None:
-                value = _resumed_slow(ts, c, value)
-        if type(value) is tuple:
-            return value[0] if len(value) == 1 else value
-        return value.result()
+            return _resumed_with_exception(ts, c, self, e)
+        if ts.current._gr_c is not c or ts.trace is not None:
+            return _resumed_slow(ts, c, value)
+        return value
 
     def _switch_slow(self, args, kwargs, lowlevel=None):
-        value = _switch(_thread_state(), self, _Kw(args, kwargs) if kwargs else args, None,
-                        lowlevel)
-        if type(value) is tuple:
-            return value[0] if len(value) == 1 else value
-        return value.result()
+        return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
 
     def throw(self, typ=GreenletExit, val=None, tb=None):
         """Switches execution to this greenlet, but immediately raises the
@@ -516,7 +500,7 @@ class greenlet(_GreenletState):
         except that this trick does not work for the `greenlet.GreenletExit`
         exception, which would not propagate from ``g_raiser`` to ``g``.
         """
-        return _unpack(_switch(_thread_state(), self, None, _normalize_throw(typ, val, tb)))
+        return _switch(_thread_state(), self, None, _normalize_throw(typ, val, tb))
 
     def __bool__(self):
         return self._gr_ts is not None and self._gr_ts.alive
