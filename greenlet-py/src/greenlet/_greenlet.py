@@ -123,16 +123,14 @@ def _thread_state():
 
 def _new_thread_state():
     global _total_main_greenlets
-    ts = _ThreadState()
-    main = object.__new__(greenlet)
-    main._gr_init(None)
+    _tls.ts = ts = _ThreadState()
+    main = greenlet.__new__(greenlet)  # parent: ts.current, None
     main._gr_main = main._gr_started = True
     main._gr_ts = ts
     # Unbound: a switch `to=` it is a plain switch of the running greenlet's continulet.
     main._gr_c = c = _Cont.__new__(_Cont)
     c.gr = weakref.ref(main)
     ts.main = ts.current = main
-    _tls.ts = ts
     _tls.death = _ThreadDeath(ts)
     _thread_states.add(ts)
     _total_main_greenlets += 1
@@ -429,14 +427,17 @@ class greenlet(_GreenletState):
 
     def __new__(cls, *args, **kwargs):
         self = object.__new__(cls)
-        greenlet._gr_init(self, _thread_state().current)
-        return self
-
-    def _gr_init(self, parent):
-        self._gr_parent = parent
+        try:
+            ts = _tls.ts
+        except AttributeError:
+            ts = _new_thread_state()
+        if ts.deleteme:
+            _clear_deleteme(ts)
+        self._gr_parent = ts.current
         self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
         self._gr_run = _NOT_GIVEN
         self._gr_started = self._gr_main = False
+        return self
 
     def __init__(self, run=_NOT_GIVEN, parent=None):
         if run is not _NOT_GIVEN:
@@ -465,7 +466,10 @@ class greenlet(_GreenletState):
         """
         ts = self._gr_ts
         if ts is None or args or kwargs or ts.fast != _get_ident():
-            return self._switch_slow(args if value is _NO_VALUE else (value, *args), kwargs)
+            args = args if value is _NO_VALUE else (value, *args)
+            if ts is None and not kwargs and type(self) is greenlet:
+                return _start(self, args)
+            return self._switch_slow(args, kwargs)
         # Fast path: an active greenlet of this thread, no tracing, at most one argument. Only
         # the switcher's continulet stays in this frame while suspended (see the module doc).
         if value is _NO_VALUE:
@@ -685,13 +689,50 @@ class _Unraisable:
         self.object = obj
 
 
-def _resumed_with_exception(ts, c, target, exc):
+def _start(g, args):
+    """The first switch into a plain greenlet without keywords, while its parent runs in this
+    thread untraced: `_switch`'s start, with only the common case's steps."""
+    ts = g._gr_parent._gr_ts
+    if ts is None or g._gr_started or _call is None or ts.fast != _get_ident():
+        return g._switch_slow(args, None)
+    run = g._gr_run
+    if run is _NOT_GIVEN:
+        raise AttributeError("run")
+    g._gr_run = None
+    g._gr_c = c = _Cont(_call, *args)
+    c.run = run
+    c.gr = _weakref(g)
+    if g._gr_ctx is not None:
+        _set_context(g._gr_ctx, c)
+    g._gr_started = True
+    g._gr_owner = ts.main
+    g._gr_ts = ts
+    cc = ts.current._gr_c
+    ts.current = g
+    run = args = None
+    try:
+        value = cc.switch(None, c)
+    except BaseException as e:
+        if ts.current._gr_c is cc and ts.trace is None:
+            raise  # thrown into us
+        return _resumed_with_exception(ts, cc, g, e, True)
+    if ts.current._gr_c is not cc or ts.trace is not None:
+        return _resumed_slow(ts, cc, value)
+    return value
+
+
+_weakref = weakref.ref
+
+
+def _resumed_with_exception(ts, c, target, exc, start=False):
     try:
         finished = ts.current
         if finished._gr_c is c:  # thrown into us
             _run_trace(ts, "throw", ts.origin, finished)
         elif finished is target and target._gr_c.is_pending():
             ts.current = c.gr()  # the switch failed before leaving: we still run
+            if start:
+                _unbegin(target)
         else:
             return _switch(ts, _finish(finished, ts), *_forwarded(exc))
         raise exc
@@ -715,12 +756,18 @@ def _resumed_slow(ts, c, value):
     if finished._gr_c is c:
         _run_trace(ts, "switch", ts.origin, finished)
         return value
-    return _switch(ts, _finish(finished, ts), (value,), None)
+    # `finished` returned `value` (this is the main greenlet): it goes to its parent.
+    ts.current = main = ts.main
+    finished._gr_ts = finished._gr_c = None
+    target = finished._gr_parent
+    if target is main and ts.trace is None:
+        return value
+    return _switch(ts, target, (value,), None)
 
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
     greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
-    _switch, _resumed_with_exception, _resumed_slow))
+    _switch, _start, _resumed_with_exception, _resumed_slow))
 
 
 class UnswitchableGreenlet(greenlet):
