@@ -26,6 +26,7 @@ from operator import attrgetter
 from types import TracebackType
 from _thread import _local
 from _thread import get_ident as _get_ident
+from _thread import RLock as _RLock
 
 import _continuation
 
@@ -72,19 +73,25 @@ class error(Exception):
 
 class _ThreadState:
     """Everything greenlet keeps per thread."""
-    __slots__ = ("current", "origin", "main", "trace", "deleteme", "alive", "ident", "fast",
+    __slots__ = ("current", "origin", "main", "trace", "deleteme", "alive", "ident", "lock", "fast",
                  "__weakref__")
 
     def __init__(self):
         self.current = self.origin = self.main = self.trace = None
         self.deleteme = []
         self.alive = True
-        self.ident = self.fast = _get_ident()
+        self.ident = _get_ident()
+        self.lock = _RLock()
+        self.lock.acquire()  # held by this thread for its life, never released
+        self.fast = self.lock
 
     def update_fast(self):
-        """`fast` is the thread's ident while switches may take the fast path (no trace
-        function, nothing queued to kill), else 0: one comparison checks all three."""
-        self.fast = self.ident if self.alive and self.trace is None and not self.deleteme else 0
+        """`fast` is the RLock this thread holds while switches may take the fast path (no
+        trace function, nothing queued to kill, thread alive), else one nobody holds; so
+        ``fast._is_owned()`` checks the calling thread and all three in one C method call,
+        cheaper than comparing ``get_ident()`` (a generic call and a big-int compare)."""
+        fast = self.alive and self.trace is None and not self.deleteme
+        self.fast = self.lock if fast else _UNOWNED
 
 
 class _ThreadDeath:
@@ -105,6 +112,7 @@ class _ThreadDeath:
         ts.update_fast()
 
 
+_UNOWNED = _RLock()  # never acquired
 _tls = _local()
 _total_main_greenlets = 0
 _thread_states = weakref.WeakSet()
@@ -465,7 +473,7 @@ class greenlet(_GreenletState):
         above.
         """
         ts = self._gr_ts
-        if ts is None or args or kwargs or ts.fast != _get_ident():
+        if ts is None or args or kwargs or not ts.fast._is_owned():
             args = args if value is _NO_VALUE else (value, *args)
             if ts is None and not kwargs and type(self) is greenlet:
                 return _start(self, args)
@@ -693,7 +701,7 @@ def _start(g, args):
     """The first switch into a plain greenlet without keywords, while its parent runs in this
     thread untraced: `_switch`'s start, with only the common case's steps."""
     ts = g._gr_parent._gr_ts
-    if ts is None or g._gr_started or _call is None or ts.fast != _get_ident():
+    if ts is None or g._gr_started or _call is None or not ts.fast._is_owned():
         return g._switch_slow(args, None)
     run = g._gr_run
     if run is _NOT_GIVEN:
