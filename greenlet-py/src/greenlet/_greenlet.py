@@ -724,9 +724,16 @@ def _start(g, args):
         if ts.current._gr_c is cc and ts.trace is None:
             raise  # thrown into us
         return _resumed_with_exception(ts, cc, g, e, True)
-    if ts.current._gr_c is not cc or ts.trace is not None:
-        return _resumed_slow(ts, cc, value)
-    return value
+    if ts.trace is None:
+        finished = ts.current
+        if finished._gr_c is cc:
+            return value
+        if finished._gr_parent is ts.main:
+            # Usually g returned (this is the main greenlet): the result is ours.
+            ts.current = ts.main
+            finished._gr_ts = finished._gr_c = None
+            return value
+    return _resumed_slow(ts, cc, value)
 
 
 _weakref = weakref.ref
