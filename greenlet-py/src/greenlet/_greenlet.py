@@ -112,6 +112,7 @@ class _ThreadDeath:
         ts.update_fast()
 
 
+_weakref = weakref.ref
 _UNOWNED = _RLock()  # never acquired
 _tls = _local()
 _total_main_greenlets = 0
@@ -132,12 +133,13 @@ def _thread_state():
 def _new_thread_state():
     global _total_main_greenlets
     _tls.ts = ts = _ThreadState()
-    main = greenlet.__new__(greenlet)  # parent: ts.current, None
+    main = object.__new__(greenlet)
+    greenlet.__init__(main)  # parent: ts.current, None
     main._gr_main = main._gr_started = True
     main._gr_ts = ts
     # Unbound: a switch `to=` it is a plain switch of the running greenlet's continulet.
     main._gr_c = c = _Cont.__new__(_Cont)
-    c.gr = weakref.ref(main)
+    c.gr = main._gr_wref
     ts.main = ts.current = main
     _tls.death = _ThreadDeath(ts)
     _thread_states.add(ts)
@@ -273,7 +275,7 @@ def _begin(target, ts, run, a, kw):
     else:
         c = _Cont(_call, *a)
     c.run = run
-    c.gr = weakref.ref(target)
+    c.gr = target._gr_wref
     if target._gr_ctx is not None:
         _set_context(target._gr_ctx, c)
     target._gr_c = c
@@ -403,6 +405,7 @@ class _GreenletState:
         "_gr_main",
         "_gr_owner",    # the main greenlet of the thread it started in
         "_gr_ctx",      # context assigned before the start, or the last one known once dead
+        "_gr_wref",     # a weak reference to itself (its continulet's `gr`)
         "__dict__",
         "__weakref__",
     )
@@ -433,21 +436,27 @@ class greenlet(_GreenletState):
     error = error
     GreenletExit = GreenletExit
 
-    def __new__(cls, *args, **kwargs):
-        self = object.__new__(cls)
-        try:
-            ts = _tls.ts
-        except AttributeError:
-            ts = _new_thread_state()
-        if ts.deleteme:
-            _clear_deleteme(ts)
-        self._gr_parent = ts.current
-        self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
-        self._gr_run = _NOT_GIVEN
-        self._gr_started = self._gr_main = False
-        return self
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__new__" not in cls.__dict__:
+            cls.__new__ = staticmethod(_subclass_new)
 
     def __init__(self, run=_NOT_GIVEN, parent=None):
+        # greenlet itself has no __new__ (a Python __new__ costs more than the rest of the
+        # creation): a plain greenlet gets its state here, in the first __init__ call, which
+        # sees no weak reference yet; subclasses get theirs in _subclass_new.
+        if self.__weakref__ is None:
+            try:
+                ts = _tls.ts
+            except AttributeError:
+                ts = _new_thread_state()
+            if ts.deleteme:
+                _clear_deleteme(ts)
+            self._gr_parent = ts.current
+            self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
+            self._gr_run = _NOT_GIVEN
+            self._gr_started = self._gr_main = False
+            self._gr_wref = _weakref(self)
         if run is not _NOT_GIVEN:
             if self._gr_started:
                 raise AttributeError("run cannot be set after the start of the greenlet")
@@ -681,6 +690,13 @@ class greenlet(_GreenletState):
             _leaked.append(self)
 
 
+def _subclass_new(cls, *args, **kwargs):
+    """__new__ of greenlet's subclasses: their __init__ may not call greenlet's."""
+    self = object.__new__(cls)
+    greenlet.__init__(self)
+    return self
+
+
 _started_of = greenlet._gr_started.__get__
 _parent_of = greenlet._gr_parent.__get__
 _main_of = greenlet._gr_main.__get__
@@ -709,7 +725,7 @@ def _start(g, args):
     g._gr_run = None
     g._gr_c = c = _Cont(_call, *args)
     c.run = run
-    c.gr = _weakref(g)
+    c.gr = g._gr_wref
     if g._gr_ctx is not None:
         _set_context(g._gr_ctx, c)
     g._gr_started = True
@@ -734,9 +750,6 @@ def _start(g, args):
             finished._gr_ts = finished._gr_c = None
             return value
     return _resumed_slow(ts, cc, value)
-
-
-_weakref = weakref.ref
 
 
 def _resumed_with_exception(ts, c, target, exc, start=False):
