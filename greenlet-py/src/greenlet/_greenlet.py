@@ -22,7 +22,6 @@ import threading
 import weakref
 from contextvars import Context
 from functools import partial
-from operator import attrgetter
 from types import TracebackType
 from _thread import _local
 from _thread import get_ident as _get_ident
@@ -48,16 +47,17 @@ _stack_saved = _continuation.stack_saved
 class _Cont(_continulet):
     """The continulet of one greenlet. The binding calls its callable as ``callable(cont,
     *args, **kwargs)``; with ``operator.call`` (3.11+) that is ``cont(*args, **kwargs)``, i.e.
-    ``cont.run(*args, **kwargs)`` through the `__call__` property: C all the way, and nothing on
-    the C stack holds the continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller``
-    calls ``cont.run`` and its argument tuple keeps the continulet alive while run runs."""
+    ``cont.run(*args, **kwargs)``, since `__call__` is the `run` slot's descriptor (set below:
+    the slot's value is what gets called): C all the way, and nothing on the C stack holds the
+    continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller`` calls ``cont.run``
+    and its argument tuple keeps the continulet alive while run runs."""
     __slots__ = ("run", "gr")  # gr: weak reference to its greenlet
-    __call__ = property(attrgetter("run"))
     # The greenlet's __del__ throws GreenletExit; the continulet must not throw its own
     # ContinuletExit (a C-level no-op replaces the binding's finalizer).
     __del__ = _continulet.is_pending
 
 
+_Cont.__call__ = _Cont.run
 _call = getattr(operator, "call", None)  # 3.11+
 _methodcaller_run = operator.methodcaller("run")
 
