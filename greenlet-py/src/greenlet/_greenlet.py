@@ -438,7 +438,7 @@ class greenlet(_GreenletState):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "__new__" not in cls.__dict__:
+        if cls.__new__ is object.__new__:  # no __new__ of its own or inherited
             cls.__new__ = staticmethod(_subclass_new)
 
     def __init__(self, run=_NOT_GIVEN, parent=None):
