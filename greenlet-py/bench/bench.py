@@ -3,6 +3,8 @@ venv and with a C greenlet venv: the same code against either module).
 
 Usage: python bench.py roundtrip|lifecycle|memory
 Prints one number: seconds per operation (best of 5 runs), or bytes of RSS per suspended greenlet.
+Time is the process's CPU time (time.process_time): the machine is shared, and CPU time leaves out
+the time other processes hold the CPU, which wall time counts at random on either side.
 """
 import gc
 import os
@@ -31,10 +33,10 @@ def roundtrip(n=200000):
 
     g = greenlet(loop)
     g.switch()
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(n):
         g.switch()
-    return (time.perf_counter() - t) / n
+    return (time.process_time() - t) / n
 
 
 def lifecycle(n=100000):
@@ -42,10 +44,10 @@ def lifecycle(n=100000):
     def body():
         return 1
 
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(n):
         greenlet(body).switch()
-    return (time.perf_counter() - t) / n
+    return (time.process_time() - t) / n
 
 
 def memory(n=100000):

@@ -54,6 +54,46 @@ def test_positional_parent_and_init_from_subclass():
     assert t.run is not None
 
 
+def test_subclass_init_and_new_variants():
+    # greenlet itself has no Python __new__: every way of constructing must still give the
+    # parent that was current at creation and a working greenlet.
+    main = getcurrent()
+
+    class NoSuperInit(greenlet.greenlet):
+        def __init__(self):
+            self.x = 5
+
+        def run(self):
+            return self.x
+
+    class OwnNew(greenlet.greenlet):
+        def __new__(cls, *args, **kwargs):
+            self = super().__new__(cls)
+            self.tag = "own"
+            return self
+
+        def __init__(self, x):
+            super().__init__(self.go)
+            self.x = x
+
+        def go(self):
+            return (self.tag, self.x)
+
+    class Child(OwnNew):
+        pass
+
+    g = NoSuperInit()
+    assert g.parent is main and g.switch() == 5
+    assert Child(3).switch() == ("own", 3)
+    g = greenlet.greenlet(lambda: 1)
+    g.__init__(lambda: 2, main)  # a second __init__ only sets run and parent
+    assert g.parent is main and g.switch() == 2
+    started = greenlet.greenlet(lambda: main.switch("in"))
+    assert started.switch() == "in"
+    started.__init__(parent=main)
+    assert not started.dead and started.switch() == () and started.dead
+
+
 def test_run_method_of_subclass():
     class G(greenlet.greenlet):
         def run(self, a, b):

@@ -22,10 +22,10 @@ import threading
 import weakref
 from contextvars import Context
 from functools import partial
-from operator import attrgetter
 from types import TracebackType
 from _thread import _local
 from _thread import get_ident as _get_ident
+from _thread import RLock as _RLock
 
 import _continuation
 
@@ -47,16 +47,17 @@ _stack_saved = _continuation.stack_saved
 class _Cont(_continulet):
     """The continulet of one greenlet. The binding calls its callable as ``callable(cont,
     *args, **kwargs)``; with ``operator.call`` (3.11+) that is ``cont(*args, **kwargs)``, i.e.
-    ``cont.run(*args, **kwargs)`` through the `__call__` property: C all the way, and nothing on
-    the C stack holds the continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller``
-    calls ``cont.run`` and its argument tuple keeps the continulet alive while run runs."""
+    ``cont.run(*args, **kwargs)``, since `__call__` is the `run` slot's descriptor (set below:
+    the slot's value is what gets called): C all the way, and nothing on the C stack holds the
+    continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller`` calls ``cont.run``
+    and its argument tuple keeps the continulet alive while run runs."""
     __slots__ = ("run", "gr")  # gr: weak reference to its greenlet
-    __call__ = property(attrgetter("run"))
     # The greenlet's __del__ throws GreenletExit; the continulet must not throw its own
     # ContinuletExit (a C-level no-op replaces the binding's finalizer).
     __del__ = _continulet.is_pending
 
 
+_Cont.__call__ = _Cont.run
 _call = getattr(operator, "call", None)  # 3.11+
 _methodcaller_run = operator.methodcaller("run")
 
@@ -72,19 +73,25 @@ class error(Exception):
 
 class _ThreadState:
     """Everything greenlet keeps per thread."""
-    __slots__ = ("current", "origin", "main", "trace", "deleteme", "alive", "ident", "fast",
+    __slots__ = ("current", "origin", "main", "trace", "deleteme", "alive", "ident", "lock", "fast",
                  "__weakref__")
 
     def __init__(self):
         self.current = self.origin = self.main = self.trace = None
         self.deleteme = []
         self.alive = True
-        self.ident = self.fast = _get_ident()
+        self.ident = _get_ident()
+        self.lock = _RLock()
+        self.lock.acquire()  # held by this thread for its life, never released
+        self.fast = self.lock
 
     def update_fast(self):
-        """`fast` is the thread's ident while switches may take the fast path (no trace
-        function, nothing queued to kill), else 0: one comparison checks all three."""
-        self.fast = self.ident if self.alive and self.trace is None and not self.deleteme else 0
+        """`fast` is the RLock this thread holds while switches may take the fast path (no
+        trace function, nothing queued to kill, thread alive), else one nobody holds; so
+        ``fast._is_owned()`` checks the calling thread and all three in one C method call,
+        cheaper than comparing ``get_ident()`` (a generic call and a big-int compare)."""
+        fast = self.alive and self.trace is None and not self.deleteme
+        self.fast = self.lock if fast else _UNOWNED
 
 
 class _ThreadDeath:
@@ -105,6 +112,8 @@ class _ThreadDeath:
         ts.update_fast()
 
 
+_weakref = weakref.ref
+_UNOWNED = _RLock()  # never acquired
 _tls = _local()
 _total_main_greenlets = 0
 _thread_states = weakref.WeakSet()
@@ -123,16 +132,15 @@ def _thread_state():
 
 def _new_thread_state():
     global _total_main_greenlets
-    ts = _ThreadState()
+    _tls.ts = ts = _ThreadState()
     main = object.__new__(greenlet)
-    main._gr_init(None)
+    greenlet.__init__(main)  # parent: ts.current, None
     main._gr_main = main._gr_started = True
     main._gr_ts = ts
     # Unbound: a switch `to=` it is a plain switch of the running greenlet's continulet.
     main._gr_c = c = _Cont.__new__(_Cont)
-    c.gr = weakref.ref(main)
+    c.gr = main._gr_wref
     ts.main = ts.current = main
-    _tls.ts = ts
     _tls.death = _ThreadDeath(ts)
     _thread_states.add(ts)
     _total_main_greenlets += 1
@@ -169,18 +177,15 @@ def gettrace():
 
 
 _NOT_GIVEN = object()
+_NO_VALUE = object()  # switch() called without arguments
 
 
-class _Kw:
-    """Switch arguments that include keywords (plain switches carry just the args tuple)."""
-    __slots__ = ("args", "kwargs")
-
-    def __init__(self, args, kwargs):
-        self.args = args
-        self.kwargs = kwargs
-
-    def result(self):
-        return (self.args, self.kwargs) if self.args else self.kwargs
+def _pack(args, kwargs):
+    """What a switch with these arguments returns on the other side. The switcher packs, so
+    the value a continulet switch carries is already the resumed side's result."""
+    if kwargs:
+        return (args, kwargs) if args else kwargs
+    return args[0] if len(args) == 1 else args
 
 
 def _normalize_throw(typ, val, tb):
@@ -252,12 +257,8 @@ def _release_then_run(box, run, *args, **kwargs):
     return run(*args, **kwargs)
 
 
-def _begin(target, ts, run, args):
+def _begin(target, ts, run, a, kw):
     """Gives `target` a continulet that calls run with the first switch's arguments."""
-    if type(args) is _Kw:
-        a, kw = args.args, args.kwargs
-    else:
-        a, kw = args, None
     assigned = target._gr_run
     target._gr_run = None
     if ts.trace is not None:
@@ -274,7 +275,7 @@ def _begin(target, ts, run, args):
     else:
         c = _Cont(_call, *a)
     c.run = run
-    c.gr = weakref.ref(target)
+    c.gr = target._gr_wref
     if target._gr_ctx is not None:
         _set_context(target._gr_ctx, c)
     target._gr_c = c
@@ -283,9 +284,9 @@ def _begin(target, ts, run, args):
     target._gr_ts = ts
 
 
-def _switch(ts, target, args, exc, lowlevel=None):
-    """The general switch: from the running greenlet to `target`, passing `args` (the args
-    tuple or a _Kw) or throwing `exc`. Handles dead and unstarted targets, threads, tracing and
+def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
+    """The general switch: from the running greenlet to `target`, passing `args` and `kwargs`
+    or throwing `exc`. Handles dead and unstarted targets, threads, tracing and
     finished greenlets handing their result on. Returns what the running greenlet resumes with.
     `lowlevel` replaces the continulet switch (UnswitchableGreenlet's forced failures)."""
     origin = ts.current
@@ -304,7 +305,7 @@ def _switch(ts, target, args, exc, lowlevel=None):
                 target._gr_started = True
                 target._gr_run = None
             if isinstance(exc, GreenletExit):
-                args, exc = (exc,), None
+                args, exc, kwargs = (exc,), None, None
             target = target._gr_parent
             if target is None:
                 raise error("cannot switch to a garbage collected greenlet")
@@ -319,8 +320,8 @@ def _switch(ts, target, args, exc, lowlevel=None):
                 if not owner_ts.alive:
                     raise error("cannot switch to a different thread (which happens to have exited)")
                 raise _cross_thread(target)
-            _begin(target, ts, run, args)
-            run = args = None  # the first switch into a continulet passes None
+            _begin(target, ts, run, args, kwargs)
+            run = args = kwargs = None  # the first switch into a continulet passes None
         elif target._gr_ts is not ts:
             if not target._gr_ts.alive:
                 raise error("cannot switch to a different thread (which happens to have exited)")
@@ -333,7 +334,8 @@ def _switch(ts, target, args, exc, lowlevel=None):
                     raise exc
                 finally:
                     del exc  # the traceback holds this frame: no cycle through it
-            return args
+            return _pack(args, kwargs)
+        value = None if start or exc is not None else _pack(args, kwargs)
         c = ts.current._gr_c
         tc = target._gr_c
         ts.current = target
@@ -342,9 +344,9 @@ def _switch(ts, target, args, exc, lowlevel=None):
         origin = None  # a suspended greenlet's frames must not hold it (see the module doc)
         try:
             if lowlevel is not None:
-                value = lowlevel(c, args, tc)
+                value = lowlevel(c, value, tc)
             elif exc is None:
-                value = c.switch(args, tc)
+                value = c.switch(value, tc)
             else:
                 value = c.throw(exc, None, None, tc)
         except BaseException as e:
@@ -364,13 +366,14 @@ def _switch(ts, target, args, exc, lowlevel=None):
             # to its parent.
             target = _finish(finished, ts)
             args, exc = _forwarded(e)
+            kwargs = None
         else:
             finished = ts.current
             if finished._gr_c is c:
                 if ts.trace is not None:
                     _run_trace(ts, "switch", ts.origin, finished)
                 return value
-            target, args, exc = _finish(finished, ts), (value,), None
+            target, args, exc, kwargs = _finish(finished, ts), (value,), None, None
         origin, finished = finished, None
 
 
@@ -391,12 +394,6 @@ def _finish(g, ts):
     return g._gr_parent
 
 
-def _unpack(value):
-    if type(value) is tuple:
-        return value[0] if len(value) == 1 else value
-    return value.result()
-
-
 class _GreenletState:
     """greenlet's own state, in slots: kept out of the instance __dict__, which belongs to
     the user."""
@@ -409,6 +406,7 @@ class _GreenletState:
         "_gr_main",
         "_gr_owner",    # the main greenlet of the thread it started in
         "_gr_ctx",      # context assigned before the start, or the one it finished in
+        "_gr_wref",     # a weak reference to itself (its continulet's `gr`)
         "__dict__",
         "__weakref__",
     )
@@ -439,18 +437,27 @@ class greenlet(_GreenletState):
     error = error
     GreenletExit = GreenletExit
 
-    def __new__(cls, *args, **kwargs):
-        self = object.__new__(cls)
-        greenlet._gr_init(self, _thread_state().current)
-        return self
-
-    def _gr_init(self, parent):
-        self._gr_parent = parent
-        self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
-        self._gr_run = _NOT_GIVEN
-        self._gr_started = self._gr_main = False
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__new__ is object.__new__:  # no __new__ of its own or inherited
+            cls.__new__ = staticmethod(_subclass_new)
 
     def __init__(self, run=_NOT_GIVEN, parent=None):
+        # greenlet itself has no __new__ (a Python __new__ costs more than the rest of the
+        # creation): a plain greenlet gets its state here, in the first __init__ call, which
+        # sees no weak reference yet; subclasses get theirs in _subclass_new.
+        if self.__weakref__ is None:
+            try:
+                ts = _tls.ts
+            except AttributeError:
+                ts = _new_thread_state()
+            if ts.deleteme:
+                _clear_deleteme(ts)
+            self._gr_parent = ts.current
+            self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
+            self._gr_run = _NOT_GIVEN
+            self._gr_started = self._gr_main = False
+            self._gr_wref = _weakref(self)
         if run is not _NOT_GIVEN:
             if self._gr_started:
                 raise AttributeError("run cannot be set after the start of the greenlet")
@@ -458,7 +465,7 @@ class greenlet(_GreenletState):
         if parent is not None:
             self.parent = parent
 
-    def switch(self, *args, **kwargs):
+    def switch(self, value=_NO_VALUE, /, *args, **kwargs):
         """Switch execution to this greenlet.
 
         If this greenlet has never been run, then this greenlet
@@ -476,31 +483,29 @@ class greenlet(_GreenletState):
         above.
         """
         ts = self._gr_ts
-        if ts is None or kwargs or ts.fast != _get_ident():
+        if ts is None or args or kwargs or not ts.fast._is_owned():
+            args = args if value is _NO_VALUE else (value, *args)
+            if ts is None and not kwargs and type(self) is greenlet:
+                return _start(self, args)
             return self._switch_slow(args, kwargs)
-        # Fast path: an active greenlet of this thread, no tracing, plain arguments. Only the
-        # switcher's continulet stays in this frame while suspended (see the module doc).
+        # Fast path: an active greenlet of this thread, no tracing, at most one argument. Only
+        # the switcher's continulet stays in this frame while suspended (see the module doc).
+        if value is _NO_VALUE:
+            value = ()
         c = ts.current._gr_c
         ts.current = self
         try:
-            value = c.switch(args, self._gr_c)
+            value = c.switch(value, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
-            value = _resumed_with_exception(ts, c, self, e)
-        else:
-            if ts.current._gr_c is not c or ts.trace is not None:
-                value = _resumed_slow(ts, c, value)
-        if type(value) is tuple:
-            return value[0] if len(value) == 1 else value
-        return value.result()
+            return _resumed_with_exception(ts, c, self, e)
+        if ts.current._gr_c is not c or ts.trace is not None:
+            return _resumed_slow(ts, c, value)
+        return value
 
     def _switch_slow(self, args, kwargs, lowlevel=None):
-        value = _switch(_thread_state(), self, _Kw(args, kwargs) if kwargs else args, None,
-                        lowlevel)
-        if type(value) is tuple:
-            return value[0] if len(value) == 1 else value
-        return value.result()
+        return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
 
     def throw(self, typ=GreenletExit, val=None, tb=None):
         """Switches execution to this greenlet, but immediately raises the
@@ -517,7 +522,7 @@ class greenlet(_GreenletState):
         except that this trick does not work for the `greenlet.GreenletExit`
         exception, which would not propagate from ``g_raiser`` to ``g``.
         """
-        return _unpack(_switch(_thread_state(), self, None, _normalize_throw(typ, val, tb)))
+        return _switch(_thread_state(), self, None, _normalize_throw(typ, val, tb))
 
     def __bool__(self):
         return self._gr_ts is not None and self._gr_ts.alive
@@ -683,6 +688,13 @@ class greenlet(_GreenletState):
             _leaked.append(self)
 
 
+def _subclass_new(cls, *args, **kwargs):
+    """__new__ of greenlet's subclasses: their __init__ may not call greenlet's."""
+    self = object.__new__(cls)
+    greenlet.__init__(self)
+    return self
+
+
 _started_of = greenlet._gr_started.__get__
 _parent_of = greenlet._gr_parent.__get__
 _main_of = greenlet._gr_main.__get__
@@ -699,13 +711,54 @@ class _Unraisable:
         self.object = obj
 
 
-def _resumed_with_exception(ts, c, target, exc):
+def _start(g, args):
+    """The first switch into a plain greenlet without keywords, while its parent runs in this
+    thread untraced: `_switch`'s start, with only the common case's steps."""
+    ts = g._gr_parent._gr_ts
+    if ts is None or g._gr_started or _call is None or not ts.fast._is_owned():
+        return g._switch_slow(args, None)
+    run = g._gr_run
+    if run is _NOT_GIVEN:
+        raise AttributeError("run")
+    g._gr_run = None
+    g._gr_c = c = _Cont(_call, *args)
+    c.run = run
+    c.gr = g._gr_wref
+    if g._gr_ctx is not None:
+        _set_context(g._gr_ctx, c)
+    g._gr_started = True
+    g._gr_owner = ts.main
+    g._gr_ts = ts
+    cc = ts.current._gr_c
+    ts.current = g
+    run = args = None
+    try:
+        value = cc.switch(None, c)
+    except BaseException as e:
+        if ts.current._gr_c is cc and ts.trace is None:
+            raise  # thrown into us
+        return _resumed_with_exception(ts, cc, g, e, True)
+    if ts.trace is None:
+        finished = ts.current
+        if finished._gr_c is cc:
+            return value
+        if finished._gr_parent is ts.main:
+            # Usually g returned (this is the main greenlet): the result is ours.
+            ts.current = ts.main
+            finished._gr_ts = finished._gr_c = None
+            return value
+    return _resumed_slow(ts, cc, value)
+
+
+def _resumed_with_exception(ts, c, target, exc, start=False):
     try:
         finished = ts.current
         if finished._gr_c is c:  # thrown into us
             _run_trace(ts, "throw", ts.origin, finished)
         elif finished is target and target._gr_c.is_pending():
             ts.current = c.gr()  # the switch failed before leaving: we still run
+            if start:
+                _unbegin(target)
         else:
             return _switch(ts, _finish(finished, ts), *_forwarded(exc))
         raise exc
@@ -729,12 +782,18 @@ def _resumed_slow(ts, c, value):
     if finished._gr_c is c:
         _run_trace(ts, "switch", ts.origin, finished)
         return value
-    return _switch(ts, _finish(finished, ts), (value,), None)
+    # `finished` returned `value` (this is the main greenlet): it goes to its parent.
+    ts.current = main = ts.main
+    finished._gr_ts = finished._gr_c = None
+    target = finished._gr_parent
+    if target is main and ts.trace is None:
+        return value
+    return _switch(ts, target, (value,), None)
 
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
     greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
-    _switch, _resumed_with_exception, _resumed_slow))
+    _switch, _start, _resumed_with_exception, _resumed_slow))
 
 
 class UnswitchableGreenlet(greenlet):
