@@ -7,28 +7,17 @@ cd "$ROOT"
 
 v=${1:-3.12}
 py=$(venv_python "$v")
-gvenv="$VENVS/greenlet-bench-$v"
-if [ ! -x "$gvenv/bin/python" ]; then
-    "$(find_python "$v")" -m venv "$gvenv"
-fi
-if ! "$gvenv/bin/python" -c "import greenlet" 2>/dev/null; then
-    "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6" 2>/dev/null || {
-        echo "bench-bindings: greenlet 3.5 does not install on CPython $v (it needs 3.10+): no peer"
-        exit 1
-    }
-fi
-if ! "$py" -c "import _continuation" 2>/dev/null; then
-    PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
-fi
+gpy=$(greenlet_peer "$v")
+ensure_binding "$py"
 
 B=bindings-py/bench/bench.py
-gv=$("$gvenv/bin/python" -c "import greenlet; print(greenlet.__version__)")
+gv=$("$gpy" -c "import greenlet; print(greenlet.__version__)")
 printf 'CPython %s, greenlet %s\n' "$v" "$gv"
 printf '%-40s %14s %14s %8s %8s\n' measure continulet greenlet ratio target
 row() {
     local name=$1 what=$2 scale=$3 unit=$4 target=$5 c g
     c=$("$py" $B continulet "$what")
-    g=$("$gvenv/bin/python" $B greenlet "$what")
+    g=$("$gpy" $B greenlet "$what")
     awk -v n="$name" -v c="$c" -v g="$g" -v s="$scale" -v u="$unit" -v t="$target" \
         'BEGIN { printf "%-40s %10.3f %-3s %10.3f %-3s %7.3fx %8s\n", n, c*s, u, g*s, u, c/g, t }'
 }

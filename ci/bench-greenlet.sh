@@ -10,23 +10,17 @@ versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(3.11 3.12 3.13)
 for v in "${versions[@]}"; do
     py=$(venv_python "$v")
-    gvenv="$VENVS/greenlet-bench-$v"
-    if [ ! -x "$gvenv/bin/python" ]; then
-        "$(find_python "$v")" -m venv "$gvenv"
-        "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6"
-    fi
-    if ! "$py" -c "import _continuation" 2>/dev/null; then
-        PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
-    fi
+    gpy=$(greenlet_peer "$v")
+    ensure_binding "$py"
     "$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./greenlet-py
-    gv=$("$gvenv/bin/python" -c "import greenlet; print(greenlet.__version__)")
+    gv=$("$gpy" -c "import greenlet; print(greenlet.__version__)")
     echo
     printf 'CPython %s: greenlet-py against C greenlet %s\n' "$v" "$gv"
     printf '%-38s %14s %14s %8s %8s\n' measure greenlet-py "C greenlet" ratio goal
     row() {
         local name=$1 what=$2 scale=$3 unit=$4 goal=$5 ours c
         ours=$("$py" $B "$what")
-        c=$("$gvenv/bin/python" $B "$what")
+        c=$("$gpy" $B "$what")
         awk -v n="$name" -v o="$ours" -v c="$c" -v s="$scale" -v u="$unit" -v t="$goal" \
             'BEGIN { printf "%-38s %10.1f %-3s %10.1f %-3s %7.3fx %8s\n", n, o*s, u, c*s, u, o/c, t }'
     }

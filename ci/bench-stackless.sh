@@ -8,19 +8,13 @@ cd "$ROOT"
 
 v=${1:-3.12}
 py=$(venv_python "$v")
-gvenv="$VENVS/greenlet-bench-$v"
-if [ ! -x "$gvenv/bin/python" ]; then
-    "$(find_python "$v")" -m venv "$gvenv"
-    "$gvenv/bin/python" -m pip install -q "greenlet>=3.5,<3.6"
-fi
-if ! "$py" -c "import _continuation" 2>/dev/null; then
-    PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
-fi
+gpy=$(greenlet_peer "$v")
+ensure_binding "$py"
 export PYTHONPATH="$ROOT/stackless-py"
 B=stackless-py/bench/bench.py
 pypy_lib=/usr/lib/pypy3.9/stackless.py
 
-gv=$("$gvenv/bin/python" -c "import greenlet; print(greenlet.__version__)")
+gv=$("$gpy" -c "import greenlet; print(greenlet.__version__)")
 printf 'CPython %s, greenlet %s\n' "$v" "$gv"
 printf '%-44s %12s %12s %12s %9s %9s\n' measure stackless greenlet pypy-lib vs-gr vs-pypy
 # Times: each kind runs ROUNDS times, interleaved, and the fastest run counts (the machine is
@@ -31,7 +25,7 @@ row() {
     shift 4
     for ((i = 0; i < rounds; i++)); do
         s+=("$("$py" $B stackless "$@")")
-        g+=("$("$gvenv/bin/python" $B greenlet "$@")")
+        g+=("$("$gpy" $B greenlet "$@")")
         if [ -f "$pypy_lib" ]; then p+=("$("$py" $B pypy "$@")"); else p+=(nan); fi
     done
     s=$(min "${s[@]}"); g=$(min "${g[@]}"); p=$(min "${p[@]}")
@@ -45,7 +39,7 @@ row "schedule() among 1,000 tasklets" 1e6 us "$ROUNDS" schedule
 memrow() {
     local name=$1 s g p=nan
     shift
-    s=$("$py" $B stackless "$@"); g=$("$gvenv/bin/python" $B greenlet "$@")
+    s=$("$py" $B stackless "$@"); g=$("$gpy" $B greenlet "$@")
     if [ -f "$pypy_lib" ]; then p=$("$py" $B pypy "$@"); fi
     awk -v n="$name" -v s="$s" -v g="$g" -v p="$p" \
         'BEGIN { printf "%-44s %9.0f B  %9.0f B  %9.0f B  %8.2fx %8.2fx\n", n, s, g, p, s/g, s/p

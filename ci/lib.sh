@@ -19,3 +19,26 @@ find_python() {
 }
 
 venv_python() { echo "$VENVS/py$1/bin/python"; }
+
+# Builds bindings-py into the venv of the interpreter $1 unless `import $2` works there
+# (default `_continuation`; pass e.g. "_continuation; _continuation.check_frames" to insist on
+# a recent build). maturin is found on the venv's PATH, so it must be absolute.
+ensure_binding() {
+    local py=$1 probe=${2:-_continuation}
+    "$py" -c "import $probe" 2>/dev/null ||
+        PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation --force-reinstall ./bindings-py
+}
+
+# The benchmarks' peer: a venv with C greenlet 3.5.x for CPython $1, kept apart from the test
+# venvs. Prints its interpreter; fails with a message where greenlet 3.5 does not install.
+greenlet_peer() {
+    local v=$1 venv="$VENVS/greenlet-bench-$1"
+    [ -x "$venv/bin/python" ] || "$(find_python "$v")" -m venv "$venv" >&2
+    if ! "$venv/bin/python" -c "import greenlet" 2>/dev/null; then
+        "$venv/bin/python" -m pip install -q "greenlet>=3.5,<3.6" >&2 2>/dev/null || {
+            echo "greenlet 3.5 does not install on CPython $v (it needs 3.10+): no peer" >&2
+            return 1
+        }
+    fi
+    echo "$venv/bin/python"
+}

@@ -8,8 +8,7 @@ rc=0
 for v in "${PY_VERSIONS[@]}"; do
     py=$(venv_python "$v")
     log "greenlet: CPython $v"
-    "$py" -c "import _continuation" 2>/dev/null || \
-        PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation ./bindings-py
+    ensure_binding "$py"
     # With build isolation: the 3.12+ venvs have no setuptools of their own.
     "$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./greenlet-py
     # Run from the tests dir so the installed package (not a source tree) is imported.

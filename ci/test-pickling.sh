@@ -8,8 +8,7 @@ rc=0
 for v in "${PY_VERSIONS[@]}"; do
     py=$(venv_python "$v")
     log "pickling: CPython $v"
-    "$py" -c "import _continuation; _continuation.check_frames" 2>/dev/null || \
-        PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation --force-reinstall ./bindings-py
+    ensure_binding "$py" "_continuation; _continuation.check_frames"
     "$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./stackless-py
     (cd tests/pickling && "$py" -m pytest -q -p no:cacheprovider .) || rc=1
 done

@@ -440,6 +440,22 @@ def test_context_assigned_while_suspended_and_after_death():
     assert g.gr_context is other
 
 
+def test_dead_greenlet_keeps_the_context_it_finished_in():
+    def set_and_return():
+        VAR.set("set inside")
+
+    def set_switch_and_return():
+        VAR.set("set inside")
+        getcurrent().parent.switch()
+
+    # Finished on the start path, and after a switch: greenlet keeps the context either way.
+    for run in (set_and_return, set_switch_and_return):
+        g = greenlet.greenlet(run)
+        while not g.dead:
+            g.switch()
+        assert g.gr_context is not None and g.gr_context[VAR] == "set inside", run.__name__
+
+
 def test_context_of_a_greenlet_suspended_in_another_thread_is_read_and_replaced():
     var = contextvars.ContextVar("other_thread", default="unset")
     holder, seen = [], []

@@ -745,6 +745,7 @@ def _start(g, args):
         if finished._gr_parent is ts.main:
             # Usually g returned (this is the main greenlet): the result is ours.
             ts.current = ts.main
+            finished._gr_ctx = _get_context(finished._gr_c)
             finished._gr_ts = finished._gr_c = None
             return value
     return _resumed_slow(ts, cc, value)
@@ -784,6 +785,7 @@ def _resumed_slow(ts, c, value):
         return value
     # `finished` returned `value` (this is the main greenlet): it goes to its parent.
     ts.current = main = ts.main
+    finished._gr_ctx = _get_context(finished._gr_c)
     finished._gr_ts = finished._gr_c = None
     target = finished._gr_parent
     if target is main and ts.trace is None:
