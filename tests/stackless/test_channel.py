@@ -24,6 +24,18 @@ def test_send_to_blocked_receiver_runs_receiver_first():
     assert log == [("got", 1), "third", "sender on"]
 
 
+def ends(c, log):
+    """A receiver and a sender on `c` that log "r" / "s" once their operation returns."""
+    def receiver():
+        c.receive()
+        log.append("r")
+
+    def sender():
+        c.send(None)
+        log.append("s")
+    return receiver, sender
+
+
 @pytest.mark.parametrize("preference,expected", [
     (-1, ["r", "s"]),   # the receiver runs at once
     (1, ["s", "r"]),    # the sender goes on
@@ -33,14 +45,7 @@ def test_preference_on_send(preference, expected):
     c = stackless.channel()
     c.preference = preference
     log = []
-
-    def receiver():
-        c.receive()
-        log.append("r")
-
-    def sender():
-        c.send(None)
-        log.append("s")
+    receiver, sender = ends(c, log)
     run_log(receiver, sender)
     assert log == expected
 
@@ -54,14 +59,7 @@ def test_preference_on_receive(preference, expected):
     c = stackless.channel()
     c.preference = preference
     log = []
-
-    def sender():
-        c.send(None)
-        log.append("s")
-
-    def receiver():
-        c.receive()
-        log.append("r")
+    receiver, sender = ends(c, log)
     run_log(sender, receiver)
     assert log == expected
 
@@ -70,14 +68,7 @@ def test_schedule_all_puts_both_at_the_end():
     c = stackless.channel()
     c.schedule_all = True
     log = []
-
-    def receiver():
-        c.receive()
-        log.append("r")
-
-    def sender():
-        c.send(None)
-        log.append("s")
+    receiver, sender = ends(c, log)
     run_log(receiver, sender, lambda: log.append("x"))
     assert log == ["x", "r", "s"]
 
