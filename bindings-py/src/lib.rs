@@ -44,6 +44,43 @@ impl Payload {
             Payload::Throw(e) => Err(*e),
         }
     }
+
+}
+
+/// Dropping references at once. Our raw C entry points (`switch_method`, `run`) hold the GIL
+/// without pyo3 counting the thread as attached, where dropping a `Py` would defer its decref;
+/// a `Bound` decrefs at once, without the thread-state round trip `attached` costs.
+trait Release {
+    fn release(self, py: Python<'_>);
+}
+
+impl<T> Release for Py<T> {
+    fn release(self, py: Python<'_>) {
+        drop(self.into_bound(py));
+    }
+}
+
+impl<R: Release> Release for Option<R> {
+    fn release(self, py: Python<'_>) {
+        if let Some(r) = self {
+            r.release(py);
+        }
+    }
+}
+
+impl<R: Release> Release for Vec<R> {
+    fn release(self, py: Python<'_>) {
+        self.into_iter().for_each(|r| r.release(py));
+    }
+}
+
+impl Release for Payload {
+    fn release(self, py: Python<'_>) {
+        match self {
+            Payload::Value(v) => v.release(py),
+            Payload::Throw(e) => attached(|_| drop(e)), // rare: errors only
+        }
+    }
 }
 
 /// Attached to every tealet (`tealet_set_data`): its interpreter state, what it runs until it
@@ -69,6 +106,27 @@ struct Start {
     kwds: Option<Py<PyDict>>,
 }
 
+impl Release for Start {
+    fn release(self, py: Python<'_>) {
+        self.callable.release(py);
+        self.args.release(py);
+        self.kwds.release(py);
+    }
+}
+
+/// A Cont whose tealet is gone (or never made) goes with its interpreter state.
+impl Release for Cont {
+    fn release(self, py: Python<'_>) {
+        // SAFETY: nothing uses the state any more.
+        unsafe { tpy_state_free(self.state) };
+        let Cont { start, running, owner, outbox, .. } = self;
+        start.release(py);
+        running.release(py);
+        owner.release(py);
+        outbox.release(py);
+    }
+}
+
 /// The call of the callable while it runs: its references live here, where the GC sees them,
 /// rather than on the continuation's C stack.
 struct Running {
@@ -80,17 +138,32 @@ struct Running {
 
 impl Running {
     fn new(py: Python<'_>, owner: Py<PyAny>, s: Start) -> PyResult<Running> {
-        let mut args = vec![owner];
-        args.extend(s.args.bind(py).iter().map(|a| a.unbind()));
+        let Start { callable, args: tuple, kwds } = s;
+        let tuple = tuple.into_bound(py);
+        let kwds = kwds.map(|k| k.into_bound(py));
+        let mut args = Vec::with_capacity(1 + tuple.len() + kwds.as_ref().map_or(0, |k| k.len()));
+        args.push(owner);
+        args.extend(tuple.iter().map(|a| a.unbind()));
         let mut names = Vec::new();
-        if let Some(kwds) = &s.kwds {
-            for (k, v) in kwds.bind(py).iter() {
+        if let Some(kwds) = &kwds {
+            for (k, v) in kwds.iter() {
                 names.push(k);
                 args.push(v.unbind());
             }
         }
-        let kwnames = if names.is_empty() { None } else { Some(PyTuple::new(py, names)?.unbind()) };
-        Ok(Running { callable: s.callable, args, kwnames })
+        let kwnames = if names.is_empty() {
+            None
+        } else {
+            match PyTuple::new(py, names) {
+                Ok(t) => Some(t.unbind()),
+                Err(e) => {
+                    callable.release(py);
+                    args.release(py);
+                    return Err(e);
+                }
+            }
+        };
+        Ok(Running { callable, args, kwnames })
     }
 
     /// Calls the callable; a new reference, or NULL with an exception set.
@@ -102,6 +175,14 @@ impl Running {
         // SAFETY: every pointer is kept alive by `self`, which outlives the call; vectorcall
         // borrows them.
         unsafe { tpy_call(self.callable.as_ptr(), self.args.as_ptr().cast(), self.args.len() - nkw, kwnames) }
+    }
+}
+
+impl Release for Running {
+    fn release(self, py: Python<'_>) {
+        self.callable.release(py);
+        self.args.release(py);
+        self.kwnames.release(py);
     }
 }
 
@@ -247,15 +328,13 @@ fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
 
 /// Frees `sender`, which just switched to us, if that was its last switch (a finished tealet
 /// cannot free itself).
-fn reap(sender: *mut Cont) {
+fn reap(py: Python<'_>, sender: *mut Cont) {
     // SAFETY: sender is the live Cont of the tealet that switched to us; once finished, nothing
     // else refers to it or to its tealet.
     unsafe {
         if (*sender).finished {
             tc::tealet_free((*sender).tealet);
-            let data = Box::from_raw(sender);
-            tpy_state_free(data.state);
-            attached(|_| drop(data));
+            Box::from_raw(sender).release(py);
         }
     }
 }
@@ -295,7 +374,7 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
         let err = PyErr::fetch(py);
-        attached(|_| drop(payload));
+        payload.release(py);
         return Err(err);
     }
     Ok(post(me, payload))
@@ -304,16 +383,16 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
 /// Back on our own stack (`me`) after `tealet_switch` returned `rc`: reinstalls our interpreter
 /// state, then takes what we are resumed with.
 #[inline(never)]
-fn arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
+fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
     unsafe { tpy_restore((*me).state) };
     let (payload, sender) = take_posted(value);
     if rc != tc::TEALET_OK {
         // On failure nobody took the payload from our outbox: drop it.
-        attached(|_| drop(payload));
+        payload.release(py);
         return Err(core_error(rc));
     }
-    reap(sender);
+    reap(py, sender);
     payload.deliver()
 }
 
@@ -325,7 +404,7 @@ fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_
     // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
     // with the switch because it stays in this OS thread.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
-    arrive(me, rc, value)
+    arrive(py, me, rc, value)
 }
 
 /// The first switch into a tealet lands here, on its own stack. This frame and the core's entry
@@ -350,35 +429,54 @@ unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *
 /// must not run, leaves the outcome in the outbox. Returns whether to call.
 #[inline(never)]
 fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
-    attached(|py| begin_attached(py, data, value, started))
-}
-
-fn begin_attached(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
+    // SAFETY: the GIL travels with the switch that started us.
+    let py = unsafe { Python::assume_attached() };
     // Out of memory for the data stack: taken before anything else can run.
     let no_stack = (!started).then(|| PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack")));
     // SAFETY: the switcher passed its outbox in *value.
     let (payload, sender) = take_posted(unsafe { *value });
-    reap(sender);
+    reap(py, sender);
     // SAFETY: data is this tealet's Cont, only used from this thread.
     let data = unsafe { &mut *data };
-    let outcome = match (no_stack, payload, data.start.take()) {
-        (Some(e), _, _) => e,
-        (None, Payload::Throw(e), _) => *e,
-        (None, Payload::Value(v), _) if !v.is_none(py) => {
-            PyTypeError::new_err("can't send non-None value to a just-started continulet")
+    let start = data.start.take();
+    let outcome = match (no_stack, payload) {
+        (Some(e), p) => {
+            p.release(py);
+            start.release(py);
+            e
         }
-        (None, Payload::Value(_), Some(s)) => {
-            let owner = data.owner.as_ref().expect("started tealet has its continulet");
-            match Running::new(py, owner.clone_ref(py).into_any(), s) {
-                Ok(r) => {
-                    data.running = Some(r);
-                    return true;
+        (None, Payload::Throw(e)) => {
+            start.release(py);
+            *e
+        }
+        (None, Payload::Value(v)) => {
+            let none = v.is_none(py);
+            v.release(py);
+            match start {
+                Some(s) if !none => {
+                    s.release(py);
+                    PyTypeError::new_err("can't send non-None value to a just-started continulet")
                 }
-                Err(e) => e,
+                Some(s) => {
+                    let owner = data.owner.as_ref().expect("started tealet has its continulet");
+                    match Running::new(py, owner.clone_ref(py).into_any(), s) {
+                        Ok(r) => {
+                            data.running = Some(r);
+                            return true;
+                        }
+                        Err(e) => return fail(data, e),
+                    }
+                }
+                None if !none => PyTypeError::new_err("can't send non-None value to a just-started continulet"),
+                None => error::new_err("continulet started twice"),
             }
         }
-        (None, Payload::Value(_), None) => error::new_err("continulet started twice"),
     };
+    fail(data, outcome)
+}
+
+/// The callable does not run: `outcome` goes to the outbox.
+fn fail(data: &mut Cont, outcome: PyErr) -> bool {
     data.outbox = Some(Payload::throw(outcome));
     false
 }
@@ -388,27 +486,27 @@ fn begin_attached(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, star
 /// outcome goes to the continuation the continulet holds now; returns that tealet.
 #[inline(never)]
 fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*mut ffi::PyObject>) -> *mut tc::tealet_t {
-    attached(|py| {
-        if let Some(result) = result {
-            // SAFETY: data is this tealet's Cont; the call is over.
-            let data = unsafe { &mut *data };
-            data.running = None;
-            // SAFETY: result is what vectorcall returned.
-            data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
-                Ok(v) => Payload::Value(v.unbind()),
-                Err(e) => Payload::throw(e),
-            });
-        }
-        // SAFETY: the callable is done; release this continuation's own interpreter state and
-        // take the context it ends in (a new reference or NULL).
-        let context = if started { unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) } } else { None };
-        finish(data, value, context.map(Bound::unbind))
-    })
+    // SAFETY: the GIL stays with this thread's running continuation.
+    let py = unsafe { Python::assume_attached() };
+    if let Some(result) = result {
+        // SAFETY: data is this tealet's Cont; the call is over.
+        let data = unsafe { &mut *data };
+        data.running.take().release(py);
+        // SAFETY: result is what vectorcall returned.
+        data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
+            Ok(v) => Payload::Value(v.unbind()),
+            Err(e) => Payload::throw(e),
+        });
+    }
+    // SAFETY: the callable is done; release this continuation's own interpreter state and
+    // take the context it ends in (a new reference or NULL).
+    let context = if started { unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) } } else { None };
+    finish(py, data, value, context.map(Bound::unbind))
 }
 
 /// The outcome goes to the continuation the continulet holds now; it is finished afterwards,
 /// keeping `context`.
-fn finish(data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) -> *mut tc::tealet_t {
+fn finish(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) -> *mut tc::tealet_t {
     // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
     let owner = unsafe {
         (*data).finished = true;
@@ -416,16 +514,16 @@ fn finish(data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) 
     };
     let target = match &owner {
         Some(o) => {
-            drop(o.get().slot.last_context.replace(context));
+            o.get().slot.last_context.replace(context).release(py);
             o.get().slot.tealet.replace(ptr::null_mut())
         }
         None => {
-            drop(context);
+            context.release(py);
             ptr::null_mut()
         }
     };
     let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
-    drop(owner);
+    owner.release(py);
     // SAFETY: value is the core's in/out slot; the target takes the payload from our outbox,
     // which lives until the target reaps this finished tealet (after taking it).
     unsafe { *value = (&raw mut (*data).outbox).cast() };
@@ -549,11 +647,12 @@ unsafe fn switch_args<'py>(
 /// After switch_method's switch: what `switch()` returns (NULL with an exception set).
 #[inline(never)]
 fn switch_arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> *mut ffi::PyObject {
-    match arrive(me, rc, value) {
+    // SAFETY: the GIL is held by this thread across switches.
+    let py = unsafe { Python::assume_attached() };
+    match arrive(py, me, rc, value) {
         Ok(v) => v.into_ptr(),
         Err(e) => {
-            // SAFETY: the GIL is held by this thread across switches.
-            e.restore(unsafe { Python::assume_attached() });
+            e.restore(py);
             ptr::null_mut()
         }
     }
@@ -633,7 +732,7 @@ impl Continulet {
 
     /// Frees a continuation of a thread that exited, dropping what its frames own without
     /// running them (greenlet does the same); left leaked if that cannot be done safely.
-    fn free_orphan(&self) {
+    fn free_orphan(&self, py: Python<'_>) {
         let Some(t) = self.orphaned() else { return };
         let data = cont_of(t);
         // SAFETY: a tealet record of a dead thread (never the main one) with its Cont; nothing
@@ -646,9 +745,7 @@ impl Continulet {
             // Fails (TEALET_ERR_THREAD) while the OS thread still winds down: only its small
             // record is left then, and nothing reads its data again.
             tc::tealet_free(t);
-            let data = Box::from_raw(data);
-            tpy_state_free(data.state);
-            attached(|_| drop(data));
+            Box::from_raw(data).release(py);
         }
     }
 
@@ -659,7 +756,7 @@ impl Continulet {
             return;
         }
         if self.foreign() {
-            self.free_orphan();
+            self.free_orphan(py);
             return;
         }
         // SAFETY: t is a live tealet of this thread.
@@ -674,7 +771,7 @@ impl Continulet {
             unsafe {
                 let data = Box::from_raw(cont_of(t));
                 tc::tealet_free(t);
-                tpy_state_free(data.state);
+                data.release(py);
             }
             return;
         }
