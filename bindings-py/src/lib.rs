@@ -83,35 +83,20 @@ impl Release for Payload {
     }
 }
 
-/// Attached to every tealet (`tealet_set_data`): its interpreter state, what it runs until it
-/// starts, and while it runs, the continulet whose callable it is (the result goes to whatever
-/// continuation that continulet holds when the callable ends).
+/// Attached to every tealet (`tealet_set_data`): its interpreter state, its call until the
+/// callable returns, and until then the continulet whose callable it is (the result goes to
+/// whatever continuation that continulet holds when the callable ends).
 struct Cont {
     /// The tealet this is attached to, and whether it finished (then whoever it switched to
     /// last frees both, after taking its outbox).
     tealet: *mut tc::tealet_t,
     finished: bool,
     state: *mut TpyState,
-    start: Option<Start>,
-    running: Option<Running>,
+    call: Option<Call>,
     owner: Option<Py<Continulet>>,
     /// What this tealet passes on its last switch out; the switch's value points here (heap, so
     /// it stays put even when the stack is copied out), and the receiver takes it.
     outbox: Option<Payload>,
-}
-
-struct Start {
-    callable: Py<PyAny>,
-    args: Py<PyTuple>,
-    kwds: Option<Py<PyDict>>,
-}
-
-impl Release for Start {
-    fn release(self, py: Python<'_>) {
-        self.callable.release(py);
-        self.args.release(py);
-        self.kwds.release(py);
-    }
 }
 
 /// A Cont whose tealet is gone (or never made) goes with its interpreter state.
@@ -119,51 +104,56 @@ impl Release for Cont {
     fn release(self, py: Python<'_>) {
         // SAFETY: nothing uses the state any more.
         unsafe { tpy_state_free(self.state) };
-        let Cont { start, running, owner, outbox, .. } = self;
-        start.release(py);
-        running.release(py);
+        let Cont { call, owner, outbox, .. } = self;
+        call.release(py);
         owner.release(py);
         outbox.release(py);
     }
 }
 
-/// The call of the callable while it runs: its references live here, where the GC sees them,
-/// rather than on the continuation's C stack.
-struct Running {
+/// A continulet's callable with the vectorcall arguments it gets, made by `__init__`: its
+/// references live here until the callable returns, where the GC sees them, rather than on the
+/// continuation's C stack.
+struct Call {
     callable: Py<PyAny>,
-    /// The continulet, the positional arguments, then the keyword values.
-    args: Vec<Py<PyAny>>,
+    args: Args,
     kwnames: Option<Py<PyTuple>>,
 }
 
-impl Running {
-    fn new(py: Python<'_>, owner: Py<PyAny>, s: Start) -> PyResult<Running> {
-        let Start { callable, args: tuple, kwds } = s;
-        let tuple = tuple.into_bound(py);
-        let kwds = kwds.map(|k| k.into_bound(py));
-        let mut args = Vec::with_capacity(1 + tuple.len() + kwds.as_ref().map_or(0, |k| k.len()));
-        args.push(owner);
-        args.extend(tuple.iter().map(|a| a.unbind()));
-        let mut names = Vec::new();
-        if let Some(kwds) = &kwds {
-            for (k, v) in kwds.iter() {
-                names.push(k);
-                args.push(v.unbind());
-            }
+/// The continulet, the positional arguments, then the keyword values: inline when the
+/// continulet is the only one (the usual case, no allocation).
+enum Args {
+    Alone([Py<PyAny>; 1]),
+    Many(Vec<Py<PyAny>>),
+}
+
+impl Args {
+    fn as_slice(&self) -> &[Py<PyAny>] {
+        match self {
+            Args::Alone(a) => a,
+            Args::Many(v) => v,
         }
-        let kwnames = if names.is_empty() {
-            None
-        } else {
-            match PyTuple::new(py, names) {
-                Ok(t) => Some(t.unbind()),
-                Err(e) => {
-                    callable.release(py);
-                    args.release(py);
-                    return Err(e);
-                }
-            }
-        };
-        Ok(Running { callable, args, kwnames })
+    }
+}
+
+impl Call {
+    fn new(owner: &Bound<'_, Continulet>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
+        let owner = owner.clone().into_any().unbind();
+        let nkw = kwds.map_or(0, |k| k.len());
+        if args.is_empty() && nkw == 0 {
+            return Ok(Call { callable, args: Args::Alone([owner]), kwnames: None });
+        }
+        let mut all = Vec::with_capacity(1 + args.len() + nkw);
+        all.push(owner);
+        all.extend(args.iter().map(Bound::unbind));
+        let mut names = Vec::with_capacity(nkw);
+        for (k, v) in kwds.into_iter().flat_map(|k| k.iter()) {
+            names.push(k);
+            all.push(v.unbind());
+        }
+        // On error the references go with `all` and `callable` (pyo3 is attached in __init__).
+        let kwnames = if names.is_empty() { None } else { Some(PyTuple::new(args.py(), names)?.unbind()) };
+        Ok(Call { callable, args: Args::Many(all), kwnames })
     }
 
     /// Calls the callable; a new reference, or NULL with an exception set.
@@ -172,16 +162,20 @@ impl Running {
         // is read from a live tuple.
         let nkw = self.kwnames.as_ref().map_or(0, |k| unsafe { ffi::PyTuple_GET_SIZE(k.as_ptr()) } as usize);
         let kwnames = self.kwnames.as_ref().map_or(ptr::null_mut(), |k| k.as_ptr());
+        let args = self.args.as_slice();
         // SAFETY: every pointer is kept alive by `self`, which outlives the call; vectorcall
         // borrows them.
-        unsafe { tpy_call(self.callable.as_ptr(), self.args.as_ptr().cast(), self.args.len() - nkw, kwnames) }
+        unsafe { tpy_call(self.callable.as_ptr(), args.as_ptr().cast(), args.len() - nkw, kwnames) }
     }
 }
 
-impl Release for Running {
+impl Release for Call {
     fn release(self, py: Python<'_>) {
         self.callable.release(py);
-        self.args.release(py);
+        match self.args {
+            Args::Alone([a]) => a.release(py),
+            Args::Many(v) => v.release(py),
+        }
         self.kwnames.release(py);
     }
 }
@@ -266,13 +260,13 @@ fn core_error(rc: c_int) -> PyErr {
     }
 }
 
-fn new_cont(start: Option<Start>) -> PyResult<*mut Cont> {
+fn new_cont(call: Option<Call>) -> PyResult<*mut Cont> {
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
     if state.is_null() {
         return Err(PyMemoryError::new_err("continulet state"));
     }
-    Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, start, running: None, owner: None, outbox: None })))
+    Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, call, owner: None, outbox: None })))
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -416,17 +410,17 @@ unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *
     let started = unsafe { tpy_start((*data).state) } == 0;
     let call = begin(data, value, started);
     let result = if call {
-        // SAFETY: data is this tealet's Cont; `running` is not touched until the call returns,
+        // SAFETY: data is this tealet's Cont; `call` is not touched until the call returns,
         // and nothing on this C stack owns a reference while the callable runs.
-        unsafe { (*data).running.as_ref().map_or(ptr::null_mut(), Running::call) }
+        unsafe { (*data).call.as_ref().map_or(ptr::null_mut(), Call::call) }
     } else {
         ptr::null_mut()
     };
     end(data, value, started, call.then_some(result))
 }
 
-/// Takes the first switch's payload and prepares the call in `running`; or, if the callable
-/// must not run, leaves the outcome in the outbox. Returns whether to call.
+/// Takes the first switch's payload; if the callable must not run, drops the call and leaves
+/// the outcome in the outbox. Returns whether to call.
 #[inline(never)]
 fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
     // SAFETY: the GIL travels with the switch that started us.
@@ -438,40 +432,22 @@ fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
     reap(py, sender);
     // SAFETY: data is this tealet's Cont, only used from this thread.
     let data = unsafe { &mut *data };
-    let start = data.start.take();
     let outcome = match (no_stack, payload) {
         (Some(e), p) => {
             p.release(py);
-            start.release(py);
             e
         }
-        (None, Payload::Throw(e)) => {
-            start.release(py);
-            *e
-        }
+        (None, Payload::Throw(e)) => *e,
         (None, Payload::Value(v)) => {
             let none = v.is_none(py);
             v.release(py);
-            match start {
-                Some(s) if !none => {
-                    s.release(py);
-                    PyTypeError::new_err("can't send non-None value to a just-started continulet")
-                }
-                Some(s) => {
-                    let owner = data.owner.as_ref().expect("started tealet has its continulet");
-                    match Running::new(py, owner.clone_ref(py).into_any(), s) {
-                        Ok(r) => {
-                            data.running = Some(r);
-                            return true;
-                        }
-                        Err(e) => return fail(data, e),
-                    }
-                }
-                None if !none => PyTypeError::new_err("can't send non-None value to a just-started continulet"),
-                None => error::new_err("continulet started twice"),
+            if none {
+                return true;
             }
+            PyTypeError::new_err("can't send non-None value to a just-started continulet")
         }
     };
+    data.call.take().release(py);
     fail(data, outcome)
 }
 
@@ -491,7 +467,7 @@ fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*
     if let Some(result) = result {
         // SAFETY: data is this tealet's Cont; the call is over.
         let data = unsafe { &mut *data };
-        data.running.take().release(py);
+        data.call.take().release(py);
         // SAFETY: result is what vectorcall returned.
         data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
             Ok(v) => Payload::Value(v.unbind()),
@@ -832,7 +808,7 @@ impl Continulet {
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
-    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: Py<PyTuple>, kwds: Option<Py<PyDict>>) -> PyResult<()> {
+    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
         let me = slf.get();
         if me.slot.bound.get() {
             return Err(error::new_err("continulet already __init__ialized"));
@@ -840,7 +816,7 @@ impl Continulet {
         main_tealet()?;
         // SAFETY: slf is a live continulet; an empty eager instance dict is made lazy again.
         unsafe { tpy_drop_empty_dict(slf.as_ptr()) };
-        let data = new_cont(Some(Start { callable, args, kwds }))?;
+        let data = new_cont(Some(Call::new(slf, callable, args, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe { (*data).owner = Some(slf.clone().unbind()) };
         let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
@@ -849,7 +825,7 @@ impl Continulet {
         let rc = unsafe { tc::tealet_create(Some(run), data.cast(), &cfg, &mut t) };
         if rc != tc::TEALET_OK {
             // SAFETY: the tealet was not created; data is still ours.
-            unsafe { tpy_state_free(Box::from_raw(data).state) };
+            unsafe { Box::from_raw(data).release(slf.py()) };
             return Err(core_error(rc));
         }
         // SAFETY: t is the new tealet.
@@ -908,17 +884,12 @@ impl Continulet {
         {
             return Ok(());
         }
-        if let Some(s) = &data.start {
-            visit.call(&s.callable)?;
-            visit.call(&s.args)?;
-            visit.call(&s.kwds)?;
-        }
-        if let Some(r) = &data.running {
-            visit.call(&r.callable)?;
-            for a in &r.args {
+        if let Some(c) = &data.call {
+            visit.call(&c.callable)?;
+            for a in c.args.as_slice() {
                 visit.call(a)?;
             }
-            visit.call(&r.kwnames)?;
+            visit.call(&c.kwnames)?;
         }
         visit.call(&data.owner)?;
         let mut v = Visiting { visit, failed: None };
