@@ -8,7 +8,7 @@ mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyTypeError};
 use pyo3::types::{PyDict, PyTuple, PyType};
-use pyo3::{create_exception, ffi, prelude::*, PyTraverseError, PyVisit};
+use pyo3::{create_exception, ffi, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
@@ -363,7 +363,7 @@ fn usage_error(msg: &'static str) -> PyErr {
 
 /// Before leaving the current continuation (`current`): saves its interpreter state and posts
 /// `payload` in its outbox; returns the switch value.
-#[inline(never)]
+#[inline]
 fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_void> {
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
@@ -376,7 +376,7 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
 
 /// Back on our own stack (`me`) after `tealet_switch` returned `rc`: reinstalls our interpreter
 /// state, then takes what we are resumed with.
-#[inline(never)]
+#[inline]
 fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
     unsafe { tpy_restore((*me).state) };
@@ -546,14 +546,14 @@ unsafe fn switch_prepare(
     // Only Bound values are dropped here (pyo3 decrefs those at once): the payload is made once
     // the switch is sure to go ahead.
     let prepared = unsafe { switch_args(py, args, nargs, kwnames) }.and_then(|(v, to)| {
-        let cont = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Continulet>() };
+        let cont = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>() };
         let route = route(cont.get(), to.as_ref().map(|t| t.get()))?;
-        let v = v.map_or_else(|| py.None().into_bound(py), |v| v);
+        let v = v.map_or_else(|| py.None(), |v| v.to_owned().unbind());
         match route {
             Route::Here => Ok((ptr::null_mut(), v.into_ptr().cast())),
             Route::To(current, target) => {
                 *me = cont_of(current);
-                Ok((target, depart(py, *me, Payload::Value(v.unbind()))?))
+                Ok((target, depart(py, *me, Payload::Value(v))?))
             }
         }
     });
@@ -570,17 +570,22 @@ unsafe fn switch_prepare(
     }
 }
 
-type SwitchArgs<'py> = (Option<Bound<'py, PyAny>>, Option<Bound<'py, Continulet>>);
+type SwitchArgs<'a, 'py> = (Option<Borrowed<'a, 'py, PyAny>>, Option<Borrowed<'a, 'py, Continulet>>);
 
-/// `(value=None, to=None)` from a vectorcall argument array.
-unsafe fn switch_args<'py>(
+/// `(value=None, to=None)` from a vectorcall argument array, borrowed from it.
+#[inline]
+unsafe fn switch_args<'a, 'py>(
     py: Python<'py>,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<SwitchArgs<'py>> {
+) -> PyResult<SwitchArgs<'a, 'py>> {
     const NAMES: [&str; 2] = ["value", "to"];
     let nargs = nargs as usize;
+    if kwnames.is_null() && nargs <= 1 {
+        // SAFETY: nargs values are in args (the usual `switch()` / `switch(value)`).
+        return Ok(((nargs == 1).then(|| unsafe { Borrowed::from_ptr(py, *args) }), None));
+    }
     let names = if kwnames.is_null() {
         None
     } else {
@@ -591,10 +596,10 @@ unsafe fn switch_args<'py>(
     if nargs > NAMES.len() {
         return Err(PyTypeError::new_err(format!("switch() takes at most 2 arguments ({} given)", nargs + nkw)));
     }
-    let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
+    let mut slots: [Option<Borrowed<'a, 'py, PyAny>>; 2] = [None, None];
     for (i, slot) in slots.iter_mut().enumerate().take(nargs) {
         // SAFETY: i < nargs.
-        *slot = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) });
+        *slot = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
     }
     if let Some(names) = &names {
         for (k, name) in names.iter().enumerate() {
@@ -607,14 +612,14 @@ unsafe fn switch_args<'py>(
                 return Err(PyTypeError::new_err(format!("switch() got multiple values for argument '{name}'")));
             }
             // SAFETY: keyword values follow the positional ones.
-            slots[i] = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + k)) });
+            slots[i] = Some(unsafe { Borrowed::from_ptr(py, *args.add(nargs + k)) });
         }
     }
     let [v, to] = slots;
     let to = match to.filter(|t| !t.is_none()) {
         None => None,
-        Some(t) => Some(t.cast_into::<Continulet>().map_err(|e| {
-            PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", e.into_inner().get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
+        Some(t) => Some(t.cast::<Continulet>().map_err(|_| {
+            PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", t.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
         })?),
     };
     Ok((v, to))
@@ -642,6 +647,7 @@ enum Route {
 
 /// PyPy's switch/throw: `cont` receives the current continuation, `to` (if any) `cont`'s old
 /// one, and we resume what was in `to` (or in `cont`).
+#[inline]
 fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     let to = to.filter(|t| t.slot.bound.get());
     let (cont, to) = match (cont.slot.bound.get(), to) {
