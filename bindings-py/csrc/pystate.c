@@ -470,23 +470,6 @@ PyObject *tpy_top_frame(tpy_state *s)
     return f;
 }
 
-/* 3.11/3.12 make the instance dict of a type with tp_dictoffset eagerly. An empty one that
- * nothing else holds is dropped, to be made on first use (pyo3's __dict__ getter, generic
- * setattr): it saves its memory, and `cont.switch` lookups get specialised, which needs the
- * dict slot NULL (LOAD_ATTR_METHOD_LAZY_DICT). */
-void tpy_drop_empty_dict(PyObject *o)
-{
-#if V311 && !V313
-    Py_ssize_t off = Py_TYPE(o)->tp_dictoffset;
-    if (off <= 0) return;
-    PyObject **dp = (PyObject **)((char *)o + off);
-    if (*dp && PyDict_CheckExact(*dp) && PyDict_GET_SIZE(*dp) == 0 && Py_REFCNT(*dp) == 1)
-        Py_CLEAR(*dp);
-#else
-    (void)o;
-#endif
-}
-
 /* Context of a suspended/unstarted continuation (borrowed; may be NULL) and its replacement. */
 PyObject *tpy_get_context(tpy_state *s) { return s->context; }
 void tpy_set_context(tpy_state *s, PyObject *ctx) { Py_XINCREF(ctx); Py_XSETREF(s->context, ctx); }

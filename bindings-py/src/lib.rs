@@ -545,7 +545,7 @@ unsafe fn switch_prepare(
     // values followed by one per name in kwnames, all borrowed for the call.
     // Only Bound values are dropped here (pyo3 decrefs those at once): the payload is made once
     // the switch is sure to go ahead.
-    let prepared = unsafe { switch_args(py, args, nargs, kwnames) }.and_then(|(v, to)| {
+    let prepared = unsafe { switch_args(py, slf, args, nargs, kwnames) }.and_then(|(v, to)| {
         let cont = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>() };
         let route = route(cont.get(), to.as_ref().map(|t| t.get()))?;
         let v = v.map_or_else(|| py.None(), |v| v.to_owned().unbind());
@@ -572,19 +572,23 @@ unsafe fn switch_prepare(
 
 type SwitchArgs<'a, 'py> = (Option<Borrowed<'a, 'py, PyAny>>, Option<Borrowed<'a, 'py, Continulet>>);
 
-/// `(value=None, to=None)` from a vectorcall argument array, borrowed from it.
+/// `(value=None, to=None)` from a vectorcall argument array, borrowed from it (`slf` is the
+/// continulet whose switch this is).
 #[inline]
 unsafe fn switch_args<'a, 'py>(
     py: Python<'py>,
+    slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<SwitchArgs<'a, 'py>> {
     const NAMES: [&str; 2] = ["value", "to"];
     let nargs = nargs as usize;
-    if kwnames.is_null() && nargs <= 1 {
-        // SAFETY: nargs values are in args (the usual `switch()` / `switch(value)`).
-        return Ok(((nargs == 1).then(|| unsafe { Borrowed::from_ptr(py, *args) }), None));
+    if kwnames.is_null() && nargs <= NAMES.len() {
+        // SAFETY: nargs values are in args (the usual `switch()`, `switch(v)`, `switch(v, to)`).
+        let v = (nargs >= 1).then(|| unsafe { Borrowed::from_ptr(py, *args) });
+        let to = if nargs == 2 { switch_to(slf, unsafe { Borrowed::from_ptr(py, *args.add(1)) })? } else { None };
+        return Ok((v, to));
     }
     let names = if kwnames.is_null() {
         None
@@ -616,13 +620,27 @@ unsafe fn switch_args<'a, 'py>(
         }
     }
     let [v, to] = slots;
-    let to = match to.filter(|t| !t.is_none()) {
+    Ok((v, match to {
+        Some(t) => switch_to(slf, t)?,
         None => None,
-        Some(t) => Some(t.cast::<Continulet>().map_err(|_| {
-            PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", t.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
-        })?),
-    };
-    Ok((v, to))
+    }))
+}
+
+/// switch's `to`: None or a continulet. One of the same type as `slf` (a continulet: the method
+/// descriptor checked it) needs no walk of its type's bases.
+#[inline]
+fn switch_to<'a, 'py>(slf: *mut ffi::PyObject, to: Borrowed<'a, 'py, PyAny>) -> PyResult<Option<Borrowed<'a, 'py, Continulet>>> {
+    if to.is_none() {
+        return Ok(None);
+    }
+    // SAFETY: both are live objects; reading their types.
+    if unsafe { ffi::Py_TYPE(to.as_ptr()) == ffi::Py_TYPE(slf) } {
+        // SAFETY: same type as a continulet.
+        return Ok(Some(unsafe { to.cast_unchecked::<Continulet>() }));
+    }
+    to.cast::<Continulet>().map(Some).map_err(|_| {
+        PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", to.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
+    })
 }
 
 /// After switch_method's switch: what `switch()` returns (NULL with an exception set).
@@ -659,10 +677,12 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     if cont.finished() || to.is_some_and(|t| t.finished()) {
         return Err(usage_error("continulet already finished"));
     }
-    if cont.foreign() {
+    // Both are bound here: foreign() without reading the thread-local twice.
+    let here = thread_serial();
+    if cont.slot.thread.get() != here {
         return Err(usage_error("cannot switch to a different thread"));
     }
-    if to.is_some_and(|t| t.foreign()) {
+    if to.is_some_and(|t| t.slot.thread.get() != here) {
         return Err(usage_error("cross-thread double switch"));
     }
     // SAFETY: `cont` is bound in this thread, whose main tealet was made then, so a current
@@ -676,7 +696,7 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     Ok(Route::To(current, target))
 }
 
-#[pyclass(subclass, dict, weakref, module = "_continuation", name = "continulet", frozen)]
+#[pyclass(subclass, weakref, module = "_continuation", name = "continulet", frozen)]
 pub struct Continulet {
     slot: Slot,
 }
@@ -820,8 +840,6 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         main_tealet()?;
-        // SAFETY: slf is a live continulet; an empty eager instance dict is made lazy again.
-        unsafe { tpy_drop_empty_dict(slf.as_ptr()) };
         let data = new_cont(Some(Call::new(slf, callable, args, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe { (*data).owner = Some(slf.clone().unbind()) };

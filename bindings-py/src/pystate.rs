@@ -32,7 +32,6 @@ extern "C" {
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
     pub fn tpy_finish() -> *mut ffi::PyObject;
-    pub fn tpy_drop_empty_dict(o: *mut ffi::PyObject);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_get_context(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_set_context(s: *mut TpyState, ctx: *mut ffi::PyObject);

@@ -504,6 +504,25 @@ def test_subclass_with_dict():
     assert c.switch() == 7
 
 
+def test_instance_attributes_only_on_subclasses():
+    # As PyPy: a plain continulet takes no attributes; a subclass's instances have a __dict__
+    # (made on first use on every version).
+    c = continulet(lambda c: None)
+    with pytest.raises(AttributeError):
+        c.x = 1
+    assert not hasattr(c, "__dict__")
+    class Sub(continulet):
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.z = 3
+    s = Sub(lambda c: c.z + 1)
+    assert s.z == 3 and vars(s) == {"z": 3}
+    assert s.switch() == 4
+    t = Sub(lambda c: None)
+    t.y = 2
+    assert t.__dict__ == {"z": 3, "y": 2}
+
+
 def test_subclass_init_override():
     class C(continulet):
         def __init__(self, x):
