@@ -145,12 +145,15 @@ static void root_chunk_put(_PyStackChunk *c)
 /* Frees a chain ending in our root chunk: CPython's chunks via the arena allocator, ours cached. */
 static void free_chunks(_PyStackChunk *c)
 {
-    PyObjectArenaAllocator alloc;
-    PyObject_GetArenaAllocator(&alloc);
-    while (c && c->previous) {
-        _PyStackChunk *prev = c->previous;
-        alloc.free(alloc.ctx, c, c->size);
-        c = prev;
+    if (c && c->previous) {
+        /* Only when there are: 3.12 takes a lock to read the allocator. */
+        PyObjectArenaAllocator alloc;
+        PyObject_GetArenaAllocator(&alloc);
+        while (c->previous) {
+            _PyStackChunk *prev = c->previous;
+            alloc.free(alloc.ctx, c, c->size);
+            c = prev;
+        }
     }
     if (c) root_chunk_put(c);
 }

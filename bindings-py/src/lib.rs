@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tealet_core as tc;
 
@@ -137,22 +137,25 @@ impl Args {
 }
 
 impl Call {
-    fn new(owner: &Bound<'_, Continulet>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
-        let owner = owner.clone().into_any().unbind();
+    /// `callable` with `args[skip..]` and `kwds`. Fails (out of memory for the keyword names)
+    /// before it owns any reference, so it works in raw entry points too (see `Release`).
+    fn new(owner: &Bound<'_, Continulet>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
+        let py = args.py();
         let nkw = kwds.map_or(0, |k| k.len());
-        if args.is_empty() && nkw == 0 {
+        let npos = args.len() - skip;
+        let kwnames = match kwds {
+            Some(k) if nkw > 0 => Some(PyTuple::new(py, k.iter().map(|(name, _)| name))?.unbind()),
+            _ => None,
+        };
+        let owner = owner.clone().into_any().unbind();
+        let callable = callable.clone().unbind();
+        if npos == 0 && nkw == 0 {
             return Ok(Call { callable, args: Args::Alone([owner]), kwnames: None });
         }
-        let mut all = Vec::with_capacity(1 + args.len() + nkw);
+        let mut all = Vec::with_capacity(1 + npos + nkw);
         all.push(owner);
-        all.extend(args.iter().map(Bound::unbind));
-        let mut names = Vec::with_capacity(nkw);
-        for (k, v) in kwds.into_iter().flat_map(|k| k.iter()) {
-            names.push(k);
-            all.push(v.unbind());
-        }
-        // On error the references go with `all` and `callable` (pyo3 is attached in __init__).
-        let kwnames = if names.is_empty() { None } else { Some(PyTuple::new(args.py(), names)?.unbind()) };
+        all.extend(args.iter().skip(skip).map(Bound::unbind));
+        all.extend(kwds.into_iter().flat_map(|k| k.iter().map(|(_, v)| v.unbind())));
         Ok(Call { callable, args: Args::Many(all), kwnames })
     }
 
@@ -260,10 +263,11 @@ fn core_error(rc: c_int) -> PyErr {
     }
 }
 
-fn new_cont(call: Option<Call>) -> PyResult<*mut Cont> {
+fn new_cont(py: Python<'_>, call: Option<Call>) -> PyResult<*mut Cont> {
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
     if state.is_null() {
+        call.release(py);
         return Err(PyMemoryError::new_err("continulet state"));
     }
     Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, call, owner: None, outbox: None })))
@@ -283,7 +287,8 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
             if t.is_null() {
                 return Err(PyMemoryError::new_err("tealet_main"));
             }
-            let data = new_cont(None)?;
+            // SAFETY: the GIL is held (callers are entry points); a Cont without a call.
+            let data = new_cont(unsafe { Python::assume_attached() }, None)?;
             // SAFETY: t is this thread's live main tealet; data is its fresh Cont.
             unsafe {
                 tc::tealet_set_data(t, data.cast());
@@ -710,6 +715,38 @@ impl Continulet {
         self.slot.bound.get() && self.slot.thread.get() != thread_serial()
     }
 
+    /// `__init__`: binds to a new tealet that will call `callable(self, *args[skip..], **kwds)`.
+    /// Drops what it made on failure without pyo3 being attached (called from `continulet_init`).
+    fn bind(slf: &Bound<'_, Self>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        if me.slot.bound.get() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        main_tealet()?;
+        let data = new_cont(py, Some(Call::new(slf, callable, args, skip, kwds)?))?;
+        // SAFETY: data is a fresh Cont; the tealet takes it as its data.
+        unsafe { (*data).owner = Some(slf.clone().unbind()) };
+        let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
+        let mut t = ptr::null_mut();
+        // SAFETY: run is our entry; data outlives the tealet (freed when it is reaped or killed).
+        let rc = unsafe { tc::tealet_create(Some(run), data.cast(), &cfg, &mut t) };
+        if rc != tc::TEALET_OK {
+            // SAFETY: the tealet was not created; data is still ours.
+            unsafe { Box::from_raw(data).release(py) };
+            return Err(core_error(rc));
+        }
+        // SAFETY: t is the new tealet.
+        unsafe {
+            tc::tealet_set_data(t, data.cast());
+            (*data).tealet = t;
+        }
+        me.slot.tealet.set(t);
+        me.slot.bound.set(true);
+        me.slot.thread.set(thread_serial());
+        Ok(())
+    }
+
     /// switch/throw carrying `payload` (see `route`).
     fn exchange(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, payload: Payload) -> PyResult<Py<PyAny>> {
         match route(cont, to)? {
@@ -834,33 +871,8 @@ impl Continulet {
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
-    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        let me = slf.get();
-        if me.slot.bound.get() {
-            return Err(error::new_err("continulet already __init__ialized"));
-        }
-        main_tealet()?;
-        let data = new_cont(Some(Call::new(slf, callable, args, kwds)?))?;
-        // SAFETY: data is a fresh Cont; the tealet takes it as its data.
-        unsafe { (*data).owner = Some(slf.clone().unbind()) };
-        let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
-        let mut t = ptr::null_mut();
-        // SAFETY: run is our entry; data outlives the tealet (freed when it is reaped or killed).
-        let rc = unsafe { tc::tealet_create(Some(run), data.cast(), &cfg, &mut t) };
-        if rc != tc::TEALET_OK {
-            // SAFETY: the tealet was not created; data is still ours.
-            unsafe { Box::from_raw(data).release(slf.py()) };
-            return Err(core_error(rc));
-        }
-        // SAFETY: t is the new tealet.
-        unsafe {
-            tc::tealet_set_data(t, data.cast());
-            (*data).tealet = t;
-        }
-        me.slot.tealet.set(t);
-        me.slot.bound.set(true);
-        me.slot.thread.set(thread_serial());
-        Ok(())
+    fn __init__(slf: &Bound<'_, Self>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        Self::bind(slf, callable, args, 0, kwds)
     }
 
     #[pyo3(signature = (r#type, value = None, tb = None, to = None))]
@@ -953,6 +965,58 @@ unsafe extern "C" fn continulet_finalize(obj: *mut ffi::PyObject) {
         // SAFETY: the GC calls tp_finalize with the GIL held.
         finalize(unsafe { Python::assume_attached() });
     }
+}
+
+/// The type's tp_init as pyo3 made it, kept by `install_fast_init`.
+static PYO3_INIT: OnceLock<ffi::initproc> = OnceLock::new();
+
+/// tp_init for the usual `continulet(callable, *args)`: binds without pyo3's trampoline and
+/// argument parsing. Keywords (and a missing callable, with pyo3's errors) go to pyo3's.
+unsafe extern "C" fn continulet_init(slf: *mut ffi::PyObject, args: *mut ffi::PyObject, kwds: *mut ffi::PyObject) -> c_int {
+    // SAFETY: CPython calls tp_init (and the `__init__` descriptor its wrapped function) with the
+    // GIL held, on an instance of the type or a subclass, with a tuple and a dict or NULL.
+    unsafe {
+        if ffi::PyTuple_GET_SIZE(args) == 0 || (!kwds.is_null() && ffi::PyDict_Size(kwds) != 0) {
+            let init = PYO3_INIT.get().expect("installed with the type");
+            return init(slf, args, kwds);
+        }
+        let py = Python::assume_attached();
+        let args = Borrowed::from_ptr(py, args).cast_unchecked::<PyTuple>();
+        let slf = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
+        match Continulet::bind(&slf, &args.get_borrowed_item_unchecked(0), &args, 1, None) {
+            Ok(()) => 0,
+            Err(e) => {
+                e.restore(py);
+                -1
+            }
+        }
+    }
+}
+
+/// Makes `continulet_init` the type's tp_init, and the function its `__init__` descriptor wraps:
+/// subclasses take their tp_init from that descriptor, and explicit `continulet.__init__(...)`
+/// calls go through it. Left as pyo3 made them if the descriptor is not the expected one.
+fn install_fast_init(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<Continulet>();
+    let descr = ty.getattr("__dict__")?.get_item("__init__")?;
+    let tp = ty.as_type_ptr();
+    let d = descr.as_ptr().cast::<ffi::PyWrapperDescrObject>();
+    // SAFETY: reads the live type's slot, and the descriptor's fields once its type is checked.
+    unsafe {
+        let Some(init) = (*tp).tp_init else { return Ok(()) };
+        if ffi::Py_TYPE(descr.as_ptr()) != &raw mut ffi::PyWrapperDescr_Type || (*d).d_wrapped != init as *mut c_void {
+            return Ok(());
+        }
+        PYO3_INIT.get_or_init(|| init);
+    }
+    // SAFETY: module init runs once per process (pyo3), before any instance or subclass exists;
+    // the descriptor is the type's own (kept alive by its dict); the type's caches are told.
+    unsafe {
+        (*d).d_wrapped = continulet_init as *mut c_void;
+        (*tp).tp_init = Some(continulet_init);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
 }
 
 /// Lets the C traversal call pyo3's visitor and keep its error.
@@ -1193,6 +1257,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // type's slots may be filled in before use. The GC calls tp_finalize on garbage before it
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
+    install_fast_init(py)?;
     add_switch_method(py)?;
     // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
     // are kept for the life of the process.

@@ -37,6 +37,30 @@ def test_no_double_init():
         c.__init__(lambda c: None)
 
 
+def test_init_forms():
+    # continulet(...) and explicit __init__ calls, with and without keywords, all bind the same
+    # way; a second binding fails whichever path it takes.
+    def f(c, *args, **kwds):
+        return args, kwds
+    assert continulet(f).switch() == ((), {})
+    assert continulet(f, 1).switch() == ((1,), {})
+    assert continulet(callable=f).switch() == ((), {})
+    c = continulet.__new__(continulet)
+    continulet.__init__(c, f, 2, y=4)
+    assert c.switch() == ((2,), {"y": 4})
+    class Sub(continulet):
+        def __init__(self, *a, **k):
+            continulet.__init__(self, *a, **k)
+    assert Sub(f, 5).switch() == ((5,), {})
+    assert Sub(f, z=6).switch() == ((), {"z": 6})
+    with pytest.raises(TypeError):
+        continulet()
+    c = continulet(f)
+    for again in (lambda: continulet.__init__(c, f), lambda: continulet.__init__(c, f, k=1)):
+        with pytest.raises(error, match="continulet already __init__ialized"):
+            again()
+
+
 def test_no_init_after_started():
     def f(c):
         with pytest.raises(error, match="already __init__ialized"):
