@@ -97,6 +97,22 @@ def test_context_of_unbound_and_finished_is_none():
         set_context(contextvars.Context(), c)
 
 
+def test_get_context_arguments():
+    c = continulet(lambda c: None)
+    ctx = contextvars.copy_context()
+    set_context(ctx, c)
+    assert get_context(c) is ctx and get_context(cont=c) is ctx
+    assert get_context(None) is get_context()
+    with pytest.raises(TypeError, match="must be continulet or None, not int"):
+        get_context(1)
+    with pytest.raises(TypeError, match="at most 1 argument"):
+        get_context(c, c)
+    with pytest.raises(TypeError, match="at most 1 argument"):
+        get_context(c, cont=c)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'x'"):
+        get_context(x=c)
+
+
 def test_get_set_context_current():
     var = contextvars.ContextVar("var3", default="unset")
     contextvars.copy_context()  # makes the thread's context if it has none
