@@ -504,13 +504,17 @@ static PyObject *switch_descr, *throw_descr;
 
 void tpy_set_switch_methods(PyObject *sw, PyObject *th) { switch_descr = sw; throw_descr = th; }
 
-/* continulet.switch/throw, unbound (method descriptor) or bound (builtin method): what the top
- * frame of a suspended continuation called; they leave the caller's argument vector alone. */
+/* continulet.switch/throw, unbound (method descriptor: the type's, or the `switch` a subclass
+ * gets) or bound (builtin method): what the top frame of a suspended continuation called; they
+ * leave the caller's argument vector alone. */
 static int is_switch_method(PyObject *o)
 {
     if (o == switch_descr || o == throw_descr) return 1;
-    if (!PyCFunction_Check(o) || !switch_descr) return 0;
-    PyMethodDef *ml = ((PyCFunctionObject *)o)->m_ml;
+    if (!switch_descr) return 0;
+    PyMethodDef *ml;
+    if (Py_IS_TYPE(o, &PyMethodDescr_Type)) ml = ((PyMethodDescrObject *)o)->d_method;
+    else if (PyCFunction_Check(o)) ml = ((PyCFunctionObject *)o)->m_ml;
+    else return 0;
     return ml == ((PyMethodDescrObject *)switch_descr)->d_method
         || ml == ((PyMethodDescrObject *)throw_descr)->d_method;
 }

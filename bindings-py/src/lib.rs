@@ -8,14 +8,14 @@ mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyTypeError};
 use pyo3::types::{PyDict, PyTuple, PyType};
-use pyo3::{create_exception, ffi, prelude::*, Borrowed, PyTraverseError, PyVisit};
+use pyo3::{create_exception, ffi, intern, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, Once, OnceLock};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use tealet_core as tc;
 
 create_exception!(_continuation, error, PyException, "Usage error of the _continuation module.");
@@ -888,6 +888,18 @@ impl Continulet {
         Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
     }
 
+    /// Gives a subclass that inherits our `switch` a descriptor of its own type: CPython's
+    /// specialised calls of method descriptors (3.11+) check the instance's exact type, so with
+    /// the inherited one every `sub.switch(...)` took the generic call path. A subclass that
+    /// overrides `switch` keeps its override (as do its own subclasses).
+    #[classmethod]
+    fn __init_subclass__(cls: &Bound<'_, PyType>) -> PyResult<()> {
+        if is_switch_descriptor(&cls.getattr(intern!(cls.py(), "switch"))?) {
+            cls.setattr(intern!(cls.py(), "switch"), switch_descriptor(cls)?)?;
+        }
+        Ok(())
+    }
+
     fn is_pending(&self) -> bool {
         self.slot.bound.get() && !self.slot.tealet.get().is_null()
     }
@@ -1294,6 +1306,10 @@ fn add_raw_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("get_context", f)
 }
 
+/// The definition of `switch_method`, shared by the `switch` descriptors of the type and of
+/// its subclasses (see `__init_subclass__`).
+static SWITCH_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(ptr::null_mut());
+
 /// Puts `switch_method` in the continulet type as its `switch` method descriptor.
 fn add_switch_method(py: Python<'_>) -> PyResult<()> {
     let def = Box::leak(Box::new(ffi::PyMethodDef {
@@ -1302,9 +1318,9 @@ fn add_switch_method(py: Python<'_>) -> PyResult<()> {
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: c"switch($self, value=None, to=None)\n--\n\nExchange the current continuation with the one stored here and resume it.".as_ptr(),
     }));
+    SWITCH_DEF.store(def, Ordering::Release);
     let ty = py.get_type::<Continulet>();
-    // SAFETY: def is leaked, so it outlives the type; the type object is live.
-    let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+    let descr = switch_descriptor(&ty)?;
     // SAFETY: a heap type's dict may be extended before any instance exists, then the type's
     // method caches are told (PyType_Modified).
     unsafe {
@@ -1314,6 +1330,21 @@ fn add_switch_method(py: Python<'_>) -> PyResult<()> {
         ffi::PyType_Modified(ty.as_type_ptr());
     }
     Ok(())
+}
+
+/// A `switch` method descriptor for `ty` (the continulet type or a subclass).
+fn switch_descriptor<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: SWITCH_DEF is leaked, so it outlives every type; the type object is live.
+    unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), SWITCH_DEF.load(Ordering::Acquire))) }
+}
+
+/// Whether `o` is a `switch` descriptor of ours.
+fn is_switch_descriptor(o: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: the descriptor's fields are read once its type is checked.
+    unsafe {
+        ffi::Py_TYPE(o.as_ptr()) == &raw mut ffi::PyMethodDescr_Type
+            && (*o.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method == SWITCH_DEF.load(Ordering::Acquire)
+    }
 }
 
 #[pymodule]

@@ -547,6 +547,28 @@ def test_instance_attributes_only_on_subclasses():
     assert t.__dict__ == {"z": 3, "y": 2}
 
 
+def test_subclass_switch_and_overrides():
+    class A(continulet):
+        pass
+    class B(A):
+        pass
+    class O(continulet):
+        def switch(self, value=None, to=None):
+            return ("O", continulet.switch(self, value, to))
+    class P(O):
+        pass
+    b = B(lambda c: c.switch(1) + 1)
+    assert b.switch() == 1 and b.switch(10) == 11
+    a = A(lambda c: 2)
+    assert continulet.switch(a) == 2  # the base's unbound switch takes subclass instances
+    assert P(lambda c: 3).switch() == ("O", 3)
+    x, y = A(lambda c: c.switch("x")), B(lambda c: "y")
+    assert x.switch() == "x"
+    assert x.switch(to=y) == "y"  # to= a continulet of another subclass
+    with pytest.raises(TypeError):
+        A(lambda c: None).switch(to=1)
+
+
 def test_subclass_init_override():
     class C(continulet):
         def __init__(self, x):
