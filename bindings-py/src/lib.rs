@@ -368,7 +368,7 @@ fn usage_error(msg: &'static str) -> PyErr {
 
 /// Before leaving the current continuation (`current`): saves its interpreter state and posts
 /// `payload` in its outbox; returns the switch value.
-#[inline]
+#[inline(always)]
 fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_void> {
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
@@ -381,7 +381,7 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
 
 /// Back on our own stack (`me`) after `tealet_switch` returned `rc`: reinstalls our interpreter
 /// state, then takes what we are resumed with.
-#[inline]
+#[inline(always)]
 fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
     unsafe { tpy_restore((*me).state) };
@@ -633,7 +633,7 @@ unsafe fn switch_args<'a, 'py>(
 
 /// switch's `to`: None or a continulet. One of the same type as `slf` (a continulet: the method
 /// descriptor checked it) needs no walk of its type's bases.
-#[inline]
+#[inline(always)]
 fn switch_to<'a, 'py>(slf: *mut ffi::PyObject, to: Borrowed<'a, 'py, PyAny>) -> PyResult<Option<Borrowed<'a, 'py, Continulet>>> {
     if to.is_none() {
         return Ok(None);
@@ -670,7 +670,7 @@ enum Route {
 
 /// PyPy's switch/throw: `cont` receives the current continuation, `to` (if any) `cont`'s old
 /// one, and we resume what was in `to` (or in `cont`).
-#[inline]
+#[inline(always)]
 fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     let to = to.filter(|t| t.slot.bound.get());
     let (cont, to) = match (cont.slot.bound.get(), to) {
