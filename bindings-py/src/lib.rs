@@ -900,9 +900,6 @@ impl Continulet {
         Ok(())
     }
 
-    fn is_pending(&self) -> bool {
-        self.slot.bound.get() && !self.slot.tealet.get().is_null()
-    }
 
     fn __reduce__(&self) -> PyResult<()> {
         Err(PyTypeError::new_err("cannot pickle continulet objects (pickling support is not implemented yet)"))
@@ -1306,12 +1303,26 @@ fn add_raw_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("get_context", f)
 }
 
+/// `continulet.is_pending()`: bound and not finished. A raw METH_NOARGS C function, not a pyo3
+/// method: greenlet-py makes it the `__del__` of its continulets, called on every deallocation.
+unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: the method descriptor checked that slf is a continulet; called with the GIL held.
+    let pending = unsafe {
+        let py = Python::assume_attached();
+        let c = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
+        c.get().slot.bound.get() && !c.get().slot.tealet.get().is_null()
+    };
+    // SAFETY: both are immortal or static objects; a new reference is returned.
+    unsafe { ffi::Py_NewRef(if pending { ffi::Py_True() } else { ffi::Py_False() }) }
+}
+
 /// The definition of `switch_method`, shared by the `switch` descriptors of the type and of
 /// its subclasses (see `__init_subclass__`).
 static SWITCH_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(ptr::null_mut());
 
-/// Puts `switch_method` in the continulet type as its `switch` method descriptor.
-fn add_switch_method(py: Python<'_>) -> PyResult<()> {
+/// Puts `switch_method` and `is_pending_method` in the continulet type as its `switch` and
+/// `is_pending` method descriptors.
+fn add_raw_methods(py: Python<'_>) -> PyResult<()> {
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"switch".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: switch_method },
@@ -1320,11 +1331,25 @@ fn add_switch_method(py: Python<'_>) -> PyResult<()> {
     }));
     SWITCH_DEF.store(def, Ordering::Release);
     let ty = py.get_type::<Continulet>();
-    let descr = switch_descriptor(&ty)?;
+    add_method(&ty, def)?;
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"is_pending".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: is_pending_method },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"is_pending($self, /)\n--\n\nWhether the continulet is bound and not finished.".as_ptr(),
+    }));
+    add_method(&ty, def)
+}
+
+/// Puts a method descriptor for `def` (leaked: it outlives the type) in the continulet type.
+fn add_method(ty: &Bound<'_, PyType>, def: &'static mut ffi::PyMethodDef) -> PyResult<()> {
+    let py = ty.py();
+    // SAFETY: def outlives the type; the type object is live.
+    let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
     // SAFETY: a heap type's dict may be extended before any instance exists, then the type's
     // method caches are told (PyType_Modified).
     unsafe {
-        if ffi::PyDict_SetItemString((*ty.as_type_ptr()).tp_dict, c"switch".as_ptr(), descr.as_ptr()) < 0 {
+        if ffi::PyDict_SetItem((*ty.as_type_ptr()).tp_dict, (*descr.as_ptr().cast::<ffi::PyDescrObject>()).d_name, descr.as_ptr()) < 0 {
             return Err(PyErr::fetch(py));
         }
         ffi::PyType_Modified(ty.as_type_ptr());
@@ -1356,7 +1381,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
     install_fast_init(py)?;
-    add_switch_method(py)?;
+    add_raw_methods(py)?;
     // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
     // are kept for the life of the process.
     let methods = py.get_type::<Continulet>().getattr("__dict__")?;
