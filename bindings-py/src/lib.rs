@@ -1312,8 +1312,12 @@ unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ff
         let c = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
         c.get().slot.bound.get() && !c.get().slot.tealet.get().is_null()
     };
-    // SAFETY: both are immortal or static objects; a new reference is returned.
-    unsafe { ffi::Py_NewRef(if pending { ffi::Py_True() } else { ffi::Py_False() }) }
+    // SAFETY: True and False are live static objects; a new reference is returned.
+    unsafe {
+        let b = if pending { ffi::Py_True() } else { ffi::Py_False() };
+        ffi::Py_INCREF(b);
+        b
+    }
 }
 
 /// The definition of `switch_method`, shared by the `switch` descriptors of the type and of
