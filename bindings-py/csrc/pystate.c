@@ -429,11 +429,10 @@ int tpy_start(tpy_state *s, tpy_state *from)
     if (!root) { PyErr_NoMemory(); return -1; }
 #endif
 #if V310 && !V313
-    s->root_cframe = *ts->cframe;
+    /* Not a copy of the switcher's cframe: that one is on the switcher's stack, which this one
+     * may have replaced in a shared region. */
+    memset(&s->root_cframe, 0, sizeof s->root_cframe);
     s->root_cframe.previous = &ts->root_cframe;
-#if V311
-    s->root_cframe.current_frame = NULL;
-#endif
     ts->cframe = &s->root_cframe;
 #endif
 #if V310 && !V312
