@@ -879,7 +879,8 @@ impl Continulet {
 
     /// tealet extension: a subclass that sets this class attribute to True opts out of PyPy's
     /// frame linking (read at `__init__`): while its callable runs, the callable's bottom frame
-    /// has `f_back` None instead of the frame that switched to it (a greenlet's run frame).
+    /// has `f_back` None instead of the top frame of the continuation the continulet holds (a
+    /// greenlet's run frame).
     #[classattr]
     fn detach_frames() -> bool {
         false
