@@ -325,7 +325,8 @@ int tpy_save(tpy_state *s)
 #endif
     cut_link(s);
 #if !V311
-    Py_XSETREF(s->top_frame, Py_XNewRef((PyObject *)s->frame));  /* frame objects always exist */
+    Py_XINCREF(s->frame);                       /* frame objects always exist */
+    Py_XSETREF(s->top_frame, (PyObject *)s->frame);
 #endif
 #if V310 && !V313
     s->cframe = ts->cframe;
