@@ -460,6 +460,49 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
     }
 }
 
+/// `tealet_switch`: the common case, a suspended tealet of this thread whose stack is in place
+/// (a suspended shared tealet not copied out owns its region), in one check and a tail call to
+/// the plain jump; everything else, errors included, in `switch_checked`.
+#[inline(always)]
+pub(crate) unsafe fn switch_fast(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    // SAFETY: `target` is null or a tealet pointer from us, not yet freed, whose home outlives
+    // it; `out` is null or readable and writable (the caller's promise). The thread id matches
+    // only on the tealet's own live thread (a retired home holds 0), so `ts` is this thread's
+    // live state and its current tealet is running here.
+    unsafe {
+        if target.is_null() || out.is_null() {
+            return switch_checked(target, out);
+        }
+        let h = home(target);
+        if h.tid.load(Ordering::Relaxed) != crate::threadid::current()
+            || (*target).status != SUSPENDED as u8
+            || (*target).flags & COPIED != 0
+        {
+            return switch_checked(target, out);
+        }
+        let s = &mut *h.ts.load(Ordering::Relaxed);
+        let cur = s.current;
+        (*cur).status = SUSPENDED as u8;
+        (*cur).link = out as usize;
+        (*target).status = RUNNING as u8;
+        s.previous = cur;
+        s.current = target;
+        jump(cur, target, *out, (*target).link as *mut *mut c_void)
+    }
+}
+
+/// `switch_fast`'s other cases: the checks, then the general switch.
+#[cold]
+#[inline(never)]
+unsafe fn switch_checked(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    let ts = match target_state(target) {
+        Ok(ts) => ts,
+        Err(e) => return e,
+    };
+    // SAFETY: `ts` and `target` checked above; `out` as promised to `switch_fast`.
+    unsafe { switch(ts, target, out) }
+}
+
 /// The calling thread's state if `target` can be switched to from the calling thread.
 #[inline]
 pub(crate) fn target_state(target: *mut Tealet) -> Result<*mut ThreadState, i32> {
