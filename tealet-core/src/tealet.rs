@@ -460,9 +460,10 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
     }
 }
 
-/// `tealet_switch`: the common case, a suspended tealet of this thread whose stack is in place
-/// (a suspended shared tealet not copied out owns its region), in one check and a tail call to
-/// the plain jump; everything else, errors included, in `switch_checked`.
+/// `tealet_switch`: the common cases in a few checks and a tail call to the plain jump, with no
+/// stack frame: a tealet of this thread whose stack is in place, either suspended (a suspended
+/// shared tealet not copied out owns its region) or new and dedicated (`create` wrote its first
+/// frame). Everything else, errors included, goes to `switch_checked`.
 #[inline(always)]
 pub(crate) unsafe fn switch_fast(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
     // SAFETY: `target` is null or a tealet pointer from us, not yet freed, whose home outlives
@@ -470,31 +471,38 @@ pub(crate) unsafe fn switch_fast(target: *mut Tealet, out: *mut *mut c_void) -> 
     // only on the tealet's own live thread (a retired home holds 0), so `ts` is this thread's
     // live state and its current tealet is running here.
     unsafe {
-        if target.is_null() || out.is_null() {
+        if target.is_null() {
             return switch_checked(target, out);
         }
         let h = home(target);
-        if h.tid.load(Ordering::Relaxed) != crate::threadid::current()
-            || (*target).status != SUSPENDED as u8
-            || (*target).flags & COPIED != 0
-        {
+        if h.tid.load(Ordering::Relaxed) != crate::threadid::current() || (*target).flags & COPIED != 0 {
             return switch_checked(target, out);
         }
         let s = &mut *h.ts.load(Ordering::Relaxed);
+        let mut to_out = (*target).link as *mut *mut c_void;
+        if (*target).status != SUSPENDED as u8 {
+            if (*target).status != NEW as u8 || (*target).flags & KIND_MASK != KIND_DEDICATED {
+                return switch_checked(target, out);
+            }
+            to_out = &mut s.value;
+        }
         let cur = s.current;
         (*cur).status = SUSPENDED as u8;
         (*cur).link = out as usize;
         (*target).status = RUNNING as u8;
         s.previous = cur;
         s.current = target;
-        jump(cur, target, *out, (*target).link as *mut *mut c_void)
+        let value = if out.is_null() { null_mut() } else { *out };
+        jump(cur, target, value, to_out)
     }
 }
 
-/// `switch_fast`'s other cases: the checks, then the general switch.
+/// `switch_fast`'s other cases: the checks, then the general switch. `extern "C"` so that nothing
+/// unwinds out of it (a panic aborts here): the fast path then needs no landing pad around its
+/// calls, which stay tail calls even in unwinding builds (tests, benches).
 #[cold]
 #[inline(never)]
-unsafe fn switch_checked(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+unsafe extern "C" fn switch_checked(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
     let ts = match target_state(target) {
         Ok(ts) => ts,
         Err(e) => return e,
