@@ -460,32 +460,57 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
     }
 }
 
-/// `tealet_switch`: the common cases in a few checks and a tail call to the plain jump, with no
-/// stack frame: a tealet of this thread whose stack is in place, either suspended (a suspended
-/// shared tealet not copied out owns its region) or new and dedicated (`create` wrote its first
-/// frame). Everything else, errors included, goes to `switch_checked`.
+/// `tealet_switch`: the common case, a suspended tealet of this thread whose stack is in place
+/// (a suspended shared tealet not copied out owns its region), in one check and a tail call to
+/// the plain jump, with no stack frame. The rest goes to `switch_start`.
 #[inline(always)]
 pub(crate) unsafe fn switch_fast(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
     // SAFETY: `target` is null or a tealet pointer from us, not yet freed, whose home outlives
     // it; `out` is null or readable and writable (the caller's promise). The thread id matches
     // only on the tealet's own live thread (a retired home holds 0), so `ts` is this thread's
-    // live state and its current tealet is running here.
+    // live state.
     unsafe {
         if target.is_null() {
             return switch_checked(target, out);
         }
         let h = home(target);
-        if h.tid.load(Ordering::Relaxed) != crate::threadid::current() || (*target).flags & COPIED != 0 {
+        if h.tid.load(Ordering::Relaxed) != crate::threadid::current()
+            || (*target).status != SUSPENDED as u8
+            || (*target).flags & COPIED != 0
+        {
+            return switch_start(target, out);
+        }
+        enter(&mut *h.ts.load(Ordering::Relaxed), target, out, (*target).link as *mut *mut c_void)
+    }
+}
+
+/// `switch_fast`'s next case, out of line: a new dedicated tealet of this thread (`create` wrote
+/// its first frame, which takes the value from the thread state). The rest goes to
+/// `switch_checked`.
+#[inline(never)]
+unsafe extern "C" fn switch_start(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    // SAFETY: as for `switch_fast`, with `target` non-null.
+    unsafe {
+        let h = home(target);
+        if h.tid.load(Ordering::Relaxed) != crate::threadid::current()
+            || (*target).status != NEW as u8
+            || (*target).flags & KIND_MASK != KIND_DEDICATED
+        {
             return switch_checked(target, out);
         }
         let s = &mut *h.ts.load(Ordering::Relaxed);
-        let mut to_out = (*target).link as *mut *mut c_void;
-        if (*target).status != SUSPENDED as u8 {
-            if (*target).status != NEW as u8 || (*target).flags & KIND_MASK != KIND_DEDICATED {
-                return switch_checked(target, out);
-            }
-            to_out = &mut s.value;
-        }
+        let to_out = &mut s.value as *mut *mut c_void;
+        enter(s, target, out, to_out)
+    }
+}
+
+/// The bookkeeping of a switch from the running tealet to `target` whose stack is in place, and
+/// the jump; `to_out` is where `target` takes its value.
+#[inline(always)]
+unsafe fn enter(s: &mut ThreadState, target: *mut Tealet, out: *mut *mut c_void, to_out: *mut *mut c_void) -> i32 {
+    // SAFETY: `s` is this thread's state, `target` one of its tealets whose stack is in place,
+    // `out` null or readable and writable (the callers' promise).
+    unsafe {
         let cur = s.current;
         (*cur).status = SUSPENDED as u8;
         (*cur).link = out as usize;
