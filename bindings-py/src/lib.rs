@@ -289,8 +289,10 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
             }
             // SAFETY: the GIL is held (callers are entry points); a Cont without a call.
             let data = new_cont(unsafe { Python::assume_attached() }, None)?;
-            // SAFETY: t is this thread's live main tealet; data is its fresh Cont.
+            // SAFETY: t is this thread's live main tealet; data is its fresh Cont, whose frames
+            // are the thread's own (never linked below).
             unsafe {
+                tpy_set_detached((*data).state);
                 tc::tealet_set_data(t, data.cast());
                 (*data).tealet = t;
             }
@@ -359,6 +361,22 @@ fn take_posted(value: *mut c_void) -> (Payload, *mut Cont) {
     }
 }
 
+/// The interpreter state whose top frame the frames of `me` link to while it runs (PyPy's f_back
+/// of the callable's frame): the continuation its continulet holds now, where its result goes.
+/// Null if it holds none (the main continuation has no continulet).
+fn held_state(me: *mut Cont) -> *mut TpyState {
+    // SAFETY: me is the running tealet's Cont; a continulet holds a live, unfinished tealet
+    // (finishing takes it out of the slot), which carries its Cont.
+    unsafe {
+        let Some(owner) = (*me).owner.as_ref() else { return ptr::null_mut() };
+        let t = owner.get().slot.tealet.get();
+        if t.is_null() {
+            return ptr::null_mut();
+        }
+        (*cont_of(t)).state
+    }
+}
+
 /// `error(msg)`, built out of line: the switch path's frames stay on every suspended stack.
 #[cold]
 #[inline(never)]
@@ -384,7 +402,7 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
 #[inline(always)]
 fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
-    unsafe { tpy_restore((*me).state) };
+    unsafe { tpy_restore((*me).state, held_state(me)) };
     let (payload, sender) = take_posted(value);
     if rc != tc::TEALET_OK {
         // On failure nobody took the payload from our outbox: drop it.
@@ -412,7 +430,7 @@ fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_
 unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *mut c_void) -> *mut tc::tealet_t {
     let data = arg.cast::<Cont>();
     // SAFETY: data is this tealet's Cont; tpy_start installs its fresh interpreter state.
-    let started = unsafe { tpy_start((*data).state) } == 0;
+    let started = unsafe { tpy_start((*data).state, held_state(data)) } == 0;
     let call = begin(data, value, started);
     let result = if call {
         // SAFETY: data is this tealet's Cont; `call` is not touched until the call returns,
@@ -724,9 +742,16 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         main_tealet()?;
+        let detach = !slf.is_exact_instance_of::<Continulet>()
+            && slf.get_type().getattr(intern!(py, "detach_frames"))?.is_truthy()?;
         let data = new_cont(py, Some(Call::new(slf, callable, args, skip, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
-        unsafe { (*data).owner = Some(slf.clone().unbind()) };
+        unsafe {
+            (*data).owner = Some(slf.clone().unbind());
+            if detach {
+                tpy_set_detached((*data).state);
+            }
+        }
         let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
         let mut t = ptr::null_mut();
         // SAFETY: run is our entry; data outlives the tealet (freed when it is reaped or killed).
@@ -900,6 +925,14 @@ impl Continulet {
         Ok(())
     }
 
+    /// tealet extension: a subclass that sets this class attribute to True opts out of PyPy's
+    /// frame linking (read at `__init__`): while its callable runs, the callable's bottom frame
+    /// has `f_back` None instead of the top frame of the continuation the continulet holds (a
+    /// greenlet's run frame).
+    #[classattr]
+    fn detach_frames() -> bool {
+        false
+    }
 
     fn __reduce__(&self) -> PyResult<()> {
         Err(PyTypeError::new_err("cannot pickle continulet objects (pickling support is not implemented yet)"))
