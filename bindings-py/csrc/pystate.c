@@ -317,6 +317,15 @@ tpy_state *tpy_state_new(void)
 /* The main continuation's frames are the thread's own; a continulet may opt out too. */
 void tpy_set_detached(tpy_state *s) { s->detached = 1; }
 
+/* Whether `type` or a base sets the class attribute `name` to a true value (1, 0, -1 with an
+ * exception set): a lookup in the type's MRO through its method cache, without type_getattro's
+ * metatype steps, on every continulet a subclass makes. */
+int tpy_type_flag(PyTypeObject *type, PyObject *name)
+{
+    PyObject *v = _PyType_Lookup(type, name);
+    return v ? PyObject_IsTrue(v) : 0;
+}
+
 /* Called in the running continuation just before it switches away (GIL held). */
 int tpy_save(tpy_state *s)
 {

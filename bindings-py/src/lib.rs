@@ -742,8 +742,13 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         main_tealet()?;
-        let detach = !slf.is_exact_instance_of::<Continulet>()
-            && slf.get_type().getattr(intern!(py, "detach_frames"))?.is_truthy()?;
+        let detach = !slf.is_exact_instance_of::<Continulet>() && {
+            // SAFETY: a live type object and an interned str.
+            match unsafe { tpy_type_flag(ffi::Py_TYPE(slf.as_ptr()), intern!(py, "detach_frames").as_ptr()) } {
+                flag if flag < 0 => return Err(PyErr::fetch(py)),
+                flag => flag > 0,
+            }
+        };
         let data = new_cont(py, Some(Call::new(slf, callable, args, skip, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe {
