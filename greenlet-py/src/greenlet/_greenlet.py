@@ -42,6 +42,9 @@ _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
 _stack_saved = _continuation.stack_saved
+# Called unbound: a method lookup on a continulet (it has an instance dict) is not specialized.
+_cont_switch = _continulet.switch
+_cont_throw = _continulet.throw
 
 
 class _Cont(_continulet):
@@ -346,9 +349,9 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
             if lowlevel is not None:
                 value = lowlevel(c, value, tc)
             elif exc is None:
-                value = c.switch(value, tc)
+                value = _cont_switch(c, value, tc)
             else:
-                value = c.throw(exc, None, None, tc)
+                value = _cont_throw(c, exc, None, None, tc)
         except BaseException as e:
             finished = ts.current
             if finished._gr_c is c:  # thrown into us
@@ -495,7 +498,7 @@ class greenlet(_GreenletState):
         c = ts.current._gr_c
         ts.current = self
         try:
-            value = c.switch(value, self._gr_c)
+            value = _cont_switch(c, value, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
@@ -733,7 +736,7 @@ def _start(g, args):
     ts.current = g
     run = args = None
     try:
-        value = cc.switch(None, c)
+        value = _cont_switch(cc, None, c)
     except BaseException as e:
         if ts.current._gr_c is cc and ts.trace is None:
             raise  # thrown into us
