@@ -501,6 +501,19 @@ void tpy_set_current_context(PyObject *ctx)
     ts->context_ver++;
 }
 
+/* The running thread's trash can nesting (the state's trash_delete_nesting field above); 3.13
+ * has no such counter (its trash can defers by C recursion depth, only delete_later moves): 0. */
+int tpy_trash_delete_nesting(void)
+{
+#if !V312
+    return PyThreadState_Get()->trash_delete_nesting;
+#elif !V313
+    return PyThreadState_Get()->trash.delete_nesting;
+#else
+    return 0;
+#endif
+}
+
 /* GC: visits exactly the references a suspended continuation owns: its exception state, context
  * and top frame object, and everything its frames own. Frames of the continuation are owned by
  * its C stack (<=3.10) or its data stack (3.11+), so the GC cannot reach them otherwise; frames

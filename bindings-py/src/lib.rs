@@ -1041,6 +1041,25 @@ fn stack_saved(cont: &Bound<'_, Continulet>) -> usize {
     unsafe { tc::tealet_stack_saved(t) }
 }
 
+/// stack_used(cont): bytes of C stack the continuation stored in `cont` occupies (what its
+/// resumption needs), wherever it is kept: in place in its stack region or on the heap.
+#[pyfunction]
+fn stack_used(cont: &Bound<'_, Continulet>) -> usize {
+    let t = cont.get().slot.tealet.get();
+    // Through with_state: the main tealet of an exited thread is gone (None); a continuation
+    // running in another thread (Err) has nothing suspended.
+    // SAFETY: with a state, t is a live tealet (the core gives 0 for an exited thread's).
+    with_state(cont.get(), |s| s.map_or(0, |_| unsafe { tc::tealet_stack_used(t) })).unwrap_or(0)
+}
+
+/// get_tstate_trash_delete_nesting(): the running thread's trash can nesting level (0 on 3.13+,
+/// which has no such counter); read-only introspection, as greenlet's test helper.
+#[pyfunction]
+fn get_tstate_trash_delete_nesting() -> c_int {
+    // SAFETY: called with the GIL held (a pyfunction), so the thread state is attached.
+    unsafe { tpy_trash_delete_nesting() }
+}
+
 /// _stack_depths(code): [(index, opcode, oparg, depth)] for every reachable instruction, from the
 /// static analysis the GC (and pickling) rely on; private, for checking it against `dis`.
 #[pyfunction]
@@ -1115,6 +1134,8 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_context, m)?)?;
     m.add_function(wrap_pyfunction!(set_context, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    m.add_function(wrap_pyfunction!(stack_used, m)?)?;
+    m.add_function(wrap_pyfunction!(get_tstate_trash_delete_nesting, m)?)?;
     frames::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
     Ok(())

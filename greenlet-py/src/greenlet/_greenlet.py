@@ -41,7 +41,7 @@ _continulet = _continuation.continulet
 _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
-_stack_saved = _continuation.stack_saved
+_stack_used = _continuation.stack_used
 # Called unbound: a method lookup on a continulet (it has an instance dict) is not specialized.
 _cont_switch = _continulet.switch
 _cont_throw = _continulet.throw
@@ -639,8 +639,10 @@ class greenlet(_GreenletState):
 
     @property
     def _stack_saved(self):
+        """Bytes of C stack kept for this greenlet's resumption (greenlet: copied to the heap;
+        tealet keeps them in place in the stack region or on the heap), 0 unless suspended."""
         holder = self._holder()
-        return 0 if holder is None else _stack_saved(holder)
+        return 0 if holder is None else _stack_used(holder)
 
     def __reduce_ex__(self, protocol=None):
         raise TypeError("cannot serialize '%s' object" % type(self).__name__)
@@ -848,6 +850,10 @@ def get_clocks_used_doing_optional_cleanup():
 
 def enable_optional_cleanup(enabled):
     """Accepted for compatibility: there is no optional cleanup pass to switch."""
+
+
+if sys.version_info < (3, 13):  # 3.13 has no such counter; greenlet leaves the helper out there
+    get_tstate_trash_delete_nesting = _continuation.get_tstate_trash_delete_nesting
 
 
 def set_thread_local(key, value):
