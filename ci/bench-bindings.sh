@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side by side in one run: _continuation (bindings-py) against C greenlet 3.5.x on the same CPython.
-# greenlet lives in its own venv (.venv/greenlet-bench), never in the test venvs.
+# Side by side in one run: _continuation (bindings-py) against C greenlet 3.5.x on the same CPython
+# (on 3.9, which greenlet 3.5 does not support, the newest greenlet that installs there: 3.2.5).
+# greenlet lives in its own venv (.venv/greenlet-bench-3.X), never in the test venvs.
 # Usage: bash ci/bench-bindings.sh [3.X]   (default 3.12)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -12,7 +13,9 @@ ensure_binding "$py"
 
 B=bindings-py/bench/bench.py
 gv=$("$gpy" -c "import greenlet; print(greenlet.__version__)")
-printf 'CPython %s, greenlet %s\n' "$v" "$gv"
+note=""
+case $gv in 3.5.*) ;; *) note=" (newest greenlet that installs on CPython $v; 3.5 needs 3.10+)" ;; esac
+printf 'CPython %s, greenlet %s%s\n' "$v" "$gv" "$note"
 printf '%-40s %14s %14s %8s %8s\n' measure continulet greenlet ratio target
 row() {
     local name=$1 what=$2 scale=$3 unit=$4 target=$5 c g

@@ -44,53 +44,116 @@ impl Payload {
             Payload::Throw(e) => Err(*e),
         }
     }
+
 }
 
-/// Attached to every tealet (`tealet_set_data`): its interpreter state, what it runs until it
-/// starts, and while it runs, the continulet whose callable it is (the result goes to whatever
-/// continuation that continulet holds when the callable ends).
+/// Dropping references at once. Our raw C entry points (`switch_method`, `run`) hold the GIL
+/// without pyo3 counting the thread as attached, where dropping a `Py` would defer its decref;
+/// a `Bound` decrefs at once, without the thread-state round trip `attached` costs.
+trait Release {
+    fn release(self, py: Python<'_>);
+}
+
+impl<T> Release for Py<T> {
+    fn release(self, py: Python<'_>) {
+        drop(self.into_bound(py));
+    }
+}
+
+impl<R: Release> Release for Option<R> {
+    fn release(self, py: Python<'_>) {
+        if let Some(r) = self {
+            r.release(py);
+        }
+    }
+}
+
+impl<R: Release> Release for Vec<R> {
+    fn release(self, py: Python<'_>) {
+        self.into_iter().for_each(|r| r.release(py));
+    }
+}
+
+impl Release for Payload {
+    fn release(self, py: Python<'_>) {
+        match self {
+            Payload::Value(v) => v.release(py),
+            Payload::Throw(e) => attached(|_| drop(e)), // rare: errors only
+        }
+    }
+}
+
+/// Attached to every tealet (`tealet_set_data`): its interpreter state, its call until the
+/// callable returns, and until then the continulet whose callable it is (the result goes to
+/// whatever continuation that continulet holds when the callable ends).
 struct Cont {
     /// The tealet this is attached to, and whether it finished (then whoever it switched to
     /// last frees both, after taking its outbox).
     tealet: *mut tc::tealet_t,
     finished: bool,
     state: *mut TpyState,
-    start: Option<Start>,
-    running: Option<Running>,
+    call: Option<Call>,
     owner: Option<Py<Continulet>>,
     /// What this tealet passes on its last switch out; the switch's value points here (heap, so
     /// it stays put even when the stack is copied out), and the receiver takes it.
     outbox: Option<Payload>,
 }
 
-struct Start {
-    callable: Py<PyAny>,
-    args: Py<PyTuple>,
-    kwds: Option<Py<PyDict>>,
+/// A Cont whose tealet is gone (or never made) goes with its interpreter state.
+impl Release for Cont {
+    fn release(self, py: Python<'_>) {
+        // SAFETY: nothing uses the state any more.
+        unsafe { tpy_state_free(self.state) };
+        let Cont { call, owner, outbox, .. } = self;
+        call.release(py);
+        owner.release(py);
+        outbox.release(py);
+    }
 }
 
-/// The call of the callable while it runs: its references live here, where the GC sees them,
-/// rather than on the continuation's C stack.
-struct Running {
+/// A continulet's callable with the vectorcall arguments it gets, made by `__init__`: its
+/// references live here until the callable returns, where the GC sees them, rather than on the
+/// continuation's C stack.
+struct Call {
     callable: Py<PyAny>,
-    /// The continulet, the positional arguments, then the keyword values.
-    args: Vec<Py<PyAny>>,
+    args: Args,
     kwnames: Option<Py<PyTuple>>,
 }
 
-impl Running {
-    fn new(py: Python<'_>, owner: Py<PyAny>, s: Start) -> PyResult<Running> {
-        let mut args = vec![owner];
-        args.extend(s.args.bind(py).iter().map(|a| a.unbind()));
-        let mut names = Vec::new();
-        if let Some(kwds) = &s.kwds {
-            for (k, v) in kwds.bind(py).iter() {
-                names.push(k);
-                args.push(v.unbind());
-            }
+/// The continulet, the positional arguments, then the keyword values: inline when the
+/// continulet is the only one (the usual case, no allocation).
+enum Args {
+    Alone([Py<PyAny>; 1]),
+    Many(Vec<Py<PyAny>>),
+}
+
+impl Args {
+    fn as_slice(&self) -> &[Py<PyAny>] {
+        match self {
+            Args::Alone(a) => a,
+            Args::Many(v) => v,
         }
-        let kwnames = if names.is_empty() { None } else { Some(PyTuple::new(py, names)?.unbind()) };
-        Ok(Running { callable: s.callable, args, kwnames })
+    }
+}
+
+impl Call {
+    fn new(owner: &Bound<'_, Continulet>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
+        let owner = owner.clone().into_any().unbind();
+        let nkw = kwds.map_or(0, |k| k.len());
+        if args.is_empty() && nkw == 0 {
+            return Ok(Call { callable, args: Args::Alone([owner]), kwnames: None });
+        }
+        let mut all = Vec::with_capacity(1 + args.len() + nkw);
+        all.push(owner);
+        all.extend(args.iter().map(Bound::unbind));
+        let mut names = Vec::with_capacity(nkw);
+        for (k, v) in kwds.into_iter().flat_map(|k| k.iter()) {
+            names.push(k);
+            all.push(v.unbind());
+        }
+        // On error the references go with `all` and `callable` (pyo3 is attached in __init__).
+        let kwnames = if names.is_empty() { None } else { Some(PyTuple::new(args.py(), names)?.unbind()) };
+        Ok(Call { callable, args: Args::Many(all), kwnames })
     }
 
     /// Calls the callable; a new reference, or NULL with an exception set.
@@ -99,9 +162,21 @@ impl Running {
         // is read from a live tuple.
         let nkw = self.kwnames.as_ref().map_or(0, |k| unsafe { ffi::PyTuple_GET_SIZE(k.as_ptr()) } as usize);
         let kwnames = self.kwnames.as_ref().map_or(ptr::null_mut(), |k| k.as_ptr());
+        let args = self.args.as_slice();
         // SAFETY: every pointer is kept alive by `self`, which outlives the call; vectorcall
         // borrows them.
-        unsafe { tpy_call(self.callable.as_ptr(), self.args.as_ptr().cast(), self.args.len() - nkw, kwnames) }
+        unsafe { tpy_call(self.callable.as_ptr(), args.as_ptr().cast(), args.len() - nkw, kwnames) }
+    }
+}
+
+impl Release for Call {
+    fn release(self, py: Python<'_>) {
+        self.callable.release(py);
+        match self.args {
+            Args::Alone([a]) => a.release(py),
+            Args::Many(v) => v.release(py),
+        }
+        self.kwnames.release(py);
     }
 }
 
@@ -185,13 +260,13 @@ fn core_error(rc: c_int) -> PyErr {
     }
 }
 
-fn new_cont(start: Option<Start>) -> PyResult<*mut Cont> {
+fn new_cont(call: Option<Call>) -> PyResult<*mut Cont> {
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
     if state.is_null() {
         return Err(PyMemoryError::new_err("continulet state"));
     }
-    Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, start, running: None, owner: None, outbox: None })))
+    Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, call, owner: None, outbox: None })))
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -247,15 +322,13 @@ fn attached<R>(f: impl FnOnce(Python<'_>) -> R) -> R {
 
 /// Frees `sender`, which just switched to us, if that was its last switch (a finished tealet
 /// cannot free itself).
-fn reap(sender: *mut Cont) {
+fn reap(py: Python<'_>, sender: *mut Cont) {
     // SAFETY: sender is the live Cont of the tealet that switched to us; once finished, nothing
     // else refers to it or to its tealet.
     unsafe {
         if (*sender).finished {
             tc::tealet_free((*sender).tealet);
-            let data = Box::from_raw(sender);
-            tpy_state_free(data.state);
-            attached(|_| drop(data));
+            Box::from_raw(sender).release(py);
         }
     }
 }
@@ -295,7 +368,7 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
         let err = PyErr::fetch(py);
-        attached(|_| drop(payload));
+        payload.release(py);
         return Err(err);
     }
     Ok(post(me, payload))
@@ -304,16 +377,16 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
 /// Back on our own stack (`me`) after `tealet_switch` returned `rc`: reinstalls our interpreter
 /// state, then takes what we are resumed with.
 #[inline(never)]
-fn arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
+fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
     unsafe { tpy_restore((*me).state) };
     let (payload, sender) = take_posted(value);
     if rc != tc::TEALET_OK {
         // On failure nobody took the payload from our outbox: drop it.
-        attached(|_| drop(payload));
+        payload.release(py);
         return Err(core_error(rc));
     }
-    reap(sender);
+    reap(py, sender);
     payload.deliver()
 }
 
@@ -325,7 +398,7 @@ fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_
     // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
     // with the switch because it stays in this OS thread.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
-    arrive(me, rc, value)
+    arrive(py, me, rc, value)
 }
 
 /// The first switch into a tealet lands here, on its own stack. This frame and the core's entry
@@ -337,48 +410,49 @@ unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *
     let started = unsafe { tpy_start((*data).state) } == 0;
     let call = begin(data, value, started);
     let result = if call {
-        // SAFETY: data is this tealet's Cont; `running` is not touched until the call returns,
+        // SAFETY: data is this tealet's Cont; `call` is not touched until the call returns,
         // and nothing on this C stack owns a reference while the callable runs.
-        unsafe { (*data).running.as_ref().map_or(ptr::null_mut(), Running::call) }
+        unsafe { (*data).call.as_ref().map_or(ptr::null_mut(), Call::call) }
     } else {
         ptr::null_mut()
     };
     end(data, value, started, call.then_some(result))
 }
 
-/// Takes the first switch's payload and prepares the call in `running`; or, if the callable
-/// must not run, leaves the outcome in the outbox. Returns whether to call.
+/// Takes the first switch's payload; if the callable must not run, drops the call and leaves
+/// the outcome in the outbox. Returns whether to call.
 #[inline(never)]
 fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
-    attached(|py| begin_attached(py, data, value, started))
-}
-
-fn begin_attached(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
+    // SAFETY: the GIL travels with the switch that started us.
+    let py = unsafe { Python::assume_attached() };
     // Out of memory for the data stack: taken before anything else can run.
     let no_stack = (!started).then(|| PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack")));
     // SAFETY: the switcher passed its outbox in *value.
     let (payload, sender) = take_posted(unsafe { *value });
-    reap(sender);
+    reap(py, sender);
     // SAFETY: data is this tealet's Cont, only used from this thread.
     let data = unsafe { &mut *data };
-    let outcome = match (no_stack, payload, data.start.take()) {
-        (Some(e), _, _) => e,
-        (None, Payload::Throw(e), _) => *e,
-        (None, Payload::Value(v), _) if !v.is_none(py) => {
+    let outcome = match (no_stack, payload) {
+        (Some(e), p) => {
+            p.release(py);
+            e
+        }
+        (None, Payload::Throw(e)) => *e,
+        (None, Payload::Value(v)) => {
+            let none = v.is_none(py);
+            v.release(py);
+            if none {
+                return true;
+            }
             PyTypeError::new_err("can't send non-None value to a just-started continulet")
         }
-        (None, Payload::Value(_), Some(s)) => {
-            let owner = data.owner.as_ref().expect("started tealet has its continulet");
-            match Running::new(py, owner.clone_ref(py).into_any(), s) {
-                Ok(r) => {
-                    data.running = Some(r);
-                    return true;
-                }
-                Err(e) => e,
-            }
-        }
-        (None, Payload::Value(_), None) => error::new_err("continulet started twice"),
     };
+    data.call.take().release(py);
+    fail(data, outcome)
+}
+
+/// The callable does not run: `outcome` goes to the outbox.
+fn fail(data: &mut Cont, outcome: PyErr) -> bool {
     data.outbox = Some(Payload::throw(outcome));
     false
 }
@@ -388,27 +462,27 @@ fn begin_attached(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, star
 /// outcome goes to the continuation the continulet holds now; returns that tealet.
 #[inline(never)]
 fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*mut ffi::PyObject>) -> *mut tc::tealet_t {
-    attached(|py| {
-        if let Some(result) = result {
-            // SAFETY: data is this tealet's Cont; the call is over.
-            let data = unsafe { &mut *data };
-            data.running = None;
-            // SAFETY: result is what vectorcall returned.
-            data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
-                Ok(v) => Payload::Value(v.unbind()),
-                Err(e) => Payload::throw(e),
-            });
-        }
-        // SAFETY: the callable is done; release this continuation's own interpreter state and
-        // take the context it ends in (a new reference or NULL).
-        let context = if started { unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) } } else { None };
-        finish(data, value, context.map(Bound::unbind))
-    })
+    // SAFETY: the GIL stays with this thread's running continuation.
+    let py = unsafe { Python::assume_attached() };
+    if let Some(result) = result {
+        // SAFETY: data is this tealet's Cont; the call is over.
+        let data = unsafe { &mut *data };
+        data.call.take().release(py);
+        // SAFETY: result is what vectorcall returned.
+        data.outbox = Some(match unsafe { Bound::from_owned_ptr_or_err(py, result) } {
+            Ok(v) => Payload::Value(v.unbind()),
+            Err(e) => Payload::throw(e),
+        });
+    }
+    // SAFETY: the callable is done; release this continuation's own interpreter state and
+    // take the context it ends in (a new reference or NULL).
+    let context = if started { unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) } } else { None };
+    finish(py, data, value, context.map(Bound::unbind))
 }
 
 /// The outcome goes to the continuation the continulet holds now; it is finished afterwards,
 /// keeping `context`.
-fn finish(data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) -> *mut tc::tealet_t {
+fn finish(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) -> *mut tc::tealet_t {
     // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
     let owner = unsafe {
         (*data).finished = true;
@@ -416,16 +490,16 @@ fn finish(data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) 
     };
     let target = match &owner {
         Some(o) => {
-            drop(o.get().slot.last_context.replace(context));
+            o.get().slot.last_context.replace(context).release(py);
             o.get().slot.tealet.replace(ptr::null_mut())
         }
         None => {
-            drop(context);
+            context.release(py);
             ptr::null_mut()
         }
     };
     let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
-    drop(owner);
+    owner.release(py);
     // SAFETY: value is the core's in/out slot; the target takes the payload from our outbox,
     // which lives until the target reaps this finished tealet (after taking it).
     unsafe { *value = (&raw mut (*data).outbox).cast() };
@@ -549,11 +623,12 @@ unsafe fn switch_args<'py>(
 /// After switch_method's switch: what `switch()` returns (NULL with an exception set).
 #[inline(never)]
 fn switch_arrive(me: *mut Cont, rc: c_int, value: *mut c_void) -> *mut ffi::PyObject {
-    match arrive(me, rc, value) {
+    // SAFETY: the GIL is held by this thread across switches.
+    let py = unsafe { Python::assume_attached() };
+    match arrive(py, me, rc, value) {
         Ok(v) => v.into_ptr(),
         Err(e) => {
-            // SAFETY: the GIL is held by this thread across switches.
-            e.restore(unsafe { Python::assume_attached() });
+            e.restore(py);
             ptr::null_mut()
         }
     }
@@ -633,7 +708,7 @@ impl Continulet {
 
     /// Frees a continuation of a thread that exited, dropping what its frames own without
     /// running them (greenlet does the same); left leaked if that cannot be done safely.
-    fn free_orphan(&self) {
+    fn free_orphan(&self, py: Python<'_>) {
         let Some(t) = self.orphaned() else { return };
         let data = cont_of(t);
         // SAFETY: a tealet record of a dead thread (never the main one) with its Cont; nothing
@@ -646,9 +721,7 @@ impl Continulet {
             // Fails (TEALET_ERR_THREAD) while the OS thread still winds down: only its small
             // record is left then, and nothing reads its data again.
             tc::tealet_free(t);
-            let data = Box::from_raw(data);
-            tpy_state_free(data.state);
-            attached(|_| drop(data));
+            Box::from_raw(data).release(py);
         }
     }
 
@@ -659,7 +732,7 @@ impl Continulet {
             return;
         }
         if self.foreign() {
-            self.free_orphan();
+            self.free_orphan(py);
             return;
         }
         // SAFETY: t is a live tealet of this thread.
@@ -674,7 +747,7 @@ impl Continulet {
             unsafe {
                 let data = Box::from_raw(cont_of(t));
                 tc::tealet_free(t);
-                tpy_state_free(data.state);
+                data.release(py);
             }
             return;
         }
@@ -735,7 +808,7 @@ impl Continulet {
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
-    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: Py<PyTuple>, kwds: Option<Py<PyDict>>) -> PyResult<()> {
+    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
         let me = slf.get();
         if me.slot.bound.get() {
             return Err(error::new_err("continulet already __init__ialized"));
@@ -743,7 +816,7 @@ impl Continulet {
         main_tealet()?;
         // SAFETY: slf is a live continulet; an empty eager instance dict is made lazy again.
         unsafe { tpy_drop_empty_dict(slf.as_ptr()) };
-        let data = new_cont(Some(Start { callable, args, kwds }))?;
+        let data = new_cont(Some(Call::new(slf, callable, args, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe { (*data).owner = Some(slf.clone().unbind()) };
         let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
@@ -752,7 +825,7 @@ impl Continulet {
         let rc = unsafe { tc::tealet_create(Some(run), data.cast(), &cfg, &mut t) };
         if rc != tc::TEALET_OK {
             // SAFETY: the tealet was not created; data is still ours.
-            unsafe { tpy_state_free(Box::from_raw(data).state) };
+            unsafe { Box::from_raw(data).release(slf.py()) };
             return Err(core_error(rc));
         }
         // SAFETY: t is the new tealet.
@@ -811,17 +884,12 @@ impl Continulet {
         {
             return Ok(());
         }
-        if let Some(s) = &data.start {
-            visit.call(&s.callable)?;
-            visit.call(&s.args)?;
-            visit.call(&s.kwds)?;
-        }
-        if let Some(r) = &data.running {
-            visit.call(&r.callable)?;
-            for a in &r.args {
+        if let Some(c) = &data.call {
+            visit.call(&c.callable)?;
+            for a in c.args.as_slice() {
                 visit.call(a)?;
             }
-            visit.call(&r.kwnames)?;
+            visit.call(&c.kwnames)?;
         }
         visit.call(&data.owner)?;
         let mut v = Visiting { visit, failed: None };
