@@ -39,14 +39,7 @@ _PROFILE = ("sys.setprofile sees the pure-Python switch: greenlet.switch and the
             "(c_call/c_return) with run's frame directly inside it")
 # Tests the C extension passes and ours does not, each with its cause. Like a strict xfail:
 # the comparison fails if one of them passes (then it must come off this list).
-KNOWN_FAILING = {
-    "test_stack_saved.Test.test_stack_saved":
-        "tealet keeps a suspended stack in place: nothing is copied to the heap, so 0 bytes saved",
-}
-if sys.version_info < (3, 13):  # 3.13 has no trash delete nesting; the test then does without
-    KNOWN_FAILING["test_greenlet_trash.TestTrashCanReEnter.test_it"] = (
-        "needs greenlet._greenlet.get_tstate_trash_delete_nesting (a PyThreadState field the "
-        "binding does not expose)")
+KNOWN_FAILING = {}
 if sys.version_info < (3, 12):
     KNOWN_FAILING[
         "test_tracing.TestPythonTracing.test_trace_events_from_greenlet_func_sets_profiler"] = (

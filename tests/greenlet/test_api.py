@@ -197,16 +197,21 @@ def test_gr_frame_of_suspended_main():
 
 
 def test_stack_saved():
-    # tealet keeps a suspended stack in place unless another one needs its region, so the
-    # heap-saved byte count of a suspended greenlet is whatever the binding reports (often 0).
+    # greenlet: bytes of a suspended greenlet's stack saved to the heap. tealet keeps a suspended
+    # stack in place, so _stack_saved reports the stack its resumption needs: nonzero exactly
+    # while suspended.
     import _continuation
-    g = greenlet.greenlet(lambda: getcurrent().parent.switch())
-    assert g._stack_saved == 0
+    main = getcurrent()
+    def f():
+        main.switch(main._stack_saved)
+    g = greenlet.greenlet(f)
+    assert g._stack_saved == 0 and main._stack_saved == 0
+    assert g.switch() > 0  # main, suspended in its switch to g
+    assert g._stack_saved > 0
+    assert g._stack_saved == _continuation.stack_used(g._gr_c)
+    assert main._stack_saved == 0
     g.switch()
-    assert g._stack_saved == _continuation.stack_saved(g._gr_c)
-    assert getcurrent()._stack_saved == 0
-    g.switch()
-    assert g._stack_saved == 0
+    assert g.dead and g._stack_saved == 0
 
 
 # -- parent ---------------------------------------------------------------------------------
