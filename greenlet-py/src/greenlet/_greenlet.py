@@ -105,7 +105,7 @@ class _ThreadDeath:
         self.ts = ts
 
     def __del__(self):
-        global _total_main_greenlets
+        global _total_main_greenlets, _recent
         ts = self.ts
         ts.alive = False
         _total_main_greenlets -= 1
@@ -113,10 +113,18 @@ class _ThreadDeath:
         ts.current = ts.origin = ts.trace = None
         ts.deleteme.clear()
         ts.update_fast()
+        if _recent is ts:
+            _recent = _NO_TS
 
 
 _weakref = weakref.ref
 _UNOWNED = _RLock()  # never acquired
+# A thread state of no thread: `fast` is _UNOWNED.
+_NO_TS = _ThreadState.__new__(_ThreadState)
+_NO_TS.fast = _UNOWNED
+# The thread state looked up last. ``_recent.fast._is_owned()`` (one C call) tells whether it is
+# the calling thread's and its fast path is open, much cheaper than the thread-local lookup.
+_recent = _NO_TS
 _tls = _local()
 _total_main_greenlets = 0
 _thread_states = weakref.WeakSet()
@@ -124,12 +132,14 @@ _leaked = []  # greenlets GreenletExit did not kill: kept alive on purpose, like
 
 
 def _thread_state():
+    global _recent
     try:
         ts = _tls.ts
     except AttributeError:
-        return _new_thread_state()
+        ts = _new_thread_state()
     if ts.deleteme:
         _clear_deleteme(ts)
+    _recent = ts
     return ts
 
 
@@ -163,7 +173,8 @@ def getcurrent():
     """Returns the current greenlet (i.e. the one which called this function)."""
     if sys.is_finalizing():
         raise RuntimeError("greenlet is being finalized")
-    return _thread_state().current
+    ts = _recent
+    return (ts if ts.fast._is_owned() else _thread_state()).current
 
 
 def settrace(callback):
@@ -392,8 +403,7 @@ def _finish(g, ts):
     """Bookkeeping for a greenlet whose run just ended (its result landed in the main
     greenlet, which runs now); returns where the result goes."""
     ts.current = ts.main
-    g._gr_ctx = _get_context(g._gr_c)  # the context it finished in
-    g._gr_ts = g._gr_c = None
+    g._gr_ts = None  # _gr_c stays: the finished continulet holds the context it ended in
     return g._gr_parent
 
 
@@ -401,14 +411,15 @@ class _GreenletState:
     """greenlet's own state, in slots: kept out of the instance __dict__, which belongs to
     the user."""
     __slots__ = (
-        "_gr_c",        # its _Cont while active (unbound for a main greenlet)
+        "_gr_c",        # its _Cont once started (unbound for a main greenlet); a finished
+                        # one holds the context it ended in
         "_gr_ts",       # its thread's _ThreadState while active (started, not dead)
         "_gr_parent",
         "_gr_run",      # run as assigned, until the start
         "_gr_started",
         "_gr_main",
         "_gr_owner",    # the main greenlet of the thread it started in
-        "_gr_ctx",      # context assigned before the start, or the one it finished in
+        "_gr_ctx",      # context assigned before the start, or after the finish
         "_gr_wref",     # a weak reference to itself (its continulet's `gr`)
         "__dict__",
         "__weakref__",
@@ -450,12 +461,9 @@ class greenlet(_GreenletState):
         # creation): a plain greenlet gets its state here, in the first __init__ call, which
         # sees no weak reference yet; subclasses get theirs in _subclass_new.
         if self.__weakref__ is None:
-            try:
-                ts = _tls.ts
-            except AttributeError:
-                ts = _new_thread_state()
-            if ts.deleteme:
-                _clear_deleteme(ts)
+            ts = _recent
+            if not ts.fast._is_owned():
+                ts = _thread_state()
             self._gr_parent = ts.current
             self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
             self._gr_run = _NOT_GIVEN
@@ -614,7 +622,10 @@ class greenlet(_GreenletState):
 
     def _get_context(self):
         ts = self._gr_ts
-        if ts is None or not ts.alive:
+        if ts is None:  # unstarted, or finished: the context it ended in unless set since
+            c = self._gr_c
+            return self._gr_ctx if c is None else _get_context(c)
+        if not ts.alive:
             return self._gr_ctx
         holder = self._context_holder()
         return _get_context() if holder is None else _get_context(holder)
@@ -629,6 +640,8 @@ class greenlet(_GreenletState):
                 _set_context(ctx)
             else:
                 _set_context(ctx, holder)
+        elif ts is None:
+            self._gr_c = None  # a finished greenlet reports ctx from now on
         self._gr_ctx = ctx
 
     def _del_context(self):
@@ -750,8 +763,7 @@ def _start(g, args):
         if finished._gr_parent is ts.main:
             # Usually g returned (this is the main greenlet): the result is ours.
             ts.current = ts.main
-            finished._gr_ctx = _get_context(finished._gr_c)
-            finished._gr_ts = finished._gr_c = None
+            finished._gr_ts = None
             return value
     return _resumed_slow(ts, cc, value)
 
@@ -790,8 +802,7 @@ def _resumed_slow(ts, c, value):
         return value
     # `finished` returned `value` (this is the main greenlet): it goes to its parent.
     ts.current = main = ts.main
-    finished._gr_ctx = _get_context(finished._gr_c)
-    finished._gr_ts = finished._gr_c = None
+    finished._gr_ts = None
     target = finished._gr_parent
     if target is main and ts.trace is None:
         return value
