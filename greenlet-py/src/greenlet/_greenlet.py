@@ -465,11 +465,11 @@ class greenlet(_GreenletState):
             if not ts.fast._is_owned():
                 ts = _thread_state()
             self._gr_parent = ts.current
+            self._gr_run = run
             self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
-            self._gr_run = _NOT_GIVEN
             self._gr_started = self._gr_main = False
             self._gr_wref = _weakref(self)
-        if run is not _NOT_GIVEN:
+        elif run is not _NOT_GIVEN:
             if self._gr_started:
                 raise AttributeError("run cannot be set after the start of the greenlet")
             self._gr_run = run
@@ -739,7 +739,7 @@ def _start(g, args):
     if run is _NOT_GIVEN:
         raise AttributeError("run")
     g._gr_run = None
-    g._gr_c = c = _Cont(_call, *args)
+    g._gr_c = c = _Cont(_call, *args) if args else _Cont(_call)
     c.run = run
     c.gr = g._gr_wref
     if g._gr_ctx is not None:
