@@ -1,6 +1,7 @@
 """greenlet-py against issue 4: the greenlet 3.x API, its semantics, and the library patterns."""
 import asyncio
 import contextvars
+import contextlib
 import copy
 import gc
 import pickle
@@ -782,6 +783,26 @@ def test_garbage_cycle_through_its_own_frames_is_collected():
     assert ref() is not None
     gc.collect()
     assert log == ["GreenletExit"] and ref() is None
+
+
+@pytest.mark.parametrize("how", ["return", "raise", "switch then return"])
+def test_run_is_released_once_finished(how):
+    # A dead greenlet that is still referenced must not keep its run (and what it holds).
+    class Run:
+        def __call__(self):
+            if how == "switch then return":
+                getcurrent().parent.switch()
+            if how == "raise":
+                raise ValueError
+    run = Run()
+    released = weakref.ref(run)
+    g = greenlet.greenlet(run)
+    del run
+    with pytest.raises(ValueError) if how == "raise" else contextlib.nullcontext():
+        g.switch()
+        if how == "switch then return":
+            g.switch()
+    assert g.dead and released() is None
 
 
 def test_replaced_run_is_released_inside_the_new_greenlet():

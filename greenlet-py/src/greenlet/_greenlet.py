@@ -404,6 +404,7 @@ def _finish(g, ts):
     greenlet, which runs now); returns where the result goes."""
     ts.current = ts.main
     g._gr_ts = None  # _gr_c stays: the finished continulet holds the context it ended in
+    g._gr_c.run = None
     return g._gr_parent
 
 
@@ -764,6 +765,7 @@ def _start(g, args):
             # Usually g returned (this is the main greenlet): the result is ours.
             ts.current = ts.main
             finished._gr_ts = None
+            finished._gr_c.run = None
             return value
     return _resumed_slow(ts, cc, value)
 
@@ -803,6 +805,7 @@ def _resumed_slow(ts, c, value):
     # `finished` returned `value` (this is the main greenlet): it goes to its parent.
     ts.current = main = ts.main
     finished._gr_ts = None
+    finished._gr_c.run = None
     target = finished._gr_parent
     if target is main and ts.trace is None:
         return value
