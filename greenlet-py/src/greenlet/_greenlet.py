@@ -118,6 +118,7 @@ class _ThreadDeath:
 
 
 _weakref = weakref.ref
+_weakref_count = weakref.getweakrefcount
 _UNOWNED = _RLock()  # never acquired
 # A thread state of no thread: `fast` is _UNOWNED.
 _NO_TS = _ThreadState.__new__(_ThreadState)
@@ -461,7 +462,7 @@ class greenlet(_GreenletState):
         # greenlet itself has no __new__ (a Python __new__ costs more than the rest of the
         # creation): a plain greenlet gets its state here, in the first __init__ call, which
         # sees no weak reference yet; subclasses get theirs in _subclass_new.
-        if self.__weakref__ is None:
+        if not _weakref_count(self):
             ts = _recent
             if not ts.fast._is_owned():
                 ts = _thread_state()
