@@ -102,6 +102,25 @@ unsafe extern "C" fn bounce_nested(_me: *mut tealet_t, _a: *mut c_void, v: *mut 
     }
 }
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+type Co = corosensei::Coroutine<usize, usize, ()>;
+
+/// corosensei's side of the nested round trip: one real call around the resume and the suspend.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(never)]
+fn co_resume(co: &mut Co, v: usize) -> usize {
+    match black_box(co).resume(v) {
+        corosensei::CoroutineResult::Yield(x) => x,
+        corosensei::CoroutineResult::Return(()) => 0,
+    }
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(never)]
+fn co_suspend(y: &corosensei::Yielder<usize, usize>, v: usize) -> usize {
+    black_box(y).suspend(v)
+}
+
 fn round_trip_nested(c: &mut Criterion) {
     let mut g = c.benchmark_group("round_trip_nested");
     let t = make(bounce_nested, TEALET_STACK_DEDICATED);
@@ -130,18 +149,6 @@ fn round_trip_nested(c: &mut Criterion) {
                 black_box(t.data)
             })
         });
-        type Co = corosensei::Coroutine<usize, usize, ()>;
-        #[inline(never)]
-        fn co_resume(co: &mut Co, v: usize) -> usize {
-            match black_box(co).resume(v) {
-                corosensei::CoroutineResult::Yield(x) => x,
-                corosensei::CoroutineResult::Return(()) => 0,
-            }
-        }
-        #[inline(never)]
-        fn co_suspend(y: &corosensei::Yielder<usize, usize>, v: usize) -> usize {
-            black_box(y).suspend(v)
-        }
         let mut co: Co = corosensei::Coroutine::new(|y: &corosensei::Yielder<usize, usize>, mut v: usize| loop {
             v = co_suspend(y, v);
         });
@@ -266,8 +273,22 @@ fn best_of_bursts(_c: &mut Criterion) {
     let mut ctx = Some(unsafe { Context::new(&s1, ctx_loop) });
     // SAFETY: as above.
     let mut ctx_nested = Some(unsafe { Context::new(&s2, ctx_loop_nested) });
-    let names = ["round trip flat: tealet", "round trip flat: context", "round trip nested: tealet", "round trip nested: context", "pooled create+run+finish"];
-    let mut best = [f64::MAX; 5];
+    let mut co_flat = corosensei::Coroutine::new(|y: &corosensei::Yielder<usize, usize>, mut v: usize| loop {
+        v = y.suspend(v);
+    });
+    let mut co_nested: Co = corosensei::Coroutine::new(|y: &corosensei::Yielder<usize, usize>, mut v: usize| loop {
+        v = co_suspend(y, v);
+    });
+    let names = [
+        "round trip flat: tealet",
+        "round trip flat: context",
+        "round trip flat: corosensei",
+        "round trip nested: tealet",
+        "round trip nested: context",
+        "round trip nested: corosensei",
+        "pooled create+run+finish",
+    ];
+    let mut best = [f64::MAX; 7];
     for _ in 0..300 {
         let r = [
             burst(&mut || {
@@ -283,12 +304,18 @@ fn best_of_bursts(_c: &mut Criterion) {
                 black_box(t.data);
             }),
             burst(&mut || {
+                black_box(co_flat.resume(1));
+            }),
+            burst(&mut || {
                 black_box(nested_switch(nested, 1));
             }),
             burst(&mut || {
                 let t = resume(ctx_nested.take().unwrap(), 1);
                 ctx_nested = Some(t.context);
                 black_box(t.data);
+            }),
+            burst(&mut || {
+                black_box(co_resume(&mut co_nested, 1));
             }),
             burst(&mut || {
                 let t = make(done, TEALET_STACK_DEDICATED);
@@ -306,7 +333,7 @@ fn best_of_bursts(_c: &mut Criterion) {
     for (name, b) in names.iter().zip(best) {
         println!("best of bursts: {name}: {b:.2} ns");
     }
-    println!("best of bursts: tealet / context: flat {:.2}x, nested {:.2}x", best[0] / best[1], best[2] / best[3]);
+    println!("best of bursts: tealet / context: flat {:.2}x, nested {:.2}x", best[0] / best[1], best[3] / best[4]);
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]

@@ -473,6 +473,82 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
     }
 }
 
+/// `tealet_switch`: the common case, a suspended tealet of this thread whose stack is in place
+/// (a suspended shared tealet not copied out owns its region), in one check and a tail call to
+/// the plain jump, with no stack frame. The rest goes to `switch_start`.
+#[inline(always)]
+pub(crate) unsafe fn switch_fast(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    // SAFETY: `target` is null or a tealet pointer from us, not yet freed, whose home outlives
+    // it; `out` is null or readable and writable (the caller's promise). The thread id matches
+    // only on the tealet's own live thread (a retired home holds 0), so `ts` is this thread's
+    // live state.
+    unsafe {
+        if target.is_null() {
+            return switch_checked(target, out);
+        }
+        let h = home(target);
+        if h.tid.load(Ordering::Relaxed) != crate::threadid::current()
+            || (*target).status != SUSPENDED as u8
+            || (*target).flags & COPIED != 0
+        {
+            return switch_start(target, out);
+        }
+        enter(&mut *h.ts.load(Ordering::Relaxed), target, out, (*target).link as *mut *mut c_void)
+    }
+}
+
+/// `switch_fast`'s next case, out of line: a new dedicated tealet of this thread (`create` wrote
+/// its first frame, which takes the value from the thread state). The rest goes to
+/// `switch_checked`.
+#[inline(never)]
+unsafe extern "C" fn switch_start(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    // SAFETY: as for `switch_fast`, with `target` non-null.
+    unsafe {
+        let h = home(target);
+        if h.tid.load(Ordering::Relaxed) != crate::threadid::current()
+            || (*target).status != NEW as u8
+            || (*target).flags & KIND_MASK != KIND_DEDICATED
+        {
+            return switch_checked(target, out);
+        }
+        let s = &mut *h.ts.load(Ordering::Relaxed);
+        let to_out = &mut s.value as *mut *mut c_void;
+        enter(s, target, out, to_out)
+    }
+}
+
+/// The bookkeeping of a switch from the running tealet to `target` whose stack is in place, and
+/// the jump; `to_out` is where `target` takes its value.
+#[inline(always)]
+unsafe fn enter(s: &mut ThreadState, target: *mut Tealet, out: *mut *mut c_void, to_out: *mut *mut c_void) -> i32 {
+    // SAFETY: `s` is this thread's state, `target` one of its tealets whose stack is in place,
+    // `out` null or readable and writable (the callers' promise).
+    unsafe {
+        let cur = s.current;
+        (*cur).status = SUSPENDED as u8;
+        (*cur).link = out as usize;
+        (*target).status = RUNNING as u8;
+        s.previous = cur;
+        s.current = target;
+        let value = if out.is_null() { null_mut() } else { *out };
+        jump(cur, target, value, to_out)
+    }
+}
+
+/// `switch_fast`'s other cases: the checks, then the general switch. `extern "C"` so that nothing
+/// unwinds out of it (a panic aborts here): the fast path then needs no landing pad around its
+/// calls, which stay tail calls even in unwinding builds (tests, benches).
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn switch_checked(target: *mut Tealet, out: *mut *mut c_void) -> i32 {
+    let ts = match target_state(target) {
+        Ok(ts) => ts,
+        Err(e) => return e,
+    };
+    // SAFETY: `ts` and `target` checked above; `out` as promised to `switch_fast`.
+    unsafe { switch(ts, target, out) }
+}
+
 /// The calling thread's state if `target` can be switched to from the calling thread.
 #[inline]
 pub(crate) fn target_state(target: *mut Tealet) -> Result<*mut ThreadState, i32> {

@@ -177,6 +177,50 @@ fn error_codes() {
     }
 }
 
+/// Counts its resumes in `*arg`; each time: switching to itself is a no-op that keeps the
+/// value, then back to its resumer with a NULL value pointer; finishes on the third.
+unsafe extern "C" fn null_bouncer(me: *mut tealet_t, arg: *mut c_void, _value: *mut *mut c_void) -> *mut tealet_t {
+    // SAFETY: `arg` points to the test's counter, which outlives this tealet; tealets of this thread.
+    unsafe {
+        let count = arg as *mut usize;
+        loop {
+            *count += 1;
+            let mut v = std::ptr::without_provenance_mut(5);
+            assert_eq!(tealet_switch(me, &mut v), TEALET_OK);
+            assert_eq!(v as usize, 5);
+            assert_eq!(tealet_previous(), tealet_main());
+            if *count == 3 {
+                return tealet_previous();
+            }
+            assert_eq!(tealet_switch(tealet_previous(), null_mut()), TEALET_OK);
+        }
+    }
+}
+
+#[test]
+fn null_values_and_switch_to_self() {
+    for policy in POLICIES {
+        let mut count = 0usize;
+        let t = create(null_bouncer, &mut count as *mut usize as *mut c_void, policy);
+        // SAFETY: `t` is a tealet of this thread; `count` outlives it.
+        unsafe {
+            let mut v = std::ptr::without_provenance_mut(9);
+            assert_eq!(tealet_switch(tealet_current(), &mut v), TEALET_OK);
+            assert_eq!(v as usize, 9);
+            assert_eq!(tealet_switch(t, null_mut()), TEALET_OK);
+            assert_eq!((count, tealet_status(t), tealet_status(tealet_main())), (1, TEALET_STATUS_SUSPENDED, TEALET_STATUS_RUNNING));
+            assert_eq!(tealet_previous(), t);
+            let mut v = std::ptr::without_provenance_mut(4);
+            assert_eq!(tealet_switch(t, &mut v), TEALET_OK);
+            assert!(v.is_null(), "resumed through a NULL value pointer");
+            assert_eq!(count, 2);
+            assert_eq!(tealet_switch(t, null_mut()), TEALET_OK);
+            assert_eq!((count, tealet_status(t)), (3, TEALET_STATUS_FINISHED));
+            assert_eq!(tealet_free(t), TEALET_OK);
+        }
+    }
+}
+
 struct Sendable(*mut tealet_t);
 // SAFETY: only the pointer value crosses threads; the API checks ownership.
 unsafe impl Send for Sendable {}
