@@ -104,6 +104,11 @@ typedef struct tpy_state {
     PyObject *delete_later;                    /* 3.13: tstate->delete_later (refcount 0 objects, swapped) */
     uintptr_t critical_section;                /* 3.13: tstate->critical_section (0 in GIL builds) */
 #endif
+    void *root;                                /* all: the switcher's top frame that this continuation's
+                                                *   own frames link to while it runs (NULL when
+                                                *   detached, suspended or its switcher finished) */
+    void *bottom;                              /* all: its own frame that links to root (found on save) */
+    int detached;                              /* all: never linked (the main one; opted out) */
 #if V312
     tpy_link *links;                           /* 3.12+: original `previous` of relinked frames: */
     tpy_link link0;                            /*   &link0 while one is enough (usually: the */
@@ -113,9 +118,19 @@ typedef struct tpy_state {
     int started;
 } tpy_state;
 
-/* The tracing flag is per thread: carried from the switcher into the resumed continuation. */
+/* 3.10/3.11 cache the tracing flag per C-level eval loop (cframe->use_tracing); a resumed
+ * continuation recomputes it from the thread's trace/profile functions, which may have been
+ * set or cleared by a continuation that never switched out again (it finished). */
 #if V310 && !V312
-static uint8_t carried_use_tracing;
+#if V311
+#define TPY_TRACING_ON 255
+#else
+#define TPY_TRACING_ON 1
+#endif
+static void refresh_use_tracing(PyThreadState *ts)
+{
+    ts->cframe->use_tracing = ts->tracing == 0 && (ts->c_tracefunc || ts->c_profilefunc) ? TPY_TRACING_ON : 0;
+}
 #endif
 
 #if V311
@@ -221,29 +236,105 @@ static void unhide_cstack_frames(tpy_state *s)
 }
 #endif
 
+/* The link below a continuation's own frames (PyPy's f_back of the callable's bottom frame): while
+ * a continuation runs, its bottom frame links to the top frame of the continuation its continulet
+ * holds (usually the one that switched to it; where its result goes), so sys._getframe(), f_back
+ * and tracebacks walk on into it as after a call. Only the running continuation is linked: save
+ * cuts the link, restore makes it again, so a suspended chain always ends in None and never
+ * reaches frames that ran or finished meanwhile; and the linked one stays suspended as long as
+ * the link exists (it can only run after a switch, which cuts it).
+ * The link is the field each version reads for the frame below: f_back (<=3.10, an owned
+ * reference), `previous` (3.11+; on 3.12+ usually that of the entry frame below the bottom
+ * frame). The thread's head is the link itself while the continuation has no frame of its own,
+ * so a new bottom frame (and, 3.11/3.12, a new bottom eval loop through root_cframe) picks it up. */
+#if !V311
+typedef PyFrameObject tpy_frame;
+#define LINK(f) ((f)->f_back)
+#define OWN_HEAD(s) ((s)->frame)
+#define THREAD_HEAD(ts) ((ts)->frame)
+#define TOP_OF(s) ((s)->frame)
+#else
+typedef struct _PyInterpreterFrame tpy_frame;
+#define LINK(f) ((f)->previous)
+#define OWN_HEAD(s) ((s)->current_frame)
+#define THREAD_HEAD(ts) (*frame_head(ts))
+#if V312
+#define TOP_OF(s) ((s)->heap_head)
+#else
+#define TOP_OF(s) ((s)->current_frame)
+#endif
+#endif
+
+/* Save: the own frames end where the chain reaches the link; cut it there. */
+static void cut_link(tpy_state *s)
+{
+    tpy_frame *root = s->root, *f = OWN_HEAD(s);
+    s->bottom = NULL;
+    if (!root) return;
+    if (f == root) {
+        OWN_HEAD(s) = NULL;
+        return;
+    }
+    while (f && LINK(f) != root) f = LINK(f);
+    if (!f) return;
+    LINK(f) = NULL;
+#if !V311
+    Py_DECREF(root);            /* the switcher's running frame: its eval loop keeps it alive */
+#endif
+    s->bottom = f;
+}
+
+/* Restore: link to `root` (the switcher's top frame, or NULL). */
+static void make_link(PyThreadState *ts, tpy_state *s, tpy_frame *root)
+{
+    s->root = root;
+#if V311 && !V313
+    s->root_cframe.current_frame = root;
+#endif
+    if (!root) return;
+    if (!THREAD_HEAD(ts)) {
+        THREAD_HEAD(ts) = root;
+    } else if (s->bottom) {
+#if !V311
+        Py_INCREF(root);
+#endif
+        LINK((tpy_frame *)s->bottom) = root;
+    }
+}
+
+/* Whom a continuation whose continulet holds `from` links to; `from == s` (its own switch
+ * failed and left it there): the link it had. */
+static tpy_frame *link_target(tpy_state *s, tpy_state *from)
+{
+    if (s->detached || !from) return NULL;
+    return from == s ? (tpy_frame *)s->root : (tpy_frame *)TOP_OF(from);
+}
+
 /* States are made and freed with the GIL held: pymalloc, no malloc header. */
 tpy_state *tpy_state_new(void)
 {
     return PyMem_Calloc(1, sizeof(tpy_state));
 }
 
+/* The main continuation's frames are the thread's own; a continulet may opt out too. */
+void tpy_set_detached(tpy_state *s) { s->detached = 1; }
+
 /* Called in the running continuation just before it switches away (GIL held). */
 int tpy_save(tpy_state *s)
 {
     PyThreadState *ts = PyThreadState_Get();
 #if !V311
-    Py_XSETREF(s->top_frame, (PyObject *)PyThreadState_GetFrame(ts));  /* frame objects always exist */
-#endif
-#if !V311
     s->frame = ts->frame;
 #else
     s->current_frame = *frame_head(ts);
 #endif
+    cut_link(s);
+#if !V311
+    Py_XINCREF(s->frame);                       /* frame objects always exist */
+    Py_XSETREF(s->top_frame, (PyObject *)s->frame);
+#endif
 #if V310 && !V313
     s->cframe = ts->cframe;
-#endif
-#if V310 && !V312
-    carried_use_tracing = ts->cframe->use_tracing;
 #endif
 #if !V311
     s->py_depth = ts->recursion_depth;
@@ -276,8 +367,9 @@ int tpy_save(tpy_state *s)
     return 0;
 }
 
-/* Called in the resumed continuation right after the switch returned into it. */
-void tpy_restore(tpy_state *s)
+/* Called in the resumed continuation right after the switch returned into it, with the state of
+ * the continuation its continulet holds now (NULL: none), which its frames link to. */
+void tpy_restore(tpy_state *s, tpy_state *from)
 {
     PyThreadState *ts = PyThreadState_Get();
 #if V312
@@ -292,7 +384,7 @@ void tpy_restore(tpy_state *s)
     *frame_head(ts) = s->current_frame;
 #endif
 #if V310 && !V312
-    ts->cframe->use_tracing = carried_use_tracing;
+    refresh_use_tracing(ts);
 #endif
 #if !V311
     ts->recursion_depth = s->py_depth;
@@ -324,13 +416,14 @@ void tpy_restore(tpy_state *s)
 #if !V311
     Py_CLEAR(s->top_frame);
 #endif
+    make_link(ts, s, link_target(s, from));
 }
 
 /* Installs the fresh state of a new continuation on its first switch-in: empty frame chain, own
  * data stack, no handled exception, the context set on it. Its first eval loop links its cframe
  * (3.10-3.12) to root_cframe, kept here rather than on the C stack, which every suspended copy
  * of the stack would carry. Returns -1 (nothing changed) when the data stack cannot be had. */
-int tpy_start(tpy_state *s)
+int tpy_start(tpy_state *s, tpy_state *from)
 {
     PyThreadState *ts = PyThreadState_Get();
 #if V311
@@ -338,15 +431,14 @@ int tpy_start(tpy_state *s)
     if (!root) { PyErr_NoMemory(); return -1; }
 #endif
 #if V310 && !V313
-    s->root_cframe = *ts->cframe;     /* copies use_tracing (3.10/3.11) from the switcher */
+    /* Not a copy of the switcher's cframe: that one is on the switcher's stack, which this one
+     * may have replaced in a shared region. */
+    memset(&s->root_cframe, 0, sizeof s->root_cframe);
     s->root_cframe.previous = &ts->root_cframe;
-#if V311
-    s->root_cframe.current_frame = NULL;
-#endif
     ts->cframe = &s->root_cframe;
 #endif
 #if V310 && !V312
-    s->root_cframe.use_tracing = carried_use_tracing;
+    refresh_use_tracing(ts);
 #endif
 #if !V311
     ts->frame = NULL;
@@ -381,6 +473,7 @@ int tpy_start(tpy_state *s)
     ts->delete_later = NULL;
     ts->critical_section = 0;
 #endif
+    make_link(ts, s, link_target(s, from));
     s->started = 1;
     return 0;
 }
@@ -400,6 +493,7 @@ PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
 PyObject *tpy_finish(void)
 {
     PyThreadState *ts = PyThreadState_Get();
+    THREAD_HEAD(ts) = NULL;     /* the link, which the eval loop's exit left there */
 #if V311
     free_chunks(ts->datastack_chunk);
     ts->datastack_chunk = NULL;

@@ -284,8 +284,10 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
                 return Err(PyMemoryError::new_err("tealet_main"));
             }
             let data = new_cont(None)?;
-            // SAFETY: t is this thread's live main tealet; data is its fresh Cont.
+            // SAFETY: t is this thread's live main tealet; data is its fresh Cont, whose frames
+            // are the thread's own (never linked below).
             unsafe {
+                tpy_set_detached((*data).state);
                 tc::tealet_set_data(t, data.cast());
                 (*data).tealet = t;
             }
@@ -354,6 +356,22 @@ fn take_posted(value: *mut c_void) -> (Payload, *mut Cont) {
     }
 }
 
+/// The interpreter state whose top frame the frames of `me` link to while it runs (PyPy's f_back
+/// of the callable's frame): the continuation its continulet holds now, where its result goes.
+/// Null if it holds none (the main continuation has no continulet).
+fn held_state(me: *mut Cont) -> *mut TpyState {
+    // SAFETY: me is the running tealet's Cont; a continulet holds a live, unfinished tealet
+    // (finishing takes it out of the slot), which carries its Cont.
+    unsafe {
+        let Some(owner) = (*me).owner.as_ref() else { return ptr::null_mut() };
+        let t = owner.get().slot.tealet.get();
+        if t.is_null() {
+            return ptr::null_mut();
+        }
+        (*cont_of(t)).state
+    }
+}
+
 /// `error(msg)`, built out of line: the switch path's frames stay on every suspended stack.
 #[cold]
 #[inline(never)]
@@ -379,7 +397,7 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
 #[inline(never)]
 fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
-    unsafe { tpy_restore((*me).state) };
+    unsafe { tpy_restore((*me).state, held_state(me)) };
     let (payload, sender) = take_posted(value);
     if rc != tc::TEALET_OK {
         // On failure nobody took the payload from our outbox: drop it.
@@ -407,7 +425,7 @@ fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_
 unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *mut c_void) -> *mut tc::tealet_t {
     let data = arg.cast::<Cont>();
     // SAFETY: data is this tealet's Cont; tpy_start installs its fresh interpreter state.
-    let started = unsafe { tpy_start((*data).state) } == 0;
+    let started = unsafe { tpy_start((*data).state, held_state(data)) } == 0;
     let call = begin(data, value, started);
     let result = if call {
         // SAFETY: data is this tealet's Cont; `call` is not touched until the call returns,
@@ -816,9 +834,16 @@ impl Continulet {
         main_tealet()?;
         // SAFETY: slf is a live continulet; an empty eager instance dict is made lazy again.
         unsafe { tpy_drop_empty_dict(slf.as_ptr()) };
+        let detach = !slf.is_exact_instance_of::<Continulet>()
+            && slf.get_type().getattr(pyo3::intern!(slf.py(), "detach_frames"))?.is_truthy()?;
         let data = new_cont(Some(Call::new(slf, callable, args, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
-        unsafe { (*data).owner = Some(slf.clone().unbind()) };
+        unsafe {
+            (*data).owner = Some(slf.clone().unbind());
+            if detach {
+                tpy_set_detached((*data).state);
+            }
+        }
         let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
         let mut t = ptr::null_mut();
         // SAFETY: run is our entry; data outlives the tealet (freed when it is reaped or killed).
@@ -850,6 +875,15 @@ impl Continulet {
         let py = slf.py();
         let err = make_exception(py, r#type, value, tb)?;
         Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
+    }
+
+    /// tealet extension: a subclass that sets this class attribute to True opts out of PyPy's
+    /// frame linking (read at `__init__`): while its callable runs, the callable's bottom frame
+    /// has `f_back` None instead of the top frame of the continuation the continulet holds (a
+    /// greenlet's run frame).
+    #[classattr]
+    fn detach_frames() -> bool {
+        false
     }
 
     fn is_pending(&self) -> bool {

@@ -23,8 +23,9 @@ extern "C" {
     pub fn tpy_state_new() -> *mut TpyState;
     pub fn tpy_state_free(s: *mut TpyState);
     pub fn tpy_save(s: *mut TpyState) -> c_int;
-    pub fn tpy_restore(s: *mut TpyState);
-    pub fn tpy_start(s: *mut TpyState) -> c_int;
+    pub fn tpy_restore(s: *mut TpyState, from: *mut TpyState);
+    pub fn tpy_start(s: *mut TpyState, from: *mut TpyState) -> c_int;
+    pub fn tpy_set_detached(s: *mut TpyState);
     pub fn tpy_call(
         callable: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,

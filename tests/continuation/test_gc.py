@@ -279,3 +279,72 @@ def test_many_suspended_with_gc_churn_under_debug_malloc():
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split() == ["0"]
+
+
+def test_linked_frames_under_random_switching_with_debug_malloc():
+    # Continuations switch among themselves (plain and double switches), raise, finish and become
+    # garbage at random while their frames and tracebacks are walked and the GC runs: the running
+    # chain goes on through the continuation its continulet holds, suspended chains end in None.
+    r = run_debug_malloc("""
+        import gc, random, sys, traceback
+        from _continuation import continulet
+        random.seed(11)
+        live, kept = [], []
+
+        def walk(frame):
+            n = 0
+            while frame is not None:
+                frame.f_locals
+                frame, n = frame.f_back, n + 1
+                assert n < 100000, "f_back chain does not end"
+            return n
+
+        def step():
+            walk(sys._getframe())
+            traceback.extract_stack()
+            for k in kept:
+                walk(k.tb_frame if hasattr(k, "tb_frame") else k)
+            op = random.random()
+            if op < 0.1:
+                try:
+                    raise KeyError(op)
+                except KeyError as e:
+                    kept.append(e.__traceback__)
+            elif op < 0.15:
+                kept.append(sys._getframe())
+            elif op < 0.2 and live:
+                live.pop(random.randrange(len(live)))
+            elif op < 0.25:
+                gc.collect()
+            elif op < 0.35:
+                live.append(continulet(worker, random.randrange(4)))
+            del kept[:-20]
+            pending = [c for c in live if c.is_pending()]
+            if pending:
+                to = random.choice(pending + [None, None])
+                try:
+                    random.choice(pending).switch(to=to)
+                except ValueError:     # a worker raised out into us
+                    pass
+
+        def worker(c, depth):
+            if depth:
+                return worker(c, depth - 1)
+            for _ in range(random.randrange(1, 20)):
+                step()
+            if random.random() < 0.3:
+                raise ValueError("out")
+
+        for n in range(300):
+            if len(live) < 20:
+                live.append(continulet(worker, random.randrange(4)))
+            step()
+            if n % 50 == 0:
+                gc.collect()
+        del live[:], kept[:]
+        for _ in range(5):    # unwinding killed continuations makes more garbage
+            gc.collect()
+        print(sum(1 for o in gc.get_objects() if type(o) is continulet))
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["0"]

@@ -64,6 +64,42 @@ def test_get_frame_walk_after_other_switches():
     a.switch(); b.switch()
 
 
+def test_detach_frames_opts_out_of_the_link():
+    class Detached(continulet):
+        detach_frames = True
+    seen = []
+    def f(c):
+        seen.append(sys._getframe().f_back)
+        c.switch()
+        seen.append(sys._getframe().f_back)
+    def switcher(c):
+        c.switch()
+    for cls in (Detached, continulet):
+        c = cls(f)
+        switcher(c)
+        switcher(c)
+    assert seen[:2] == [None, None]
+    assert [fr.f_code.co_name for fr in seen[2:]] == ["switcher", "switcher"]
+    assert continulet.detach_frames is False
+
+
+def test_suspended_chain_ends_at_callable_after_switcher_finished():
+    held = []
+    def f(c):
+        held.append(sys._getframe())
+        c.switch()
+    def starter(c):
+        c.switch()
+    c = continulet(f)
+    starter(c)
+    assert held[0].f_back is None          # starter's frame is gone; the link went with it
+    assert get_frame(c) is held[0]
+    def resumer():
+        c.switch()
+    resumer()
+    assert not c.is_pending()
+
+
 def test_context_per_continulet():
     var = contextvars.ContextVar("var", default="unset")
     def f(c):

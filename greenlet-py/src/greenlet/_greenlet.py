@@ -55,6 +55,8 @@ class _Cont(_continulet):
     continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller`` calls ``cont.run``
     and its argument tuple keeps the continulet alive while run runs."""
     __slots__ = ("run", "gr")  # gr: weak reference to its greenlet
+    # A greenlet's run frame has f_back None (greenlet's), not PyPy's link to the switcher.
+    detach_frames = True
     # The greenlet's __del__ throws GreenletExit; the continulet must not throw its own
     # ContinuletExit (a C-level no-op replaces the binding's finalizer).
     __del__ = _continulet.is_pending
