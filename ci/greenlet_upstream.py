@@ -40,20 +40,12 @@ _PROFILE = ("sys.setprofile sees the pure-Python switch: greenlet.switch and the
 # Tests the C extension passes and ours does not, each with its cause. Like a strict xfail:
 # the comparison fails if one of them passes (then it must come off this list).
 KNOWN_FAILING = {
-    "test_stack_saved.Test.test_stack_saved":
-        "tealet keeps a suspended stack in place: nothing is copied to the heap, so 0 bytes saved",
-}
-if sys.version_info < (3, 13):  # 3.13 has no trash delete nesting; the test then does without
-    KNOWN_FAILING["test_greenlet_trash.TestTrashCanReEnter.test_it"] = (
-        "needs greenlet._greenlet.get_tstate_trash_delete_nesting (a PyThreadState field the "
-        "binding does not expose)")
-KNOWN_FAILING.update(
-    ("test_tracing.TestPythonTracing." + name, _PROFILE)
+    "test_tracing.TestPythonTracing." + name: _PROFILE
     for name in ("test_trace_events_from_greenlet_subclass_sets_profiler",
                  "test_trace_events_into_greenlet_func_already_set",
                  "test_trace_events_into_greenlet_subclass_already_set",
                  "test_trace_events_multiple_greenlets_switching",
-                 "test_trace_events_multiple_greenlets_switching_siblings"))
+                 "test_trace_events_multiple_greenlets_switching_siblings")}
 if sys.version_info < (3, 12):  # 3.12+'s instrumented profiling leaves those returns out here
     KNOWN_FAILING[
         "test_tracing.TestPythonTracing.test_trace_events_from_greenlet_func_sets_profiler"] = (

@@ -40,6 +40,13 @@ typedef CFrame _PyCFrame;                      /* 3.10 names it CFrame */
 #define TPY_ROOT_CHUNK_SIZE 1024
 #define TPY_CHUNK_CACHE 1024
 
+/* The trash can's nesting counter (<=3.12; 3.13 has none), one of the fields that move. */
+#if !V312
+#define TPY_TRASH_NESTING(ts) ((ts)->trash_delete_nesting)
+#elif !V313
+#define TPY_TRASH_NESTING(ts) ((ts)->trash.delete_nesting)
+#endif
+
 /* Where a suspended frame is, per version: the index (in code units) of the instruction it is
  * executing; whether its stack pointer was recorded (3.11+: it called a Python function inline;
  * 3.12+ mark an unrecorded one with stacktop -1, 3.11 only flags the callee as an entry frame);
@@ -91,10 +98,8 @@ typedef struct tpy_state {
     _PyErr_StackItem *exc_info;                /* all: handled-exception stack pointer */
     _PyErr_StackItem exc_state;                /* all: incl. previous_item (owned) */
     PyObject *context;                         /* all: contextvars (owned; context_ver bumped on restore) */
-#if !V312
-    int trash_delete_nesting;                  /* <=3.11: tstate->trash_delete_nesting */
-#elif !V313
-    int trash_delete_nesting;                  /* 3.12: tstate->trash.delete_nesting */
+#if !V313
+    int trash_delete_nesting;                  /* <=3.12: TPY_TRASH_NESTING(tstate) */
 #else
     PyObject *delete_later;                    /* 3.13: tstate->delete_later (refcount 0 objects, swapped) */
     uintptr_t critical_section;                /* 3.13: tstate->critical_section (0 in GIL builds) */
@@ -360,10 +365,8 @@ int tpy_save(tpy_state *s)
     s->exc_state = ts->exc_state;
     s->context = ts->context;
     ts->context = NULL;
-#if !V312
-    s->trash_delete_nesting = ts->trash_delete_nesting;
-#elif !V313
-    s->trash_delete_nesting = ts->trash.delete_nesting;
+#if !V313
+    s->trash_delete_nesting = TPY_TRASH_NESTING(ts);
 #else
     s->delete_later = ts->delete_later;
     ts->delete_later = NULL;
@@ -415,10 +418,8 @@ void tpy_restore(tpy_state *s, tpy_state *from)
     Py_XSETREF(ts->context, s->context);
     s->context = NULL;
     ts->context_ver++;
-#if !V312
-    ts->trash_delete_nesting = s->trash_delete_nesting;
-#elif !V313
-    ts->trash.delete_nesting = s->trash_delete_nesting;
+#if !V313
+    TPY_TRASH_NESTING(ts) = s->trash_delete_nesting;
 #else
     ts->delete_later = s->delete_later;
     s->delete_later = NULL;
@@ -478,10 +479,8 @@ int tpy_start(tpy_state *s, tpy_state *from)
     Py_XSETREF(ts->context, s->context);
     s->context = NULL;
     ts->context_ver++;
-#if !V312
-    ts->trash_delete_nesting = 0;
-#elif !V313
-    ts->trash.delete_nesting = 0;
+#if !V313
+    TPY_TRASH_NESTING(ts) = 0;
 #else
     ts->delete_later = NULL;
     ts->critical_section = 0;
@@ -588,6 +587,17 @@ void tpy_set_current_context(PyObject *ctx)
     Py_XINCREF(ctx);
     Py_XSETREF(ts->context, ctx);
     ts->context_ver++;
+}
+
+/* The running thread's trash can nesting (the state's trash_delete_nesting field above), or -1
+ * on 3.13, which has no such counter (its trash can defers by C recursion depth). */
+int tpy_trash_delete_nesting(void)
+{
+#if !V313
+    return TPY_TRASH_NESTING(PyThreadState_Get());
+#else
+    return -1;
+#endif
 }
 
 /* GC: visits exactly the references a suspended continuation owns: its exception state, context

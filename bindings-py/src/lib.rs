@@ -6,7 +6,7 @@
 mod frames;
 mod pystate;
 
-use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyTypeError};
+use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyNotImplementedError, PyTypeError};
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{create_exception, ffi, intern, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
@@ -1286,15 +1286,38 @@ fn set_context(ctx: &Bound<'_, PyAny>, cont: Option<&Bound<'_, Continulet>>) -> 
     Ok(())
 }
 
+/// `bytes(t)` for the tealet stored in `cont`; 0 without one: unbound, the main tealet of an exited
+/// thread (freed with it), or running in another thread (nothing suspended).
+fn stack_bytes(cont: &Continulet, bytes: unsafe extern "C" fn(*const tc::tealet_t) -> usize) -> usize {
+    let t = cont.slot.tealet.get();
+    // SAFETY: with a state, t is a live tealet record (the core gives 0 for an exited thread's).
+    with_state(cont, |s| s.map_or(0, |_| unsafe { bytes(t) })).unwrap_or(0)
+}
+
 /// stack_saved(cont): bytes of that continuation's C stack held on the heap.
 #[pyfunction]
 fn stack_saved(cont: &Bound<'_, Continulet>) -> usize {
-    let t = cont.get().slot.tealet.get();
-    if t.is_null() {
-        return 0;
+    stack_bytes(cont.get(), tc::tealet_stack_saved)
+}
+
+/// stack_used(cont): bytes of C stack the continuation suspended in `cont` needs to resume,
+/// wherever they are kept: in place in its stack region or copied to the heap.
+#[pyfunction]
+fn stack_used(cont: &Bound<'_, Continulet>) -> usize {
+    stack_bytes(cont.get(), tc::tealet_stack_used)
+}
+
+/// get_tstate_trash_delete_nesting(): the running thread's trash can nesting level (CPython
+/// 3.9-3.12; 3.13 has no such counter: NotImplementedError), as greenlet's test helper.
+#[pyfunction]
+fn get_tstate_trash_delete_nesting() -> PyResult<c_int> {
+    // SAFETY: called with the GIL held (a pyfunction), so the thread state is attached.
+    match unsafe { tpy_trash_delete_nesting() } {
+        n if n >= 0 => Ok(n),
+        _ => Err(PyNotImplementedError::new_err(
+            "get_tstate_trash_delete_nesting: CPython 3.13 has no trash delete nesting counter",
+        )),
     }
-    // SAFETY: t is a live tealet.
-    unsafe { tc::tealet_stack_saved(t) }
 }
 
 /// _stack_depths(code): [(index, opcode, oparg, depth)] for every reachable instruction, from the
@@ -1437,6 +1460,8 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_raw_functions(m)?;
     m.add_function(wrap_pyfunction!(set_context, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    m.add_function(wrap_pyfunction!(stack_used, m)?)?;
+    m.add_function(wrap_pyfunction!(get_tstate_trash_delete_nesting, m)?)?;
     frames::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
     Ok(())

@@ -39,6 +39,7 @@ extern "C" {
     pub fn tpy_set_context(s: *mut TpyState, ctx: *mut ffi::PyObject);
     pub fn tpy_get_current_context() -> *mut ffi::PyObject;
     pub fn tpy_set_current_context(ctx: *mut ffi::PyObject);
+    pub fn tpy_trash_delete_nesting() -> c_int;
     pub fn tpy_set_switch_methods(switch: *mut ffi::PyObject, throw: *mut ffi::PyObject);
     pub fn tpy_abandon(s: *mut TpyState) -> c_int;
     pub fn tpy_frames_head(s: *mut TpyState) -> *mut c_void;

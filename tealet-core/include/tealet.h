@@ -59,6 +59,8 @@ uint64_t tealet_id(const tealet_t *t);
 void *tealet_get_data(const tealet_t *t);
 void tealet_set_data(tealet_t *t, void *data);
 size_t tealet_stack_saved(const tealet_t *t); /* bytes of its stack currently copied to the heap */
+size_t tealet_stack_used(const tealet_t *t); /* bytes of a suspended tealet's live stack, in place
+                                or on the heap (0 unless suspended on a live thread) */
 void *tealet_translate(const tealet_t *t, const void *addr); /* where the byte at a suspended
                                   tealet's stack address lives now (in place or in its heap copy);
                                   NULL if not in its live stack */

@@ -205,6 +205,25 @@ pub unsafe extern "C" fn tealet_stack_saved(t: *const tealet_t) -> usize {
     unsafe { t::saved_len(t) }
 }
 
+/// Bytes of suspended tealet `t`'s live stack (what its resumption needs), in place or copied
+/// to the heap; 0 if `t` is NULL, not suspended, or its thread exited (it cannot resume).
+///
+/// # Safety
+/// `t` must be NULL or a tealet pointer from this library that has not been freed.
+#[no_mangle]
+pub unsafe extern "C" fn tealet_stack_used(t: *const tealet_t) -> usize {
+    if t.is_null() {
+        return 0;
+    }
+    // SAFETY: a live tealet pointer (the caller's promise); a live thread keeps its stack bounds.
+    unsafe {
+        if !t::thread_alive(t) {
+            return 0;
+        }
+        t::live_len(t)
+    }
+}
+
 /// Where the byte at stack address `addr` of suspended tealet `t` lives now: `addr` itself
 /// while its stack is in place, inside the heap copy while it is copied out. NULL if `addr` is
 /// not in its live stack `[sp, top)` or `t` is not suspended on a live thread.

@@ -246,6 +246,19 @@ pub(crate) unsafe fn saved_len(t: *const Tealet) -> usize {
     }
 }
 
+/// Bytes of a suspended tealet's live stack `[sp, top)`, in place or copied to the heap; 0
+/// unless suspended.
+pub(crate) unsafe fn live_len(t: *const Tealet) -> usize {
+    // SAFETY: see above; a suspended shared tealet's home is alive.
+    unsafe {
+        if status(t) == SUSPENDED {
+            top(t) - (*t).sp
+        } else {
+            0
+        }
+    }
+}
+
 /// Where the byte at stack address `addr` of a suspended tealet lives now, or null if `addr`
 /// is outside its live stack. Its thread must be alive.
 pub(crate) unsafe fn translate(t: *const Tealet, addr: usize) -> *mut c_void {

@@ -159,6 +159,7 @@ fn error_codes() {
         assert_eq!(tealet_create(Some(adder), null_mut(), &bad, &mut out), TEALET_ERR_INVALID);
         assert_eq!(tealet_switch(null_mut(), null_mut()), TEALET_ERR_INVALID);
         assert_eq!(tealet_free(null_mut()), TEALET_ERR_INVALID);
+        assert_eq!(tealet_stack_used(null_mut()), 0);
         assert_eq!(tealet_free(tealet_main()), TEALET_ERR_INVALID);
         assert_eq!(tealet_free(tealet_current()), TEALET_ERR_INVALID);
         assert_eq!(tealet_exit(tealet_main(), null_mut()), TEALET_ERR_INVALID, "exit from main");
@@ -241,6 +242,7 @@ fn foreign_and_exited_threads() {
                 // A suspended tealet of this thread, left behind when the thread exits.
                 let own = create(adder, std::ptr::without_provenance_mut(1), policy);
                 assert_eq!(switch(own, 3), 4);
+                assert!(tealet_stack_used(own) > 0, "suspended with a live stack");
                 Sendable(own)
             }
         })
@@ -252,6 +254,7 @@ fn foreign_and_exited_threads() {
             assert_eq!(tealet_switch(other_main.0, &mut v), TEALET_ERR_THREAD);
             assert_eq!(tealet_status(other_main.0), TEALET_STATUS_SUSPENDED);
             assert!(tealet_translate(other_main.0, &v as *const _ as *const c_void).is_null());
+            assert_eq!(tealet_stack_used(other_main.0), 0, "its thread exited: it cannot resume");
             assert_eq!(tealet_free(other_main.0), TEALET_OK, "freeing after the thread exited");
             assert_eq!(switch(t, 0), 7777);
             assert_eq!(tealet_free(t), TEALET_OK);

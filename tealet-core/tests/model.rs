@@ -219,6 +219,14 @@ fn contention_on_one_region_copies_out_the_suspended_owner() {
             let saved: Vec<usize> = ts.iter().map(|&t| tealet_stack_saved(t)).collect();
             assert_eq!(saved.iter().filter(|&&s| s > 0).count(), 1, "{saved:?}");
             assert_eq!(saved[4], 0, "the last one to run is in place");
+            for (&t, &s) in ts.iter().zip(&saved) {
+                let used = tealet_stack_used(t);
+                assert!(used > 0 && used >= s, "live stack {used}, saved {s}");
+                if s > 0 {
+                    assert_eq!(used, s, "a copied-out stack is all on the heap");
+                }
+            }
+            assert_eq!(tealet_stack_used(tealet_current()), 0, "the running one is not suspended");
             let victim = saved.iter().position(|&s| s > 0).unwrap();
             let mut v = std::ptr::without_provenance_mut(1);
             assert_eq!(tealet_switch(ts[victim], &mut v), TEALET_OK);
@@ -227,6 +235,7 @@ fn contention_on_one_region_copies_out_the_suspended_owner() {
             for &t in &ts {
                 let mut v = null_mut();
                 assert_eq!(tealet_switch(t, &mut v), TEALET_OK);
+                assert_eq!(tealet_stack_used(t), 0, "finished");
                 assert_eq!(tealet_free(t), TEALET_OK);
             }
         }

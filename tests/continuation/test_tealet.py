@@ -17,7 +17,8 @@ pytestmark = tealet_only
 
 if not IS_PYPY:
     from _continuation import (ContinuletExit, continulet, error, get_context, get_frame,
-                               set_context, stack_saved)
+                               get_tstate_trash_delete_nesting, set_context, stack_saved,
+                               stack_used)
 
 
 def run_py(code, timeout=120):
@@ -170,6 +171,54 @@ def test_stack_saved_is_int():
     c.switch()
     assert isinstance(stack_saved(c), int) and stack_saved(c) >= 0
     c.switch()
+
+
+def test_stack_used_while_suspended():
+    seen = []
+    def f(c):
+        seen.append(stack_used(c))  # c holds the suspended main continuation here
+        c.switch()
+    c = continulet(f)
+    assert stack_used(c) == 0  # unbound: nothing to resume yet
+    c.switch()
+    assert seen[0] > 0
+    assert stack_used(c) > 0 and stack_used(c) >= stack_saved(c)
+    c.switch()
+    assert not c.is_pending() and stack_used(c) == 0
+    assert stack_used(continulet.__new__(continulet)) == 0
+
+
+def test_stack_used_grows_with_depth():
+    def f(c, n):  # through map: each level nests the C stack (3.11+ inline plain Python calls)
+        return list(map(lambda _: f(c, n - 1), [0])) if n else c.switch()
+    shallow, deep = continulet(f, 0), continulet(f, 50)
+    shallow.switch()
+    deep.switch()
+    assert stack_used(deep) > stack_used(shallow) > 0
+    shallow.switch()
+    deep.switch()
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="3.13 has no trash delete nesting")
+def test_trash_delete_nesting_reads_the_thread_state():
+    seen = []
+    class Probe:
+        def __del__(self):
+            seen.append(get_tstate_trash_delete_nesting())
+    assert get_tstate_trash_delete_nesting() == 0
+    # Deallocating nested lists nests in the trash can, one level per list.
+    x = [Probe()]
+    for _ in range(9):
+        x = [x]
+    del x
+    assert seen and seen[0] >= 10
+    assert get_tstate_trash_delete_nesting() == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="3.9-3.12 have the counter")
+def test_trash_delete_nesting_absent_on_313():
+    with pytest.raises(NotImplementedError, match="3.13"):
+        get_tstate_trash_delete_nesting()
 
 
 def test_pickle_raises_typeerror():

@@ -1,6 +1,7 @@
 """greenlet-py against issue 4: the greenlet 3.x API, its semantics, and the library patterns."""
 import asyncio
 import contextvars
+import contextlib
 import copy
 import gc
 import pickle
@@ -197,16 +198,21 @@ def test_gr_frame_of_suspended_main():
 
 
 def test_stack_saved():
-    # tealet keeps a suspended stack in place unless another one needs its region, so the
-    # heap-saved byte count of a suspended greenlet is whatever the binding reports (often 0).
+    # greenlet: bytes of a suspended greenlet's stack saved to the heap. tealet keeps a suspended
+    # stack in place, so _stack_saved reports the stack its resumption needs: nonzero exactly
+    # while suspended.
     import _continuation
-    g = greenlet.greenlet(lambda: getcurrent().parent.switch())
-    assert g._stack_saved == 0
+    main = getcurrent()
+    def f():
+        main.switch(main._stack_saved)
+    g = greenlet.greenlet(f)
+    assert g._stack_saved == 0 and main._stack_saved == 0
+    assert g.switch() > 0  # main, suspended in its switch to g
+    assert g._stack_saved > 0
+    assert g._stack_saved == _continuation.stack_used(g._gr_c)
+    assert main._stack_saved == 0
     g.switch()
-    assert g._stack_saved == _continuation.stack_saved(g._gr_c)
-    assert getcurrent()._stack_saved == 0
-    g.switch()
-    assert g._stack_saved == 0
+    assert g.dead and g._stack_saved == 0
 
 
 # -- parent ---------------------------------------------------------------------------------
@@ -777,6 +783,26 @@ def test_garbage_cycle_through_its_own_frames_is_collected():
     assert ref() is not None
     gc.collect()
     assert log == ["GreenletExit"] and ref() is None
+
+
+@pytest.mark.parametrize("how", ["return", "raise", "switch then return"])
+def test_run_is_released_once_finished(how):
+    # A dead greenlet that is still referenced must not keep its run (and what it holds).
+    class Run:
+        def __call__(self):
+            if how == "switch then return":
+                getcurrent().parent.switch()
+            if how == "raise":
+                raise ValueError
+    run = Run()
+    released = weakref.ref(run)
+    g = greenlet.greenlet(run)
+    del run
+    with pytest.raises(ValueError) if how == "raise" else contextlib.nullcontext():
+        g.switch()
+        if how == "switch then return":
+            g.switch()
+    assert g.dead and released() is None
 
 
 def test_replaced_run_is_released_inside_the_new_greenlet():

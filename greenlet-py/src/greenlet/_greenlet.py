@@ -41,7 +41,10 @@ _continulet = _continuation.continulet
 _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
-_stack_saved = _continuation.stack_saved
+_stack_used = _continuation.stack_used
+# Called unbound: a method lookup on a continulet (it has an instance dict) is not specialized.
+_cont_switch = _continulet.switch
+_cont_throw = _continulet.throw
 
 
 class _Cont(_continulet):
@@ -104,7 +107,7 @@ class _ThreadDeath:
         self.ts = ts
 
     def __del__(self):
-        global _total_main_greenlets
+        global _total_main_greenlets, _recent
         ts = self.ts
         ts.alive = False
         _total_main_greenlets -= 1
@@ -112,10 +115,19 @@ class _ThreadDeath:
         ts.current = ts.origin = ts.trace = None
         ts.deleteme.clear()
         ts.update_fast()
+        if _recent is ts:
+            _recent = _NO_TS
 
 
 _weakref = weakref.ref
+_weakref_count = weakref.getweakrefcount
 _UNOWNED = _RLock()  # never acquired
+# A thread state of no thread: `fast` is _UNOWNED.
+_NO_TS = _ThreadState.__new__(_ThreadState)
+_NO_TS.fast = _UNOWNED
+# The thread state looked up last. ``_recent.fast._is_owned()`` (one C call) tells whether it is
+# the calling thread's and its fast path is open, much cheaper than the thread-local lookup.
+_recent = _NO_TS
 _tls = _local()
 _total_main_greenlets = 0
 _thread_states = weakref.WeakSet()
@@ -123,12 +135,14 @@ _leaked = []  # greenlets GreenletExit did not kill: kept alive on purpose, like
 
 
 def _thread_state():
+    global _recent
     try:
         ts = _tls.ts
     except AttributeError:
-        return _new_thread_state()
+        ts = _new_thread_state()
     if ts.deleteme:
         _clear_deleteme(ts)
+    _recent = ts
     return ts
 
 
@@ -162,7 +176,8 @@ def getcurrent():
     """Returns the current greenlet (i.e. the one which called this function)."""
     if sys.is_finalizing():
         raise RuntimeError("greenlet is being finalized")
-    return _thread_state().current
+    ts = _recent
+    return (ts if ts.fast._is_owned() else _thread_state()).current
 
 
 def settrace(callback):
@@ -348,9 +363,9 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
             if lowlevel is not None:
                 value = lowlevel(c, value, tc)
             elif exc is None:
-                value = c.switch(value, tc)
+                value = _cont_switch(c, value, tc)
             else:
-                value = c.throw(exc, None, None, tc)
+                value = _cont_throw(c, exc, None, None, tc)
         except BaseException as e:
             finished = ts.current
             if finished._gr_c is c:  # thrown into us
@@ -391,8 +406,8 @@ def _finish(g, ts):
     """Bookkeeping for a greenlet whose run just ended (its result landed in the main
     greenlet, which runs now); returns where the result goes."""
     ts.current = ts.main
-    g._gr_ctx = _get_context(g._gr_c)  # the context it finished in
-    g._gr_ts = g._gr_c = None
+    g._gr_ts = None  # _gr_c stays: the finished continulet holds the context it ended in
+    g._gr_c.run = None
     return g._gr_parent
 
 
@@ -400,14 +415,15 @@ class _GreenletState:
     """greenlet's own state, in slots: kept out of the instance __dict__, which belongs to
     the user."""
     __slots__ = (
-        "_gr_c",        # its _Cont while active (unbound for a main greenlet)
+        "_gr_c",        # its _Cont once started (unbound for a main greenlet); a finished
+                        # one holds the context it ended in
         "_gr_ts",       # its thread's _ThreadState while active (started, not dead)
         "_gr_parent",
         "_gr_run",      # run as assigned, until the start
         "_gr_started",
         "_gr_main",
         "_gr_owner",    # the main greenlet of the thread it started in
-        "_gr_ctx",      # context assigned before the start, or the one it finished in
+        "_gr_ctx",      # context assigned before the start, or after the finish
         "_gr_wref",     # a weak reference to itself (its continulet's `gr`)
         "__dict__",
         "__weakref__",
@@ -448,19 +464,16 @@ class greenlet(_GreenletState):
         # greenlet itself has no __new__ (a Python __new__ costs more than the rest of the
         # creation): a plain greenlet gets its state here, in the first __init__ call, which
         # sees no weak reference yet; subclasses get theirs in _subclass_new.
-        if self.__weakref__ is None:
-            try:
-                ts = _tls.ts
-            except AttributeError:
-                ts = _new_thread_state()
-            if ts.deleteme:
-                _clear_deleteme(ts)
+        if not _weakref_count(self):
+            ts = _recent
+            if not ts.fast._is_owned():
+                ts = _thread_state()
             self._gr_parent = ts.current
+            self._gr_run = run
             self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
-            self._gr_run = _NOT_GIVEN
             self._gr_started = self._gr_main = False
             self._gr_wref = _weakref(self)
-        if run is not _NOT_GIVEN:
+        elif run is not _NOT_GIVEN:
             if self._gr_started:
                 raise AttributeError("run cannot be set after the start of the greenlet")
             self._gr_run = run
@@ -497,7 +510,7 @@ class greenlet(_GreenletState):
         c = ts.current._gr_c
         ts.current = self
         try:
-            value = c.switch(value, self._gr_c)
+            value = _cont_switch(c, value, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
@@ -613,7 +626,10 @@ class greenlet(_GreenletState):
 
     def _get_context(self):
         ts = self._gr_ts
-        if ts is None or not ts.alive:
+        if ts is None:  # unstarted, or finished: the context it ended in unless set since
+            c = self._gr_c
+            return self._gr_ctx if c is None else _get_context(c)
+        if not ts.alive:
             return self._gr_ctx
         holder = self._context_holder()
         return _get_context() if holder is None else _get_context(holder)
@@ -628,6 +644,8 @@ class greenlet(_GreenletState):
                 _set_context(ctx)
             else:
                 _set_context(ctx, holder)
+        elif ts is None:
+            self._gr_c = None  # a finished greenlet reports ctx from now on
         self._gr_ctx = ctx
 
     def _del_context(self):
@@ -638,8 +656,10 @@ class greenlet(_GreenletState):
 
     @property
     def _stack_saved(self):
+        """Bytes of C stack kept for this greenlet's resumption (greenlet: copied to the heap;
+        tealet keeps them in place in the stack region or on the heap), 0 unless suspended."""
         holder = self._holder()
-        return 0 if holder is None else _stack_saved(holder)
+        return 0 if holder is None else _stack_used(holder)
 
     def __reduce_ex__(self, protocol=None):
         raise TypeError("cannot serialize '%s' object" % type(self).__name__)
@@ -723,7 +743,7 @@ def _start(g, args):
     if run is _NOT_GIVEN:
         raise AttributeError("run")
     g._gr_run = None
-    g._gr_c = c = _Cont(_call, *args)
+    g._gr_c = c = _Cont(_call, *args) if args else _Cont(_call)
     c.run = run
     c.gr = g._gr_wref
     if g._gr_ctx is not None:
@@ -735,7 +755,7 @@ def _start(g, args):
     ts.current = g
     run = args = None
     try:
-        value = cc.switch(None, c)
+        value = _cont_switch(cc, None, c)
     except BaseException as e:
         if ts.current._gr_c is cc and ts.trace is None:
             raise  # thrown into us
@@ -747,8 +767,8 @@ def _start(g, args):
         if finished._gr_parent is ts.main:
             # Usually g returned (this is the main greenlet): the result is ours.
             ts.current = ts.main
-            finished._gr_ctx = _get_context(finished._gr_c)
-            finished._gr_ts = finished._gr_c = None
+            finished._gr_ts = None
+            finished._gr_c.run = None
             return value
     return _resumed_slow(ts, cc, value)
 
@@ -787,8 +807,8 @@ def _resumed_slow(ts, c, value):
         return value
     # `finished` returned `value` (this is the main greenlet): it goes to its parent.
     ts.current = main = ts.main
-    finished._gr_ctx = _get_context(finished._gr_c)
-    finished._gr_ts = finished._gr_c = None
+    finished._gr_ts = None
+    finished._gr_c.run = None
     target = finished._gr_parent
     if target is main and ts.trace is None:
         return value
@@ -847,6 +867,10 @@ def get_clocks_used_doing_optional_cleanup():
 
 def enable_optional_cleanup(enabled):
     """Accepted for compatibility: there is no optional cleanup pass to switch."""
+
+
+if sys.version_info < (3, 13):  # 3.13 has no such counter; greenlet leaves the helper out there
+    get_tstate_trash_delete_nesting = _continuation.get_tstate_trash_delete_nesting
 
 
 def set_thread_local(key, value):
