@@ -165,12 +165,15 @@ static void root_chunk_put(_PyStackChunk *c)
 /* Frees a chain ending in our root chunk: CPython's chunks via the arena allocator, ours cached. */
 static void free_chunks(_PyStackChunk *c)
 {
-    PyObjectArenaAllocator alloc;
-    PyObject_GetArenaAllocator(&alloc);
-    while (c && c->previous) {
-        _PyStackChunk *prev = c->previous;
-        alloc.free(alloc.ctx, c, c->size);
-        c = prev;
+    if (c && c->previous) {
+        /* Only when there are: 3.12 takes a lock to read the allocator. */
+        PyObjectArenaAllocator alloc;
+        PyObject_GetArenaAllocator(&alloc);
+        while (c->previous) {
+            _PyStackChunk *prev = c->previous;
+            alloc.free(alloc.ctx, c, c->size);
+            c = prev;
+        }
     }
     if (c) root_chunk_put(c);
 }
@@ -318,6 +321,15 @@ tpy_state *tpy_state_new(void)
 
 /* The main continuation's frames are the thread's own; a continulet may opt out too. */
 void tpy_set_detached(tpy_state *s) { s->detached = 1; }
+
+/* Whether `type` or a base sets the class attribute `name` to a true value (1, 0, -1 with an
+ * exception set): a lookup in the type's MRO through its method cache, without type_getattro's
+ * metatype steps, on every continulet a subclass makes. */
+int tpy_type_flag(PyTypeObject *type, PyObject *name)
+{
+    PyObject *v = _PyType_Lookup(type, name);
+    return v ? PyObject_IsTrue(v) : 0;
+}
 
 /* Called in the running continuation just before it switches away (GIL held). */
 int tpy_save(tpy_state *s)
@@ -563,23 +575,6 @@ PyObject *tpy_top_frame(tpy_state *s)
     return f;
 }
 
-/* 3.11/3.12 make the instance dict of a type with tp_dictoffset eagerly. An empty one that
- * nothing else holds is dropped, to be made on first use (pyo3's __dict__ getter, generic
- * setattr): it saves its memory, and `cont.switch` lookups get specialised, which needs the
- * dict slot NULL (LOAD_ATTR_METHOD_LAZY_DICT). */
-void tpy_drop_empty_dict(PyObject *o)
-{
-#if V311 && !V313
-    Py_ssize_t off = Py_TYPE(o)->tp_dictoffset;
-    if (off <= 0) return;
-    PyObject **dp = (PyObject **)((char *)o + off);
-    if (*dp && PyDict_CheckExact(*dp) && PyDict_GET_SIZE(*dp) == 0 && Py_REFCNT(*dp) == 1)
-        Py_CLEAR(*dp);
-#else
-    (void)o;
-#endif
-}
-
 /* Context of a suspended/unstarted continuation (borrowed; may be NULL) and its replacement. */
 PyObject *tpy_get_context(tpy_state *s) { return s->context; }
 void tpy_set_context(tpy_state *s, PyObject *ctx) { Py_XINCREF(ctx); Py_XSETREF(s->context, ctx); }
@@ -622,13 +617,17 @@ static PyObject *switch_descr, *throw_descr;
 
 void tpy_set_switch_methods(PyObject *sw, PyObject *th) { switch_descr = sw; throw_descr = th; }
 
-/* continulet.switch/throw, unbound (method descriptor) or bound (builtin method): what the top
- * frame of a suspended continuation called; they leave the caller's argument vector alone. */
+/* continulet.switch/throw, unbound (method descriptor: the type's, or the `switch` a subclass
+ * gets) or bound (builtin method): what the top frame of a suspended continuation called; they
+ * leave the caller's argument vector alone. */
 static int is_switch_method(PyObject *o)
 {
     if (o == switch_descr || o == throw_descr) return 1;
-    if (!PyCFunction_Check(o) || !switch_descr) return 0;
-    PyMethodDef *ml = ((PyCFunctionObject *)o)->m_ml;
+    if (!switch_descr) return 0;
+    PyMethodDef *ml;
+    if (Py_IS_TYPE(o, &PyMethodDescr_Type)) ml = ((PyMethodDescrObject *)o)->d_method;
+    else if (PyCFunction_Check(o)) ml = ((PyCFunctionObject *)o)->m_ml;
+    else return 0;
     return ml == ((PyMethodDescrObject *)switch_descr)->d_method
         || ml == ((PyMethodDescrObject *)throw_descr)->d_method;
 }

@@ -8,14 +8,14 @@ mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyNotImplementedError, PyTypeError};
 use pyo3::types::{PyDict, PyTuple, PyType};
-use pyo3::{create_exception, ffi, prelude::*, PyTraverseError, PyVisit};
+use pyo3::{create_exception, ffi, intern, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
 use std::cell::Cell;
 use std::os::raw::{c_int, c_void};
 use std::ptr;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, Once};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use tealet_core as tc;
 
 create_exception!(_continuation, error, PyException, "Usage error of the _continuation module.");
@@ -137,22 +137,25 @@ impl Args {
 }
 
 impl Call {
-    fn new(owner: &Bound<'_, Continulet>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
-        let owner = owner.clone().into_any().unbind();
+    /// `callable` with `args[skip..]` and `kwds`. Fails (out of memory for the keyword names)
+    /// before it owns any reference, so it works in raw entry points too (see `Release`).
+    fn new(owner: &Bound<'_, Continulet>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
+        let py = args.py();
         let nkw = kwds.map_or(0, |k| k.len());
-        if args.is_empty() && nkw == 0 {
+        let npos = args.len() - skip;
+        let kwnames = match kwds {
+            Some(k) if nkw > 0 => Some(PyTuple::new(py, k.iter().map(|(name, _)| name))?.unbind()),
+            _ => None,
+        };
+        let owner = owner.clone().into_any().unbind();
+        let callable = callable.clone().unbind();
+        if npos == 0 && nkw == 0 {
             return Ok(Call { callable, args: Args::Alone([owner]), kwnames: None });
         }
-        let mut all = Vec::with_capacity(1 + args.len() + nkw);
+        let mut all = Vec::with_capacity(1 + npos + nkw);
         all.push(owner);
-        all.extend(args.iter().map(Bound::unbind));
-        let mut names = Vec::with_capacity(nkw);
-        for (k, v) in kwds.into_iter().flat_map(|k| k.iter()) {
-            names.push(k);
-            all.push(v.unbind());
-        }
-        // On error the references go with `all` and `callable` (pyo3 is attached in __init__).
-        let kwnames = if names.is_empty() { None } else { Some(PyTuple::new(args.py(), names)?.unbind()) };
+        all.extend(args.iter().skip(skip).map(Bound::unbind));
+        all.extend(kwds.into_iter().flat_map(|k| k.iter().map(|(_, v)| v.unbind())));
         Ok(Call { callable, args: Args::Many(all), kwnames })
     }
 
@@ -260,10 +263,11 @@ fn core_error(rc: c_int) -> PyErr {
     }
 }
 
-fn new_cont(call: Option<Call>) -> PyResult<*mut Cont> {
+fn new_cont(py: Python<'_>, call: Option<Call>) -> PyResult<*mut Cont> {
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
     if state.is_null() {
+        call.release(py);
         return Err(PyMemoryError::new_err("continulet state"));
     }
     Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, call, owner: None, outbox: None })))
@@ -283,7 +287,8 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
             if t.is_null() {
                 return Err(PyMemoryError::new_err("tealet_main"));
             }
-            let data = new_cont(None)?;
+            // SAFETY: the GIL is held (callers are entry points); a Cont without a call.
+            let data = new_cont(unsafe { Python::assume_attached() }, None)?;
             // SAFETY: t is this thread's live main tealet; data is its fresh Cont, whose frames
             // are the thread's own (never linked below).
             unsafe {
@@ -381,7 +386,7 @@ fn usage_error(msg: &'static str) -> PyErr {
 
 /// Before leaving the current continuation (`current`): saves its interpreter state and posts
 /// `payload` in its outbox; returns the switch value.
-#[inline(never)]
+#[inline(always)]
 fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_void> {
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
     if unsafe { tpy_save((*me).state) } < 0 {
@@ -394,7 +399,7 @@ fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_vo
 
 /// Back on our own stack (`me`) after `tealet_switch` returned `rc`: reinstalls our interpreter
 /// state, then takes what we are resumed with.
-#[inline(never)]
+#[inline(always)]
 fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyResult<Py<PyAny>> {
     // SAFETY: me is the running tealet's Cont; its state is reinstalled first.
     unsafe { tpy_restore((*me).state, held_state(me)) };
@@ -563,15 +568,15 @@ unsafe fn switch_prepare(
     // values followed by one per name in kwnames, all borrowed for the call.
     // Only Bound values are dropped here (pyo3 decrefs those at once): the payload is made once
     // the switch is sure to go ahead.
-    let prepared = unsafe { switch_args(py, args, nargs, kwnames) }.and_then(|(v, to)| {
-        let cont = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Continulet>() };
+    let prepared = unsafe { switch_args(py, slf, args, nargs, kwnames) }.and_then(|(v, to)| {
+        let cont = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>() };
         let route = route(cont.get(), to.as_ref().map(|t| t.get()))?;
-        let v = v.map_or_else(|| py.None().into_bound(py), |v| v);
+        let v = v.map_or_else(|| py.None(), |v| v.to_owned().unbind());
         match route {
             Route::Here => Ok((ptr::null_mut(), v.into_ptr().cast())),
             Route::To(current, target) => {
                 *me = cont_of(current);
-                Ok((target, depart(py, *me, Payload::Value(v.unbind()))?))
+                Ok((target, depart(py, *me, Payload::Value(v))?))
             }
         }
     });
@@ -588,17 +593,26 @@ unsafe fn switch_prepare(
     }
 }
 
-type SwitchArgs<'py> = (Option<Bound<'py, PyAny>>, Option<Bound<'py, Continulet>>);
+type SwitchArgs<'a, 'py> = (Option<Borrowed<'a, 'py, PyAny>>, Option<Borrowed<'a, 'py, Continulet>>);
 
-/// `(value=None, to=None)` from a vectorcall argument array.
-unsafe fn switch_args<'py>(
+/// `(value=None, to=None)` from a vectorcall argument array, borrowed from it (`slf` is the
+/// continulet whose switch this is).
+#[inline]
+unsafe fn switch_args<'a, 'py>(
     py: Python<'py>,
+    slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<SwitchArgs<'py>> {
+) -> PyResult<SwitchArgs<'a, 'py>> {
     const NAMES: [&str; 2] = ["value", "to"];
     let nargs = nargs as usize;
+    if kwnames.is_null() && nargs <= NAMES.len() {
+        // SAFETY: nargs values are in args (the usual `switch()`, `switch(v)`, `switch(v, to)`).
+        let v = (nargs >= 1).then(|| unsafe { Borrowed::from_ptr(py, *args) });
+        let to = if nargs == 2 { switch_to(slf, unsafe { Borrowed::from_ptr(py, *args.add(1)) })? } else { None };
+        return Ok((v, to));
+    }
     let names = if kwnames.is_null() {
         None
     } else {
@@ -609,10 +623,10 @@ unsafe fn switch_args<'py>(
     if nargs > NAMES.len() {
         return Err(PyTypeError::new_err(format!("switch() takes at most 2 arguments ({} given)", nargs + nkw)));
     }
-    let mut slots: [Option<Bound<'py, PyAny>>; 2] = [None, None];
+    let mut slots: [Option<Borrowed<'a, 'py, PyAny>>; 2] = [None, None];
     for (i, slot) in slots.iter_mut().enumerate().take(nargs) {
         // SAFETY: i < nargs.
-        *slot = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) });
+        *slot = Some(unsafe { Borrowed::from_ptr(py, *args.add(i)) });
     }
     if let Some(names) = &names {
         for (k, name) in names.iter().enumerate() {
@@ -625,17 +639,31 @@ unsafe fn switch_args<'py>(
                 return Err(PyTypeError::new_err(format!("switch() got multiple values for argument '{name}'")));
             }
             // SAFETY: keyword values follow the positional ones.
-            slots[i] = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + k)) });
+            slots[i] = Some(unsafe { Borrowed::from_ptr(py, *args.add(nargs + k)) });
         }
     }
     let [v, to] = slots;
-    let to = match to.filter(|t| !t.is_none()) {
+    Ok((v, match to {
+        Some(t) => switch_to(slf, t)?,
         None => None,
-        Some(t) => Some(t.cast_into::<Continulet>().map_err(|e| {
-            PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", e.into_inner().get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
-        })?),
-    };
-    Ok((v, to))
+    }))
+}
+
+/// switch's `to`: None or a continulet. One of the same type as `slf` (a continulet: the method
+/// descriptor checked it) needs no walk of its type's bases.
+#[inline(always)]
+fn switch_to<'a, 'py>(slf: *mut ffi::PyObject, to: Borrowed<'a, 'py, PyAny>) -> PyResult<Option<Borrowed<'a, 'py, Continulet>>> {
+    if to.is_none() {
+        return Ok(None);
+    }
+    // SAFETY: both are live objects; reading their types.
+    if unsafe { ffi::Py_TYPE(to.as_ptr()) == ffi::Py_TYPE(slf) } {
+        // SAFETY: same type as a continulet.
+        return Ok(Some(unsafe { to.cast_unchecked::<Continulet>() }));
+    }
+    to.cast::<Continulet>().map(Some).map_err(|_| {
+        PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", to.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
+    })
 }
 
 /// After switch_method's switch: what `switch()` returns (NULL with an exception set).
@@ -660,6 +688,7 @@ enum Route {
 
 /// PyPy's switch/throw: `cont` receives the current continuation, `to` (if any) `cont`'s old
 /// one, and we resume what was in `to` (or in `cont`).
+#[inline(always)]
 fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     let to = to.filter(|t| t.slot.bound.get());
     let (cont, to) = match (cont.slot.bound.get(), to) {
@@ -671,10 +700,12 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     if cont.finished() || to.is_some_and(|t| t.finished()) {
         return Err(usage_error("continulet already finished"));
     }
-    if cont.foreign() {
+    // Both are bound here: foreign() without reading the thread-local twice.
+    let here = thread_serial();
+    if cont.slot.thread.get() != here {
         return Err(usage_error("cannot switch to a different thread"));
     }
-    if to.is_some_and(|t| t.foreign()) {
+    if to.is_some_and(|t| t.slot.thread.get() != here) {
         return Err(usage_error("cross-thread double switch"));
     }
     // SAFETY: `cont` is bound in this thread, whose main tealet was made then, so a current
@@ -688,7 +719,7 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     Ok(Route::To(current, target))
 }
 
-#[pyclass(subclass, dict, weakref, module = "_continuation", name = "continulet", frozen)]
+#[pyclass(subclass, weakref, module = "_continuation", name = "continulet", frozen)]
 pub struct Continulet {
     slot: Slot,
 }
@@ -700,6 +731,50 @@ impl Continulet {
 
     fn foreign(&self) -> bool {
         self.slot.bound.get() && self.slot.thread.get() != thread_serial()
+    }
+
+    /// `__init__`: binds to a new tealet that will call `callable(self, *args[skip..], **kwds)`.
+    /// Drops what it made on failure without pyo3 being attached (called from `continulet_init`).
+    fn bind(slf: &Bound<'_, Self>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        if me.slot.bound.get() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        main_tealet()?;
+        let detach = !slf.is_exact_instance_of::<Continulet>() && {
+            // SAFETY: a live type object and an interned str.
+            match unsafe { tpy_type_flag(ffi::Py_TYPE(slf.as_ptr()), intern!(py, "detach_frames").as_ptr()) } {
+                flag if flag < 0 => return Err(PyErr::fetch(py)),
+                flag => flag > 0,
+            }
+        };
+        let data = new_cont(py, Some(Call::new(slf, callable, args, skip, kwds)?))?;
+        // SAFETY: data is a fresh Cont; the tealet takes it as its data.
+        unsafe {
+            (*data).owner = Some(slf.clone().unbind());
+            if detach {
+                tpy_set_detached((*data).state);
+            }
+        }
+        let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
+        let mut t = ptr::null_mut();
+        // SAFETY: run is our entry; data outlives the tealet (freed when it is reaped or killed).
+        let rc = unsafe { tc::tealet_create(Some(run), data.cast(), &cfg, &mut t) };
+        if rc != tc::TEALET_OK {
+            // SAFETY: the tealet was not created; data is still ours.
+            unsafe { Box::from_raw(data).release(py) };
+            return Err(core_error(rc));
+        }
+        // SAFETY: t is the new tealet.
+        unsafe {
+            tc::tealet_set_data(t, data.cast());
+            (*data).tealet = t;
+        }
+        me.slot.tealet.set(t);
+        me.slot.bound.set(true);
+        me.slot.thread.set(thread_serial());
+        Ok(())
     }
 
     /// switch/throw carrying `payload` (see `route`).
@@ -826,42 +901,8 @@ impl Continulet {
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
-    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
-        let me = slf.get();
-        if me.slot.bound.get() {
-            return Err(error::new_err("continulet already __init__ialized"));
-        }
-        main_tealet()?;
-        // SAFETY: slf is a live continulet; an empty eager instance dict is made lazy again.
-        unsafe { tpy_drop_empty_dict(slf.as_ptr()) };
-        let detach = !slf.is_exact_instance_of::<Continulet>()
-            && slf.get_type().getattr(pyo3::intern!(slf.py(), "detach_frames"))?.is_truthy()?;
-        let data = new_cont(Some(Call::new(slf, callable, args, kwds)?))?;
-        // SAFETY: data is a fresh Cont; the tealet takes it as its data.
-        unsafe {
-            (*data).owner = Some(slf.clone().unbind());
-            if detach {
-                tpy_set_detached((*data).state);
-            }
-        }
-        let cfg = tc::tealet_config_t { stack_size: 0, policy: tc::TEALET_STACK_SHARED };
-        let mut t = ptr::null_mut();
-        // SAFETY: run is our entry; data outlives the tealet (freed when it is reaped or killed).
-        let rc = unsafe { tc::tealet_create(Some(run), data.cast(), &cfg, &mut t) };
-        if rc != tc::TEALET_OK {
-            // SAFETY: the tealet was not created; data is still ours.
-            unsafe { Box::from_raw(data).release(slf.py()) };
-            return Err(core_error(rc));
-        }
-        // SAFETY: t is the new tealet.
-        unsafe {
-            tc::tealet_set_data(t, data.cast());
-            (*data).tealet = t;
-        }
-        me.slot.tealet.set(t);
-        me.slot.bound.set(true);
-        me.slot.thread.set(thread_serial());
-        Ok(())
+    fn __init__(slf: &Bound<'_, Self>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        Self::bind(slf, callable, args, 0, kwds)
     }
 
     #[pyo3(signature = (r#type, value = None, tb = None, to = None))]
@@ -877,6 +918,18 @@ impl Continulet {
         Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
     }
 
+    /// Gives a subclass that inherits our `switch` a descriptor of its own type: CPython's
+    /// specialised calls of method descriptors (3.11+) check the instance's exact type, so with
+    /// the inherited one every `sub.switch(...)` took the generic call path. A subclass that
+    /// overrides `switch` keeps its override (as do its own subclasses).
+    #[classmethod]
+    fn __init_subclass__(cls: &Bound<'_, PyType>) -> PyResult<()> {
+        if is_switch_descriptor(&cls.getattr(intern!(cls.py(), "switch"))?) {
+            cls.setattr(intern!(cls.py(), "switch"), switch_descriptor(cls)?)?;
+        }
+        Ok(())
+    }
+
     /// tealet extension: a subclass that sets this class attribute to True opts out of PyPy's
     /// frame linking (read at `__init__`): while its callable runs, the callable's bottom frame
     /// has `f_back` None instead of the top frame of the continuation the continulet holds (a
@@ -884,10 +937,6 @@ impl Continulet {
     #[classattr]
     fn detach_frames() -> bool {
         false
-    }
-
-    fn is_pending(&self) -> bool {
-        self.slot.bound.get() && !self.slot.tealet.get().is_null()
     }
 
     fn __reduce__(&self) -> PyResult<()> {
@@ -963,6 +1012,58 @@ unsafe extern "C" fn continulet_finalize(obj: *mut ffi::PyObject) {
         // SAFETY: the GC calls tp_finalize with the GIL held.
         finalize(unsafe { Python::assume_attached() });
     }
+}
+
+/// The type's tp_init as pyo3 made it, kept by `install_fast_init`.
+static PYO3_INIT: OnceLock<ffi::initproc> = OnceLock::new();
+
+/// tp_init for the usual `continulet(callable, *args)`: binds without pyo3's trampoline and
+/// argument parsing. Keywords (and a missing callable, with pyo3's errors) go to pyo3's.
+unsafe extern "C" fn continulet_init(slf: *mut ffi::PyObject, args: *mut ffi::PyObject, kwds: *mut ffi::PyObject) -> c_int {
+    // SAFETY: CPython calls tp_init (and the `__init__` descriptor its wrapped function) with the
+    // GIL held, on an instance of the type or a subclass, with a tuple and a dict or NULL.
+    unsafe {
+        if ffi::PyTuple_GET_SIZE(args) == 0 || (!kwds.is_null() && ffi::PyDict_Size(kwds) != 0) {
+            let init = PYO3_INIT.get().expect("installed with the type");
+            return init(slf, args, kwds);
+        }
+        let py = Python::assume_attached();
+        let args = Borrowed::from_ptr(py, args).cast_unchecked::<PyTuple>();
+        let slf = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
+        match Continulet::bind(&slf, &args.get_borrowed_item_unchecked(0), &args, 1, None) {
+            Ok(()) => 0,
+            Err(e) => {
+                e.restore(py);
+                -1
+            }
+        }
+    }
+}
+
+/// Makes `continulet_init` the type's tp_init, and the function its `__init__` descriptor wraps:
+/// subclasses take their tp_init from that descriptor, and explicit `continulet.__init__(...)`
+/// calls go through it. Left as pyo3 made them if the descriptor is not the expected one.
+fn install_fast_init(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<Continulet>();
+    let descr = ty.getattr("__dict__")?.get_item("__init__")?;
+    let tp = ty.as_type_ptr();
+    let d = descr.as_ptr().cast::<ffi::PyWrapperDescrObject>();
+    // SAFETY: reads the live type's slot, and the descriptor's fields once its type is checked.
+    unsafe {
+        let Some(init) = (*tp).tp_init else { return Ok(()) };
+        if ffi::Py_TYPE(descr.as_ptr()) != &raw mut ffi::PyWrapperDescr_Type || (*d).d_wrapped != init as *mut c_void {
+            return Ok(());
+        }
+        PYO3_INIT.get_or_init(|| init);
+    }
+    // SAFETY: module init runs once per process (pyo3), before any instance or subclass exists;
+    // the descriptor is the type's own (kept alive by its dict); the type's caches are told.
+    unsafe {
+        (*d).d_wrapped = continulet_init as *mut c_void;
+        (*tp).tp_init = Some(continulet_init);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
 }
 
 /// Lets the C traversal call pyo3's visitor and keep its error.
@@ -1088,8 +1189,61 @@ fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> PyResult<Py<PyAny>
 
 /// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset).
 /// A finished continulet reports the context its callable ended in; an unbound one None.
-#[pyfunction]
-#[pyo3(signature = (cont = None))]
+/// A raw METH_FASTCALL|METH_KEYWORDS function (`add_raw_functions`): greenlet-py calls it for
+/// every greenlet that ends, and pyo3's trampoline cost more than the lookup itself.
+unsafe extern "C" fn get_context_raw(
+    _module: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls it with the GIL held and its vectorcall arguments, borrowed for the call.
+    let py = unsafe { Python::assume_attached() };
+    let result = unsafe { optional_arg(py, "get_context", "cont", args, nargs, kwnames) }.and_then(|cont| {
+        let cont = match cont {
+            None => None,
+            Some(c) => Some(c.cast::<Continulet>().map_err(|_| {
+                PyTypeError::new_err(format!("get_context() argument 'cont' must be continulet or None, not {}", c.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
+            })?),
+        };
+        get_context(py, cont.as_deref())
+    });
+    match result {
+        Ok(v) => v.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// The only argument, optional, of a raw vectorcall function `func(name=None)`: borrowed from
+/// the arguments; None when not given or None.
+unsafe fn optional_arg<'a, 'py>(
+    py: Python<'py>,
+    func: &str,
+    name: &str,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
+    // SAFETY: kwnames is NULL or a tuple of str naming the values after the nargs positional ones.
+    let nkw = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) } };
+    if nargs + nkw > 1 {
+        return Err(PyTypeError::new_err(format!("{func}() takes at most 1 argument ({} given)", nargs + nkw)));
+    }
+    if nkw == 1 {
+        // SAFETY: as above; item 0 exists.
+        let key = unsafe { Borrowed::from_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, 0)) };
+        if !key.eq(name)? {
+            return Err(PyTypeError::new_err(format!("{func}() got an unexpected keyword argument '{}'", &*key)));
+        }
+    }
+    // SAFETY: one value is in args when nargs + nkw == 1.
+    let v = (nargs + nkw == 1).then(|| unsafe { Borrowed::from_ptr(py, *args) });
+    Ok(v.filter(|v| !v.is_none()))
+}
+
 fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
     let ctx = match cont {
         // SAFETY: a borrowed pointer (NULL while the thread has no context yet).
@@ -1196,26 +1350,91 @@ fn _stack_depths(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, 
     Ok(out)
 }
 
-/// Puts `switch_method` in the continulet type as its `switch` method descriptor.
-fn add_switch_method(py: Python<'_>) -> PyResult<()> {
+/// Adds the module functions that are raw C functions rather than pyo3 ones.
+fn add_raw_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"get_context".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: get_context_raw },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: c"get_context(cont=None)\n--\n\nThe contextvars.Context the continuation stored in cont (None: the running one) resumes with.".as_ptr(),
+    }));
+    let py = m.py();
+    // SAFETY: def is leaked, so it outlives the function; the module's name is a live str.
+    let f = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyCFunction_NewEx(def, ptr::null_mut(), m.name()?.as_ptr()))? };
+    m.add("get_context", f)
+}
+
+/// `continulet.is_pending()`: bound and not finished. A raw METH_NOARGS C function, not a pyo3
+/// method: greenlet-py makes it the `__del__` of its continulets, called on every deallocation.
+unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: the method descriptor checked that slf is a continulet; called with the GIL held.
+    let pending = unsafe {
+        let py = Python::assume_attached();
+        let c = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
+        c.get().slot.bound.get() && !c.get().slot.tealet.get().is_null()
+    };
+    // SAFETY: True and False are live static objects; a new reference is returned.
+    unsafe {
+        let b = if pending { ffi::Py_True() } else { ffi::Py_False() };
+        ffi::Py_INCREF(b);
+        b
+    }
+}
+
+/// The definition of `switch_method`, shared by the `switch` descriptors of the type and of
+/// its subclasses (see `__init_subclass__`).
+static SWITCH_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(ptr::null_mut());
+
+/// Puts `switch_method` and `is_pending_method` in the continulet type as its `switch` and
+/// `is_pending` method descriptors.
+fn add_raw_methods(py: Python<'_>) -> PyResult<()> {
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"switch".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: switch_method },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: c"switch($self, value=None, to=None)\n--\n\nExchange the current continuation with the one stored here and resume it.".as_ptr(),
     }));
+    SWITCH_DEF.store(def, Ordering::Release);
     let ty = py.get_type::<Continulet>();
-    // SAFETY: def is leaked, so it outlives the type; the type object is live.
+    add_method(&ty, def)?;
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"is_pending".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: is_pending_method },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"is_pending($self, /)\n--\n\nWhether the continulet is bound and not finished.".as_ptr(),
+    }));
+    add_method(&ty, def)
+}
+
+/// Puts a method descriptor for `def` (leaked: it outlives the type) in the continulet type.
+fn add_method(ty: &Bound<'_, PyType>, def: &'static mut ffi::PyMethodDef) -> PyResult<()> {
+    let py = ty.py();
+    // SAFETY: def outlives the type; the type object is live.
     let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
     // SAFETY: a heap type's dict may be extended before any instance exists, then the type's
     // method caches are told (PyType_Modified).
     unsafe {
-        if ffi::PyDict_SetItemString((*ty.as_type_ptr()).tp_dict, c"switch".as_ptr(), descr.as_ptr()) < 0 {
+        if ffi::PyDict_SetItem((*ty.as_type_ptr()).tp_dict, (*descr.as_ptr().cast::<ffi::PyDescrObject>()).d_name, descr.as_ptr()) < 0 {
             return Err(PyErr::fetch(py));
         }
         ffi::PyType_Modified(ty.as_type_ptr());
     }
     Ok(())
+}
+
+/// A `switch` method descriptor for `ty` (the continulet type or a subclass).
+fn switch_descriptor<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: SWITCH_DEF is leaked, so it outlives every type; the type object is live.
+    unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), SWITCH_DEF.load(Ordering::Acquire))) }
+}
+
+/// Whether `o` is a `switch` descriptor of ours.
+fn is_switch_descriptor(o: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: the descriptor's fields are read once its type is checked.
+    unsafe {
+        ffi::Py_TYPE(o.as_ptr()) == &raw mut ffi::PyMethodDescr_Type
+            && (*o.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method == SWITCH_DEF.load(Ordering::Acquire)
+    }
 }
 
 #[pymodule]
@@ -1226,7 +1445,8 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // type's slots may be filled in before use. The GC calls tp_finalize on garbage before it
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
-    add_switch_method(py)?;
+    install_fast_init(py)?;
+    add_raw_methods(py)?;
     // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
     // are kept for the life of the process.
     let methods = py.get_type::<Continulet>().getattr("__dict__")?;
@@ -1237,7 +1457,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ContinuletExit", py.get_type::<ContinuletExit>())?;
     m.add_function(wrap_pyfunction!(permute, m)?)?;
     m.add_function(wrap_pyfunction!(get_frame, m)?)?;
-    m.add_function(wrap_pyfunction!(get_context, m)?)?;
+    add_raw_functions(m)?;
     m.add_function(wrap_pyfunction!(set_context, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     m.add_function(wrap_pyfunction!(stack_used, m)?)?;

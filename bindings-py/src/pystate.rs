@@ -26,6 +26,7 @@ extern "C" {
     pub fn tpy_restore(s: *mut TpyState, from: *mut TpyState);
     pub fn tpy_start(s: *mut TpyState, from: *mut TpyState) -> c_int;
     pub fn tpy_set_detached(s: *mut TpyState);
+    pub fn tpy_type_flag(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject) -> c_int;
     pub fn tpy_call(
         callable: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
@@ -33,7 +34,6 @@ extern "C" {
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
     pub fn tpy_finish() -> *mut ffi::PyObject;
-    pub fn tpy_drop_empty_dict(o: *mut ffi::PyObject);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_get_context(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_set_context(s: *mut TpyState, ctx: *mut ffi::PyObject);

@@ -50,6 +50,27 @@ def test_cycle_held_by_a_lower_frame():
     assert freed and log == ["outer"]
 
 
+def test_cycle_through_a_subclass_switch():
+    # A subclass gets a `switch` descriptor of its own type; the GC must recognise it too.
+    class Sub(continulet):
+        pass
+    def inner(c, o):
+        c.switch()
+    def outer(c, o, log):
+        try:
+            inner(c, o)
+        finally:
+            log.append("outer")
+    def make(log):
+        o = Obj()
+        c = Sub(outer, o, log)
+        c.switch()
+        o.c = c
+        return c, o
+    freed, log = collected_with_exit(make)
+    assert freed and log == ["outer"]
+
+
 class Holder:
     def wait(self, c, *, o):
         try:

@@ -39,6 +39,30 @@ def test_no_double_init():
         c.__init__(lambda c: None)
 
 
+def test_init_forms():
+    # continulet(...) and explicit __init__ calls, with and without keywords, all bind the same
+    # way; a second binding fails whichever path it takes.
+    def f(c, *args, **kwds):
+        return args, kwds
+    assert continulet(f).switch() == ((), {})
+    assert continulet(f, 1).switch() == ((1,), {})
+    assert continulet(callable=f).switch() == ((), {})
+    c = continulet.__new__(continulet)
+    continulet.__init__(c, f, 2, y=4)
+    assert c.switch() == ((2,), {"y": 4})
+    class Sub(continulet):
+        def __init__(self, *a, **k):
+            continulet.__init__(self, *a, **k)
+    assert Sub(f, 5).switch() == ((5,), {})
+    assert Sub(f, z=6).switch() == ((), {"z": 6})
+    with pytest.raises(TypeError):
+        continulet()
+    c = continulet(f)
+    for again in (lambda: continulet.__init__(c, f), lambda: continulet.__init__(c, f, k=1)):
+        with pytest.raises(error, match="continulet already __init__ialized"):
+            again()
+
+
 def test_no_init_after_started():
     def f(c):
         with pytest.raises(error, match="already __init__ialized"):
@@ -614,6 +638,47 @@ def test_subclass_with_dict():
     c = C(lambda c: c.attr)
     c.attr = 7
     assert c.switch() == 7
+
+
+def test_instance_attributes_only_on_subclasses():
+    # As PyPy: a plain continulet takes no attributes; a subclass's instances have a __dict__
+    # (made on first use on every version).
+    c = continulet(lambda c: None)
+    with pytest.raises(AttributeError):
+        c.x = 1
+    assert not hasattr(c, "__dict__")
+    class Sub(continulet):
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.z = 3
+    s = Sub(lambda c: c.z + 1)
+    assert s.z == 3 and vars(s) == {"z": 3}
+    assert s.switch() == 4
+    t = Sub(lambda c: None)
+    t.y = 2
+    assert t.__dict__ == {"z": 3, "y": 2}
+
+
+def test_subclass_switch_and_overrides():
+    class A(continulet):
+        pass
+    class B(A):
+        pass
+    class O(continulet):
+        def switch(self, value=None, to=None):
+            return ("O", continulet.switch(self, value, to))
+    class P(O):
+        pass
+    b = B(lambda c: c.switch(1) + 1)
+    assert b.switch() == 1 and b.switch(10) == 11
+    a = A(lambda c: 2)
+    assert continulet.switch(a) == 2  # the base's unbound switch takes subclass instances
+    assert P(lambda c: 3).switch() == ("O", 3)
+    x, y = A(lambda c: c.switch("x")), B(lambda c: "y")
+    assert x.switch() == "x"
+    assert x.switch(to=y) == "y"  # to= a continulet of another subclass
+    with pytest.raises(TypeError):
+        A(lambda c: None).switch(to=1)
 
 
 def test_subclass_init_override():
