@@ -940,7 +940,7 @@ impl Continulet {
     }
 
     fn __reduce__(&self) -> PyResult<()> {
-        Err(PyTypeError::new_err("cannot pickle continulet objects (pickling support is not implemented yet)"))
+        Err(PyTypeError::new_err("cannot pickle continulet objects: pickle what runs in them (stackless tasklets) through capture_frames/resume_frames"))
     }
 
     /// Finalizer a subclass's `__del__` can chain to: unwinds a pending continuation.

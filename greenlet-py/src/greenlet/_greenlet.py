@@ -42,8 +42,7 @@ _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
 _stack_used = _continuation.stack_used
-# Called unbound: a method lookup on a continulet (it has an instance dict) is not specialized.
-_cont_switch = _continulet.switch
+# Called unbound: only `switch` has a descriptor of _Cont's own type, which 3.11+ specialize.
 _cont_throw = _continulet.throw
 
 
@@ -363,7 +362,7 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
             if lowlevel is not None:
                 value = lowlevel(c, value, tc)
             elif exc is None:
-                value = _cont_switch(c, value, tc)
+                value = c.switch(value, tc)
             else:
                 value = _cont_throw(c, exc, None, None, tc)
         except BaseException as e:
@@ -510,7 +509,7 @@ class greenlet(_GreenletState):
         c = ts.current._gr_c
         ts.current = self
         try:
-            value = _cont_switch(c, value, self._gr_c)
+            value = c.switch(value, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
@@ -755,7 +754,7 @@ def _start(g, args):
     ts.current = g
     run = args = None
     try:
-        value = _cont_switch(cc, None, c)
+        value = cc.switch(None, c)
     except BaseException as e:
         if ts.current._gr_c is cc and ts.trace is None:
             raise  # thrown into us
