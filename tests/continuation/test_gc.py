@@ -101,6 +101,29 @@ def test_cycle_through_bound_method_called_with_keywords():
     assert freed and log == ["wait"]
 
 
+@pytest.mark.xfail(sys.version_info < (3, 12), strict=True,
+                   reason="<=3.11 CALL_FUNCTION_EX keeps a call's inputs in C locals of the eval loop "
+                          "(possibly as converted copies), which no frame reports to the GC")
+def test_cycle_through_star_args_call_inputs():
+    def wait(c, o, log):
+        del o  # from here on only the caller's call inputs hold it
+        try:
+            c.switch()
+        finally:
+            log.append("wait")
+    def make(log):
+        o = Obj()
+        box = [o]
+        def run(c):
+            wait(*[c, box.pop(), log])
+        c = continulet(run)
+        c.switch()
+        o.c = c
+        return c, o
+    freed, log = collected_with_exit(make)
+    assert freed and log == ["wait"]
+
+
 def test_cycle_through_switch_with_to():
     def f(c, o):
         c.switch(to=c)  # switching to itself: a no-op, then suspend normally
