@@ -501,62 +501,62 @@ class greenlet(_GreenletState):
         above.
         """
         ts = self._gr_ts
-        if ts is None or args or kwargs or not ts.fast._is_owned():
-            args = args if value is _NO_VALUE else (value, *args)
-            if ts is not None or kwargs or type(self) is not greenlet:
-                return self._switch_slow(args, kwargs)
-            # The first switch into a plain greenlet without keywords: `_switch`'s start,
-            # with only the common case's steps.
-            ts = self._gr_parent._gr_ts
-            if ts is None or self._gr_started or _call is None or not ts.fast._is_owned():
-                return self._switch_slow(args, None)
-            if self._gr_run is _NOT_GIVEN:
-                raise AttributeError("run")
-            self._gr_c = _Cont(_call, *args) if args else _Cont(_call)
-            self._gr_c.run = self._gr_run
-            self._gr_c.gr = self._gr_proxy
-            self._gr_run = None
-            if self._gr_ctx is not None:
-                _set_context(self._gr_ctx, self._gr_c)
-            self._gr_started = True
-            self._gr_owner = ts.main
-            self._gr_ts = ts
+        if ts is not None and not args and not kwargs and ts.fast._is_owned():
+            # Fast path: an active greenlet of this thread, no tracing, at most one argument.
+            # Only the switcher's continulet stays in this frame while suspended (see the
+            # module doc). First here: the long start below must not lengthen its jumps.
+            if value is _NO_VALUE:
+                value = ()
             c = ts.current._gr_c
             ts.current = self
-            args = None
             try:
-                value = c.switch(None, self._gr_c)
+                value = c.switch(value, self._gr_c)
             except BaseException as e:
                 if ts.current._gr_c is c and ts.trace is None:
                     raise  # thrown into us
-                return _resumed_with_exception(ts, c, self, e, True)
-            if ts.trace is None:
-                finished = ts.current
-                if finished._gr_c is c:
-                    return value
-                if finished._gr_parent is ts.main:
-                    # Usually self returned (this is the main greenlet): the result is ours.
-                    ts.current = ts.main
-                    finished._gr_ts = None
-                    finished._gr_c.run = None
-                    return value
-            return _resumed_slow(ts, c, value)
-        # Fast path: an active greenlet of this thread, no tracing, at most one argument. Only
-        # the switcher's continulet stays in this frame while suspended (see the module doc).
-        if value is _NO_VALUE:
-            value = ()
+                return _resumed_with_exception(ts, c, self, e)
+            if ts.current._gr_c is not c or ts.trace is not None:
+                return _resumed_slow(ts, c, value)
+            return value
+        args = args if value is _NO_VALUE else (value, *args)
+        if ts is not None or kwargs or type(self) is not greenlet:
+            return self._switch_slow(args, kwargs)
+        # The first switch into a plain greenlet without keywords: `_switch`'s start,
+        # with only the common case's steps.
+        ts = self._gr_parent._gr_ts
+        if ts is None or self._gr_started or _call is None or not ts.fast._is_owned():
+            return self._switch_slow(args, None)
+        if self._gr_run is _NOT_GIVEN:
+            raise AttributeError("run")
+        self._gr_c = _Cont(_call, *args) if args else _Cont(_call)
+        self._gr_c.run = self._gr_run
+        self._gr_c.gr = self._gr_proxy
+        self._gr_run = None
+        if self._gr_ctx is not None:
+            _set_context(self._gr_ctx, self._gr_c)
+        self._gr_started = True
+        self._gr_owner = ts.main
+        self._gr_ts = ts
         c = ts.current._gr_c
         ts.current = self
+        args = None
         try:
-            value = c.switch(value, self._gr_c)
+            value = c.switch(None, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
-            return _resumed_with_exception(ts, c, self, e)
-        if ts.current._gr_c is not c or ts.trace is not None:
-            return _resumed_slow(ts, c, value)
-        return value
-
+            return _resumed_with_exception(ts, c, self, e, True)
+        if ts.trace is None:
+            finished = ts.current
+            if finished._gr_c is c:
+                return value
+            if finished._gr_parent is ts.main:
+                # Usually self returned (this is the main greenlet): the result is ours.
+                ts.current = ts.main
+                finished._gr_ts = None
+                finished._gr_c.run = None
+                return value
+        return _resumed_slow(ts, c, value)
     def _switch_slow(self, args, kwargs, lowlevel=None):
         return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
 
