@@ -50,7 +50,7 @@ if sys.version_info < (3, 12):  # 3.12+'s instrumented profiling leaves those re
     KNOWN_FAILING[
         "test_tracing.TestPythonTracing.test_trace_events_from_greenlet_func_sets_profiler"] = (
         _PROFILE + "; the profiler set in run reaches main after the finish, but also reports "
-        "the returns of greenlet-py's _start and switch frames")
+        "the return of greenlet-py's switch frame")
 KNOWN_FAILING = {"greenlet.tests." + k: v for k, v in KNOWN_FAILING.items()}
 
 

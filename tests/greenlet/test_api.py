@@ -857,6 +857,21 @@ def test_failed_low_level_switch_leaves_everything_as_it_was(started):
     assert runs == [1, 2] and g.dead
 
 
+def test_failed_low_level_switch_from_a_greenlet_keeps_it_current():
+    # The switcher recovers who runs from its continulet (which holds no strong reference to
+    # its greenlet): here a non-main greenlet.
+    target = greenlet._greenlet.UnswitchableGreenlet(lambda: None)
+    target.force_switch_error = True
+
+    def run():
+        with pytest.raises(SystemError, match="for the first time"):
+            target.switch()
+        return getcurrent()
+
+    g = greenlet.greenlet(run)
+    assert g.switch() is g and g.dead and not target.dead
+
+
 def test_class_level_getcurrent():
     # gevent and others call getcurrent through the class or an instance.
     class Hub(greenlet.greenlet):

@@ -53,7 +53,7 @@ class _Cont(_continulet):
     the slot's value is what gets called): C all the way, and nothing on the C stack holds the
     continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller`` calls ``cont.run``
     and its argument tuple keeps the continulet alive while run runs."""
-    __slots__ = ("run", "gr")  # gr: weak reference to its greenlet
+    __slots__ = ("run", "gr")  # gr: weak proxy of its greenlet (`gr._gr_self()` is the greenlet)
     # A greenlet's run frame has f_back None (greenlet's), not PyPy's link to the switcher.
     detach_frames = True
     # The greenlet's __del__ throws GreenletExit; the continulet must not throw its own
@@ -118,7 +118,7 @@ class _ThreadDeath:
             _recent = _NO_TS
 
 
-_weakref = weakref.ref
+_weak_proxy = weakref.proxy  # cheaper to make than a weakref.ref (no type call)
 _weakref_count = weakref.getweakrefcount
 _UNOWNED = _RLock()  # never acquired
 # A thread state of no thread: `fast` is _UNOWNED.
@@ -154,7 +154,7 @@ def _new_thread_state():
     main._gr_ts = ts
     # Unbound: a switch `to=` it is a plain switch of the running greenlet's continulet.
     main._gr_c = c = _Cont.__new__(_Cont)
-    c.gr = main._gr_wref
+    c.gr = main._gr_proxy
     ts.main = ts.current = main
     _tls.death = _ThreadDeath(ts)
     _thread_states.add(ts)
@@ -291,7 +291,7 @@ def _begin(target, ts, run, a, kw):
     else:
         c = _Cont(_call, *a)
     c.run = run
-    c.gr = target._gr_wref
+    c.gr = target._gr_proxy
     if target._gr_ctx is not None:
         _set_context(target._gr_ctx, c)
     target._gr_c = c
@@ -373,7 +373,7 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
                 raise
             if finished is target and tc.is_pending():
                 # The switch failed before leaving: we are still the running greenlet.
-                ts.current = c.gr()
+                ts.current = c.gr._gr_self()
                 ts.origin = None
                 if start:
                     _unbegin(target)
@@ -423,7 +423,7 @@ class _GreenletState:
         "_gr_main",
         "_gr_owner",    # the main greenlet of the thread it started in
         "_gr_ctx",      # context assigned before the start, or after the finish
-        "_gr_wref",     # a weak reference to itself (its continulet's `gr`)
+        "_gr_proxy",    # a weak proxy of itself (its continulet's `gr`)
         "__dict__",
         "__weakref__",
     )
@@ -471,13 +471,17 @@ class greenlet(_GreenletState):
             self._gr_run = run
             self._gr_c = self._gr_ts = self._gr_owner = self._gr_ctx = None
             self._gr_started = self._gr_main = False
-            self._gr_wref = _weakref(self)
+            self._gr_proxy = _weak_proxy(self)
         elif run is not _NOT_GIVEN:
             if self._gr_started:
                 raise AttributeError("run cannot be set after the start of the greenlet")
             self._gr_run = run
         if parent is not None:
             self.parent = parent
+
+    def _gr_self(self):
+        """The greenlet itself, also when reached through its weak proxy."""
+        return self
 
     def switch(self, value=_NO_VALUE, /, *args, **kwargs):
         """Switch execution to this greenlet.
@@ -497,27 +501,62 @@ class greenlet(_GreenletState):
         above.
         """
         ts = self._gr_ts
-        if ts is None or args or kwargs or not ts.fast._is_owned():
-            args = args if value is _NO_VALUE else (value, *args)
-            if ts is None and not kwargs and type(self) is greenlet:
-                return _start(self, args)
+        if ts is not None and not args and not kwargs and ts.fast._is_owned():
+            # Fast path: an active greenlet of this thread, no tracing, at most one argument.
+            # Only the switcher's continulet stays in this frame while suspended (see the
+            # module doc). First here: the long start below must not lengthen its jumps.
+            if value is _NO_VALUE:
+                value = ()
+            c = ts.current._gr_c
+            ts.current = self
+            try:
+                value = c.switch(value, self._gr_c)
+            except BaseException as e:
+                if ts.current._gr_c is c and ts.trace is None:
+                    raise  # thrown into us
+                return _resumed_with_exception(ts, c, self, e)
+            if ts.current._gr_c is not c or ts.trace is not None:
+                return _resumed_slow(ts, c, value)
+            return value
+        args = args if value is _NO_VALUE else (value, *args)
+        if ts is not None or kwargs or type(self) is not greenlet:
             return self._switch_slow(args, kwargs)
-        # Fast path: an active greenlet of this thread, no tracing, at most one argument. Only
-        # the switcher's continulet stays in this frame while suspended (see the module doc).
-        if value is _NO_VALUE:
-            value = ()
+        # The first switch into a plain greenlet without keywords: `_switch`'s start,
+        # with only the common case's steps.
+        ts = self._gr_parent._gr_ts
+        if ts is None or self._gr_started or _call is None or not ts.fast._is_owned():
+            return self._switch_slow(args, None)
+        if self._gr_run is _NOT_GIVEN:
+            raise AttributeError("run")
+        self._gr_c = _Cont(_call, *args) if args else _Cont(_call)
+        self._gr_c.run = self._gr_run
+        self._gr_c.gr = self._gr_proxy
+        self._gr_run = None
+        if self._gr_ctx is not None:
+            _set_context(self._gr_ctx, self._gr_c)
+        self._gr_started = True
+        self._gr_owner = ts.main
+        self._gr_ts = ts
         c = ts.current._gr_c
         ts.current = self
+        args = None
         try:
-            value = c.switch(value, self._gr_c)
+            value = c.switch(None, self._gr_c)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
-            return _resumed_with_exception(ts, c, self, e)
-        if ts.current._gr_c is not c or ts.trace is not None:
-            return _resumed_slow(ts, c, value)
-        return value
-
+            return _resumed_with_exception(ts, c, self, e, True)
+        if ts.trace is None:
+            finished = ts.current
+            if finished._gr_c is c:
+                return value
+            if finished._gr_parent is ts.main:
+                # Usually self returned (this is the main greenlet): the result is ours.
+                ts.current = ts.main
+                finished._gr_ts = None
+                finished._gr_c.run = None
+                return value
+        return _resumed_slow(ts, c, value)
     def _switch_slow(self, args, kwargs, lowlevel=None):
         return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
 
@@ -732,53 +771,13 @@ class _Unraisable:
         self.object = obj
 
 
-def _start(g, args):
-    """The first switch into a plain greenlet without keywords, while its parent runs in this
-    thread untraced: `_switch`'s start, with only the common case's steps."""
-    ts = g._gr_parent._gr_ts
-    if ts is None or g._gr_started or _call is None or not ts.fast._is_owned():
-        return g._switch_slow(args, None)
-    run = g._gr_run
-    if run is _NOT_GIVEN:
-        raise AttributeError("run")
-    g._gr_run = None
-    g._gr_c = c = _Cont(_call, *args) if args else _Cont(_call)
-    c.run = run
-    c.gr = g._gr_wref
-    if g._gr_ctx is not None:
-        _set_context(g._gr_ctx, c)
-    g._gr_started = True
-    g._gr_owner = ts.main
-    g._gr_ts = ts
-    cc = ts.current._gr_c
-    ts.current = g
-    run = args = None
-    try:
-        value = cc.switch(None, c)
-    except BaseException as e:
-        if ts.current._gr_c is cc and ts.trace is None:
-            raise  # thrown into us
-        return _resumed_with_exception(ts, cc, g, e, True)
-    if ts.trace is None:
-        finished = ts.current
-        if finished._gr_c is cc:
-            return value
-        if finished._gr_parent is ts.main:
-            # Usually g returned (this is the main greenlet): the result is ours.
-            ts.current = ts.main
-            finished._gr_ts = None
-            finished._gr_c.run = None
-            return value
-    return _resumed_slow(ts, cc, value)
-
-
 def _resumed_with_exception(ts, c, target, exc, start=False):
     try:
         finished = ts.current
         if finished._gr_c is c:  # thrown into us
             _run_trace(ts, "throw", ts.origin, finished)
         elif finished is target and target._gr_c.is_pending():
-            ts.current = c.gr()  # the switch failed before leaving: we still run
+            ts.current = c.gr._gr_self()  # the switch failed before leaving: we still run
             if start:
                 _unbegin(target)
         else:
@@ -816,7 +815,7 @@ def _resumed_slow(ts, c, value):
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
     greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
-    _switch, _start, _resumed_with_exception, _resumed_slow))
+    _switch, _resumed_with_exception, _resumed_slow))
 
 
 class UnswitchableGreenlet(greenlet):
