@@ -557,6 +557,7 @@ class greenlet(_GreenletState):
                 finished._gr_c.run = None
                 return value
         return _resumed_slow(ts, c, value)
+
     def _switch_slow(self, args, kwargs, lowlevel=None):
         return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
 
