@@ -1017,20 +1017,24 @@ unsafe extern "C" fn continulet_finalize(obj: *mut ffi::PyObject) {
 /// The type's tp_init as pyo3 made it, kept by `install_fast_init`.
 static PYO3_INIT: OnceLock<ffi::initproc> = OnceLock::new();
 
-/// tp_init for the usual `continulet(callable, *args)`: binds without pyo3's trampoline and
-/// argument parsing. Keywords (and a missing callable, with pyo3's errors) go to pyo3's.
+/// tp_init for `continulet(callable, *args, **kwds)` with a positional callable: binds without
+/// pyo3's trampoline and argument parsing. Without one (callable by keyword, or missing, with
+/// pyo3's errors) pyo3's.
 unsafe extern "C" fn continulet_init(slf: *mut ffi::PyObject, args: *mut ffi::PyObject, kwds: *mut ffi::PyObject) -> c_int {
     // SAFETY: CPython calls tp_init (and the `__init__` descriptor its wrapped function) with the
     // GIL held, on an instance of the type or a subclass, with a tuple and a dict or NULL.
     unsafe {
-        if ffi::PyTuple_GET_SIZE(args) == 0 || (!kwds.is_null() && ffi::PyDict_Size(kwds) != 0) {
+        // No positional callable: pyo3 takes it by keyword or raises. With one, every keyword
+        // goes on to the callable, `callable=` included (as PyPy).
+        if ffi::PyTuple_GET_SIZE(args) == 0 {
             let init = PYO3_INIT.get().expect("installed with the type");
             return init(slf, args, kwds);
         }
         let py = Python::assume_attached();
         let args = Borrowed::from_ptr(py, args).cast_unchecked::<PyTuple>();
+        let kwds = (!kwds.is_null() && ffi::PyDict_Size(kwds) != 0).then(|| Borrowed::from_ptr(py, kwds).cast_unchecked::<PyDict>());
         let slf = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
-        match Continulet::bind(&slf, &args.get_borrowed_item_unchecked(0), &args, 1, None) {
+        match Continulet::bind(&slf, &args.get_borrowed_item_unchecked(0), &args, 1, kwds.as_deref()) {
             Ok(()) => 0,
             Err(e) => {
                 e.restore(py);

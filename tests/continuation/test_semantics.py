@@ -55,6 +55,10 @@ def test_init_forms():
             continulet.__init__(self, *a, **k)
     assert Sub(f, 5).switch() == ((5,), {})
     assert Sub(f, z=6).switch() == ((), {"z": 6})
+    # With a positional callable every keyword goes to it, `callable=` too (PyPy's parsing).
+    assert continulet(f, callable=1).switch() == ((), {"callable": 1})
+    assert Sub(f, 7, callable=8).switch() == ((7,), {"callable": 8})
+    assert continulet(callable=f, x=3).switch() == ((), {"x": 3})
     with pytest.raises(TypeError):
         continulet()
     c = continulet(f)
