@@ -104,9 +104,9 @@ typedef struct tpy_state {
     PyObject *delete_later;                    /* 3.13: tstate->delete_later (refcount 0 objects, swapped) */
     uintptr_t critical_section;                /* 3.13: tstate->critical_section (0 in GIL builds) */
 #endif
-    void *root;                                /* all: the switcher's top frame that this continuation's
-                                                *   own frames link to while it runs (NULL when
-                                                *   detached, suspended or its switcher finished) */
+    void *root;                                /* all: the top frame of the continuation its continulet
+                                                *   holds, which its own frames link to while it runs
+                                                *   (NULL when detached, suspended or none is held) */
     void *bottom;                              /* all: its own frame that links to root (found on save) */
     int detached;                              /* all: never linked (the main one; opted out) */
 #if V312
@@ -287,7 +287,7 @@ static void cut_link(tpy_state *s)
     s->bottom = f;
 }
 
-/* Restore: link to `root` (the switcher's top frame, or NULL). */
+/* Restore: link to `root` (the held continuation's top frame, or NULL). */
 static void make_link(PyThreadState *ts, tpy_state *s, tpy_frame *root)
 {
     s->root = root;
@@ -327,8 +327,12 @@ void tpy_set_detached(tpy_state *s) { s->detached = 1; }
  * metatype steps, on every continulet a subclass makes. */
 int tpy_type_flag(PyTypeObject *type, PyObject *name)
 {
-    PyObject *v = _PyType_Lookup(type, name);
-    return v ? PyObject_IsTrue(v) : 0;
+    PyObject *v = _PyType_Lookup(type, name);   /* borrowed: held across a __bool__ */
+    if (!v) return 0;
+    Py_INCREF(v);
+    int flag = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return flag;
 }
 
 /* Called in the running continuation just before it switches away (GIL held). */
