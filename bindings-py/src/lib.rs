@@ -1193,61 +1193,8 @@ fn get_frame(py: Python<'_>, cont: &Bound<'_, Continulet>) -> PyResult<Py<PyAny>
 
 /// get_context(cont=None): the contextvars.Context the continuation resumes with (None if unset).
 /// A finished continulet reports the context its callable ended in; an unbound one None.
-/// A raw METH_FASTCALL|METH_KEYWORDS function (`add_raw_functions`): greenlet-py calls it for
-/// every greenlet that ends, and pyo3's trampoline cost more than the lookup itself.
-unsafe extern "C" fn get_context_raw(
-    _module: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls it with the GIL held and its vectorcall arguments, borrowed for the call.
-    let py = unsafe { Python::assume_attached() };
-    let result = unsafe { optional_arg(py, "get_context", "cont", args, nargs, kwnames) }.and_then(|cont| {
-        let cont = match cont {
-            None => None,
-            Some(c) => Some(c.cast::<Continulet>().map_err(|_| {
-                PyTypeError::new_err(format!("get_context() argument 'cont' must be continulet or None, not {}", c.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
-            })?),
-        };
-        get_context(py, cont.as_deref())
-    });
-    match result {
-        Ok(v) => v.into_ptr(),
-        Err(e) => {
-            e.restore(py);
-            ptr::null_mut()
-        }
-    }
-}
-
-/// The only argument, optional, of a raw vectorcall function `func(name=None)`: borrowed from
-/// the arguments; None when not given or None.
-unsafe fn optional_arg<'a, 'py>(
-    py: Python<'py>,
-    func: &str,
-    name: &str,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<Option<Borrowed<'a, 'py, PyAny>>> {
-    // SAFETY: kwnames is NULL or a tuple of str naming the values after the nargs positional ones.
-    let nkw = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) } };
-    if nargs + nkw > 1 {
-        return Err(PyTypeError::new_err(format!("{func}() takes at most 1 argument ({} given)", nargs + nkw)));
-    }
-    if nkw == 1 {
-        // SAFETY: as above; item 0 exists.
-        let key = unsafe { Borrowed::from_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, 0)) };
-        if !key.eq(name)? {
-            return Err(PyTypeError::new_err(format!("{func}() got an unexpected keyword argument '{}'", &*key)));
-        }
-    }
-    // SAFETY: one value is in args when nargs + nkw == 1.
-    let v = (nargs + nkw == 1).then(|| unsafe { Borrowed::from_ptr(py, *args) });
-    Ok(v.filter(|v| !v.is_none()))
-}
-
+#[pyfunction]
+#[pyo3(signature = (cont = None))]
 fn get_context(py: Python<'_>, cont: Option<&Bound<'_, Continulet>>) -> PyResult<Py<PyAny>> {
     let ctx = match cont {
         // SAFETY: a borrowed pointer (NULL while the thread has no context yet).
@@ -1354,20 +1301,6 @@ fn _stack_depths(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, 
     Ok(out)
 }
 
-/// Adds the module functions that are raw C functions rather than pyo3 ones.
-fn add_raw_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"get_context".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: get_context_raw },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c"get_context(cont=None)\n--\n\nThe contextvars.Context the continuation stored in cont (None: the running one) resumes with.".as_ptr(),
-    }));
-    let py = m.py();
-    // SAFETY: def is leaked, so it outlives the function; the module's name is a live str.
-    let f = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyCFunction_NewEx(def, ptr::null_mut(), m.name()?.as_ptr()))? };
-    m.add("get_context", f)
-}
-
 /// `continulet.is_pending()`: bound and not finished. A raw METH_NOARGS C function, not a pyo3
 /// method: greenlet-py makes it the `__del__` of its continulets, called on every deallocation.
 unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -1461,7 +1394,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ContinuletExit", py.get_type::<ContinuletExit>())?;
     m.add_function(wrap_pyfunction!(permute, m)?)?;
     m.add_function(wrap_pyfunction!(get_frame, m)?)?;
-    add_raw_functions(m)?;
+    m.add_function(wrap_pyfunction!(get_context, m)?)?;
     m.add_function(wrap_pyfunction!(set_context, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     m.add_function(wrap_pyfunction!(stack_used, m)?)?;
