@@ -526,24 +526,35 @@ PyObject *tpy_finish(void)
     return context;
 }
 
-/* Frees a state that is not suspended with live frames (never started, or finished). */
-void tpy_state_free(tpy_state *s)
+/* Empties a state that is not suspended with live frames (never started, or finished) for reuse:
+ * as tpy_state_new made it. Its references are dropped last, once the state is consistent (their
+ * finalizers may run any code). */
+void tpy_state_recycle(tpy_state *s)
 {
-#if !V311
-    Py_CLEAR(s->top_frame);
-#endif
-    Py_CLEAR(s->context);
-    Py_CLEAR(s->exc_state.exc_value);
-#if !V311
-    Py_CLEAR(s->exc_state.exc_type);
-    Py_CLEAR(s->exc_state.exc_traceback);
-#endif
 #if V311
     if (s->datastack_chunk) free_chunks(s->datastack_chunk);
 #endif
 #if V312
     if (s->links != &s->link0) PyMem_Free(s->links);
 #endif
+#if !V311
+    PyObject *top = s->top_frame, *type = s->exc_state.exc_type, *tb = s->exc_state.exc_traceback;
+#endif
+    PyObject *context = s->context, *exc = s->exc_state.exc_value;
+    memset(s, 0, sizeof *s);
+#if !V311
+    Py_XDECREF(top);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    Py_XDECREF(context);
+    Py_XDECREF(exc);
+}
+
+/* Frees a state that is not suspended with live frames (never started, or finished). */
+void tpy_state_free(tpy_state *s)
+{
+    tpy_state_recycle(s);
     PyMem_Free(s);
 }
 

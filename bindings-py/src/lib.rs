@@ -99,17 +99,38 @@ struct Cont {
     outbox: Option<Payload>,
 }
 
-/// A Cont whose tealet is gone (or never made) goes with its interpreter state.
-impl Release for Cont {
-    fn release(self, py: Python<'_>) {
-        // SAFETY: nothing uses the state any more.
-        unsafe { tpy_state_free(self.state) };
-        let Cont { call, owner, outbox, .. } = self;
+/// A Cont whose tealet is gone (or never made) goes with its interpreter state: into the pool,
+/// emptied, while it has room.
+impl Release for Box<Cont> {
+    fn release(mut self, py: Python<'_>) {
+        let (call, owner, outbox) = (self.call.take(), self.owner.take(), self.outbox.take());
+        // SAFETY: nothing uses the state any more; emptying it may run finalizers, which may make
+        // and release Conts (the pool is not borrowed meanwhile).
+        unsafe { tpy_state_recycle(self.state) };
+        // SAFETY: the GIL is held (see `Pool`), and nothing else borrows the pool here.
+        let pool = unsafe { &mut *POOL.0.get() };
+        if pool.len() < POOL_MAX {
+            pool.push(self);
+        } else {
+            // SAFETY: the emptied state is ours alone.
+            unsafe { tpy_state_free(self.state) };
+        }
         call.release(py);
         owner.release(py);
         outbox.release(py);
     }
 }
+
+/// Released Conts with their emptied interpreter states, reused by the next continulets: a
+/// create+run+finish then allocates neither. Only touched with the GIL held (GIL builds only),
+/// never across Python code.
+struct Pool(std::cell::UnsafeCell<Vec<Box<Cont>>>);
+
+// SAFETY: every access happens with the GIL held, which serialises the threads.
+unsafe impl Sync for Pool {}
+
+static POOL: Pool = Pool(std::cell::UnsafeCell::new(Vec::new()));
+const POOL_MAX: usize = 256;
 
 /// A continulet's callable with the vectorcall arguments it gets, made by `__init__`: its
 /// references live here until the callable returns, where the GC sees them, rather than on the
@@ -264,6 +285,13 @@ fn core_error(rc: c_int) -> PyErr {
 }
 
 fn new_cont(py: Python<'_>, call: Option<Call>) -> PyResult<*mut Cont> {
+    // SAFETY: the GIL is held (see `Pool`); a pooled Cont is empty, its state as new.
+    if let Some(mut data) = unsafe { (*POOL.0.get()).pop() } {
+        data.tealet = ptr::null_mut();
+        data.finished = false;
+        data.call = call;
+        return Ok(Box::into_raw(data));
+    }
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
     if state.is_null() {
