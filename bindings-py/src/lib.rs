@@ -753,6 +753,19 @@ pub struct Continulet {
 }
 
 impl Continulet {
+    /// What `__new__` makes (see `continulet_new`): unbound, not pending.
+    fn unbound() -> Self {
+        Continulet {
+            slot: Slot {
+                tealet: Cell::new(ptr::null_mut()),
+                bound: Cell::new(false),
+                thread: Cell::new(0),
+                unkillable: Cell::new(false),
+                last_context: Cell::new(None),
+            },
+        }
+    }
+
     fn finished(&self) -> bool {
         self.slot.bound.get() && self.slot.tealet.get().is_null()
     }
@@ -914,18 +927,12 @@ fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'
 
 #[pymethods]
 impl Continulet {
+    /// pyo3's constructor, which gives the type its `__new__`; it makes only the probe that
+    /// `install_fast_new` measures, then `continulet_new` replaces it as the type's tp_new.
     #[new]
     #[pyo3(signature = (*_args, **_kwds))]
     fn new(_args: &Bound<'_, PyTuple>, _kwds: Option<&Bound<'_, PyDict>>) -> Self {
-        Continulet {
-            slot: Slot {
-                tealet: Cell::new(ptr::null_mut()),
-                bound: Cell::new(false),
-                thread: Cell::new(0),
-                unkillable: Cell::new(false),
-                last_context: Cell::new(None),
-            },
-        }
+        Self::unbound()
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
@@ -1093,6 +1100,47 @@ fn install_fast_init(py: Python<'_>) -> PyResult<()> {
     unsafe {
         (*d).d_wrapped = continulet_init as *mut c_void;
         (*tp).tp_init = Some(continulet_init);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
+
+/// Where pyo3 keeps the `Continulet` inside a continulet object (of the type or a subclass),
+/// measured on a probe instance by `install_fast_new`.
+static VALUE_OFFSET: OnceLock<usize> = OnceLock::new();
+
+/// tp_new for `continulet(*args, **kwds)` (and `__new__`, which calls the type's tp_new): the
+/// arguments are for `__init__`; allocates an unbound continulet without pyo3's trampoline and
+/// argument parsing.
+unsafe extern "C" fn continulet_new(subtype: *mut ffi::PyTypeObject, _args: *mut ffi::PyObject, _kwds: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    let offset = *VALUE_OFFSET.get().expect("measured before tp_new was installed");
+    // SAFETY: CPython calls tp_new with the GIL held and the continulet type or a subclass, whose
+    // instances lay out the Continulet at `offset` (pyo3's layout, base part first); tp_alloc
+    // zeroes the object, which is how pyo3 initialises its other fields (no borrow flag for a
+    // frozen class, no thread checker for a Sync one, a null weak reference list).
+    unsafe {
+        let alloc = (*subtype).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+        let obj = alloc(subtype, 0);
+        if !obj.is_null() {
+            obj.byte_add(offset).cast::<Continulet>().write(Continulet::unbound());
+        }
+        obj
+    }
+}
+
+/// Makes `continulet_new` the type's tp_new, before any subclass inherits it (`__new__` calls
+/// the type's tp_new too).
+fn install_fast_new(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<Continulet>();
+    let probe = ty.call_method1("__new__", (&ty,))?.cast_into::<Continulet>()?;
+    let offset = (probe.get() as *const Continulet as usize) - (probe.as_ptr() as usize);
+    drop(probe);
+    VALUE_OFFSET.get_or_init(|| offset);
+    let tp = ty.as_type_ptr();
+    // SAFETY: module init runs once per process, before any subclass exists; the type's caches
+    // are told (PyType_Modified).
+    unsafe {
+        (*tp).tp_new = Some(continulet_new);
         ffi::PyType_Modified(tp);
     }
     Ok(())
@@ -1411,6 +1459,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
     install_fast_init(py)?;
+    install_fast_new(py)?;
     add_raw_methods(py)?;
     // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
     // are kept for the life of the process.
