@@ -957,10 +957,23 @@ impl Continulet {
     /// specialised calls of method descriptors (3.11+) check the instance's exact type, so with
     /// the inherited one every `sub.switch(...)` took the generic call path. A subclass that
     /// overrides `switch` keeps its override (as do its own subclasses).
+    /// A subclass whose `__del__` is `is_pending` (greenlet-py's continulets: they are killed by
+    /// their greenlet, never by ContinuletExit) has a finalizer without any effect: it gets none,
+    /// which spares every deallocation the finalizer's lookup and call. Assigning a `__del__`
+    /// later makes CPython install its generic finalizer again.
     #[classmethod]
     fn __init_subclass__(cls: &Bound<'_, PyType>) -> PyResult<()> {
-        if is_switch_descriptor(&cls.getattr(intern!(cls.py(), "switch"))?) {
-            cls.setattr(intern!(cls.py(), "switch"), switch_descriptor(cls)?)?;
+        let py = cls.py();
+        if is_descriptor_of(&cls.getattr(intern!(py, "switch"))?, &SWITCH_DEF) {
+            cls.setattr(intern!(py, "switch"), switch_descriptor(cls)?)?;
+        }
+        if is_descriptor_of(&cls.getattr(intern!(py, "__del__"))?, &IS_PENDING_DEF) {
+            // SAFETY: type creation is over (__init_subclass__ runs last), no instance exists yet,
+            // and a finalizer slot may be cleared on a heap type: the objects read it at death.
+            unsafe {
+                (*cls.as_type_ptr()).tp_finalize = None;
+                ffi::PyType_Modified(cls.as_type_ptr());
+            }
         }
         Ok(())
     }
@@ -1397,6 +1410,8 @@ unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ff
 /// The definition of `switch_method`, shared by the `switch` descriptors of the type and of
 /// its subclasses (see `__init_subclass__`).
 static SWITCH_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(ptr::null_mut());
+/// The definition of `is_pending_method`, recognised as a subclass's `__del__`.
+static IS_PENDING_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(ptr::null_mut());
 
 /// Puts `switch_method` and `is_pending_method` in the continulet type as its `switch` and
 /// `is_pending` method descriptors.
@@ -1416,6 +1431,7 @@ fn add_raw_methods(py: Python<'_>) -> PyResult<()> {
         ml_flags: ffi::METH_NOARGS,
         ml_doc: c"is_pending($self, /)\n--\n\nWhether the continulet is bound and not finished.".as_ptr(),
     }));
+    IS_PENDING_DEF.store(def, Ordering::Release);
     add_method(&ty, def)
 }
 
@@ -1441,12 +1457,12 @@ fn switch_descriptor<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>
     unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), SWITCH_DEF.load(Ordering::Acquire))) }
 }
 
-/// Whether `o` is a `switch` descriptor of ours.
-fn is_switch_descriptor(o: &Bound<'_, PyAny>) -> bool {
+/// Whether `o` is a method descriptor of ours for `def` (`switch` or `is_pending`).
+fn is_descriptor_of(o: &Bound<'_, PyAny>, def: &AtomicPtr<ffi::PyMethodDef>) -> bool {
     // SAFETY: the descriptor's fields are read once its type is checked.
     unsafe {
         ffi::Py_TYPE(o.as_ptr()) == &raw mut ffi::PyMethodDescr_Type
-            && (*o.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method == SWITCH_DEF.load(Ordering::Acquire)
+            && (*o.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method == def.load(Ordering::Acquire)
     }
 }
 

@@ -323,6 +323,22 @@ def test_del_subclass_can_call_super():
     assert log == ["del"]
 
 
+def test_is_pending_as_del_then_an_assigned_del_runs():
+    # A subclass whose __del__ is is_pending (greenlet-py's continulets) gets no finalizer call
+    # at all; a __del__ assigned to it later runs again.
+    log = []
+    class C(continulet):
+        __del__ = continulet.is_pending
+    c = C(lambda c: 1)
+    assert c.switch() == 1
+    del c
+    C.__del__ = lambda self: log.append(self.is_pending())
+    c = C(lambda c: 2)
+    assert c.switch() == 2
+    del c
+    assert log == [False]
+
+
 def test_many_created_switched_dropped_flat():
     r = run_py("""
         import gc, resource
