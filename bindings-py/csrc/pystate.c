@@ -322,13 +322,40 @@ tpy_state *tpy_state_new(void)
 /* The main continuation's frames are the thread's own; a continulet may opt out too. */
 void tpy_set_detached(tpy_state *s) { s->detached = 1; }
 
+/* The last answer of tpy_type_flag that was True or False itself, for the type and version tag it
+ * was found with: any change to a type or its bases gives it a new tag (tags are never reused),
+ * so a continulet subclass made again and again asks its MRO once. The GIL protects these. */
+static PyTypeObject *flag_type;
+static PyObject *flag_name;
+static unsigned int flag_tag;
+static int flag_value;
+
+static int version_tag_valid(PyTypeObject *type)
+{
+#if !V313
+    /* <=3.12: the flag says whether the tag is current */
+    return PyType_HasFeature(type, Py_TPFLAGS_VALID_VERSION_TAG) && type->tp_version_tag != 0;
+#else
+    return type->tp_version_tag != 0;   /* 3.13: tag 0 is none (the flag is unused) */
+#endif
+}
+
 /* Whether `type` or a base sets the class attribute `name` to a true value (1, 0, -1 with an
  * exception set): a lookup in the type's MRO through its method cache, without type_getattro's
  * metatype steps, on every continulet a subclass makes. */
 int tpy_type_flag(PyTypeObject *type, PyObject *name)
 {
+    if (type == flag_type && name == flag_name && version_tag_valid(type) && type->tp_version_tag == flag_tag)
+        return flag_value;
     PyObject *v = _PyType_Lookup(type, name);   /* borrowed: held across a __bool__ */
     if (!v) return 0;
+    if ((v == Py_True || v == Py_False) && version_tag_valid(type)) {
+        flag_type = type;
+        flag_name = name;
+        flag_tag = type->tp_version_tag;
+        flag_value = v == Py_True;
+        return flag_value;
+    }
     Py_INCREF(v);
     int flag = PyObject_IsTrue(v);
     Py_DECREF(v);
@@ -533,24 +560,35 @@ PyObject *tpy_finish(void)
     return context;
 }
 
-/* Frees a state that is not suspended with live frames (never started, or finished). */
-void tpy_state_free(tpy_state *s)
+/* Empties a state that is not suspended with live frames (never started, or finished) for reuse:
+ * as tpy_state_new made it. Its references are dropped last, once the state is consistent (their
+ * finalizers may run any code). */
+void tpy_state_recycle(tpy_state *s)
 {
-#if !V311
-    Py_CLEAR(s->top_frame);
-#endif
-    Py_CLEAR(s->context);
-    Py_CLEAR(s->exc_state.exc_value);
-#if !V311
-    Py_CLEAR(s->exc_state.exc_type);
-    Py_CLEAR(s->exc_state.exc_traceback);
-#endif
 #if V311
     if (s->datastack_chunk) free_chunks(s->datastack_chunk);
 #endif
 #if V312
     if (s->links != &s->link0) PyMem_Free(s->links);
 #endif
+#if !V311
+    PyObject *top = s->top_frame, *type = s->exc_state.exc_type, *tb = s->exc_state.exc_traceback;
+#endif
+    PyObject *context = s->context, *exc = s->exc_state.exc_value;
+    memset(s, 0, sizeof *s);
+#if !V311
+    Py_XDECREF(top);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    Py_XDECREF(context);
+    Py_XDECREF(exc);
+}
+
+/* Frees a state that is not suspended with live frames (never started, or finished). */
+void tpy_state_free(tpy_state *s)
+{
+    tpy_state_recycle(s);
     PyMem_Free(s);
 }
 

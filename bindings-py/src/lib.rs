@@ -99,17 +99,38 @@ struct Cont {
     outbox: Option<Payload>,
 }
 
-/// A Cont whose tealet is gone (or never made) goes with its interpreter state.
-impl Release for Cont {
-    fn release(self, py: Python<'_>) {
-        // SAFETY: nothing uses the state any more.
-        unsafe { tpy_state_free(self.state) };
-        let Cont { call, owner, outbox, .. } = self;
+/// A Cont whose tealet is gone (or never made) goes with its interpreter state: into the pool,
+/// emptied, while it has room.
+impl Release for Box<Cont> {
+    fn release(mut self, py: Python<'_>) {
+        let (call, owner, outbox) = (self.call.take(), self.owner.take(), self.outbox.take());
+        // SAFETY: nothing uses the state any more; emptying it may run finalizers, which may make
+        // and release Conts (the pool is not borrowed meanwhile).
+        unsafe { tpy_state_recycle(self.state) };
+        // SAFETY: the GIL is held (see `Pool`), and nothing else borrows the pool here.
+        let pool = unsafe { &mut *POOL.0.get() };
+        if pool.len() < POOL_MAX {
+            pool.push(self);
+        } else {
+            // SAFETY: the emptied state is ours alone.
+            unsafe { tpy_state_free(self.state) };
+        }
         call.release(py);
         owner.release(py);
         outbox.release(py);
     }
 }
+
+/// Released Conts with their emptied interpreter states, reused by the next continulets: a
+/// create+run+finish then allocates neither. Only touched with the GIL held (GIL builds only),
+/// never across Python code.
+struct Pool(std::cell::UnsafeCell<Vec<Box<Cont>>>);
+
+// SAFETY: every access happens with the GIL held, which serialises the threads.
+unsafe impl Sync for Pool {}
+
+static POOL: Pool = Pool(std::cell::UnsafeCell::new(Vec::new()));
+const POOL_MAX: usize = 256;
 
 /// A continulet's callable with the vectorcall arguments it gets, made by `__init__`: its
 /// references live here until the callable returns, where the GC sees them, rather than on the
@@ -264,6 +285,13 @@ fn core_error(rc: c_int) -> PyErr {
 }
 
 fn new_cont(py: Python<'_>, call: Option<Call>) -> PyResult<*mut Cont> {
+    // SAFETY: the GIL is held (see `Pool`); a pooled Cont is empty, its state as new.
+    if let Some(mut data) = unsafe { (*POOL.0.get()).pop() } {
+        data.tealet = ptr::null_mut();
+        data.finished = false;
+        data.call = call;
+        return Ok(Box::into_raw(data));
+    }
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
     if state.is_null() {
@@ -773,6 +801,19 @@ pub struct Continulet {
 }
 
 impl Continulet {
+    /// What `__new__` makes (see `continulet_new`): unbound, not pending.
+    fn unbound() -> Self {
+        Continulet {
+            slot: Slot {
+                tealet: Cell::new(ptr::null_mut()),
+                bound: Cell::new(false),
+                thread: Cell::new(0),
+                unkillable: Cell::new(false),
+                last_context: Cell::new(None),
+            },
+        }
+    }
+
     fn finished(&self) -> bool {
         self.slot.bound.get() && self.slot.tealet.get().is_null()
     }
@@ -934,18 +975,12 @@ fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'
 
 #[pymethods]
 impl Continulet {
+    /// pyo3's constructor, which gives the type its `__new__`; it makes only the probe that
+    /// `install_fast_new` measures, then `continulet_new` replaces it as the type's tp_new.
     #[new]
     #[pyo3(signature = (*_args, **_kwds))]
     fn new(_args: &Bound<'_, PyTuple>, _kwds: Option<&Bound<'_, PyDict>>) -> Self {
-        Continulet {
-            slot: Slot {
-                tealet: Cell::new(ptr::null_mut()),
-                bound: Cell::new(false),
-                thread: Cell::new(0),
-                unkillable: Cell::new(false),
-                last_context: Cell::new(None),
-            },
-        }
+        Self::unbound()
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
@@ -970,10 +1005,23 @@ impl Continulet {
     /// specialised calls of method descriptors (3.11+) check the instance's exact type, so with
     /// the inherited one every `sub.switch(...)` took the generic call path. A subclass that
     /// overrides `switch` keeps its override (as do its own subclasses).
+    /// A subclass whose `__del__` is `is_pending` (greenlet-py's continulets: they are killed by
+    /// their greenlet, never by ContinuletExit) has a finalizer without any effect: it gets none,
+    /// which spares every deallocation the finalizer's lookup and call. Assigning a `__del__`
+    /// later makes CPython install its generic finalizer again.
     #[classmethod]
     fn __init_subclass__(cls: &Bound<'_, PyType>) -> PyResult<()> {
-        if is_switch_descriptor(&cls.getattr(intern!(cls.py(), "switch"))?) {
-            cls.setattr(intern!(cls.py(), "switch"), switch_descriptor(cls)?)?;
+        let py = cls.py();
+        if is_descriptor_of(&cls.getattr(intern!(py, "switch"))?, &SWITCH_DEF) {
+            cls.setattr(intern!(py, "switch"), switch_descriptor(cls)?)?;
+        }
+        if is_descriptor_of(&cls.getattr(intern!(py, "__del__"))?, &IS_PENDING_DEF) {
+            // SAFETY: type creation is over (__init_subclass__ runs last), no instance exists yet,
+            // and a finalizer slot may be cleared on a heap type: the objects read it at death.
+            unsafe {
+                (*cls.as_type_ptr()).tp_finalize = None;
+                ffi::PyType_Modified(cls.as_type_ptr());
+            }
         }
         Ok(())
     }
@@ -1113,6 +1161,47 @@ fn install_fast_init(py: Python<'_>) -> PyResult<()> {
     unsafe {
         (*d).d_wrapped = continulet_init as *mut c_void;
         (*tp).tp_init = Some(continulet_init);
+        ffi::PyType_Modified(tp);
+    }
+    Ok(())
+}
+
+/// Where pyo3 keeps the `Continulet` inside a continulet object (of the type or a subclass),
+/// measured on a probe instance by `install_fast_new`.
+static VALUE_OFFSET: OnceLock<usize> = OnceLock::new();
+
+/// tp_new for `continulet(*args, **kwds)` (and `__new__`, which calls the type's tp_new): the
+/// arguments are for `__init__`; allocates an unbound continulet without pyo3's trampoline and
+/// argument parsing.
+unsafe extern "C" fn continulet_new(subtype: *mut ffi::PyTypeObject, _args: *mut ffi::PyObject, _kwds: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    let offset = *VALUE_OFFSET.get().expect("measured before tp_new was installed");
+    // SAFETY: CPython calls tp_new with the GIL held and the continulet type or a subclass, whose
+    // instances lay out the Continulet at `offset` (pyo3's layout, base part first); tp_alloc
+    // zeroes the object, which is how pyo3 initialises its other fields (no borrow flag for a
+    // frozen class, no thread checker for a Sync one, a null weak reference list).
+    unsafe {
+        let alloc = (*subtype).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+        let obj = alloc(subtype, 0);
+        if !obj.is_null() {
+            obj.byte_add(offset).cast::<Continulet>().write(Continulet::unbound());
+        }
+        obj
+    }
+}
+
+/// Makes `continulet_new` the type's tp_new, before any subclass inherits it (`__new__` calls
+/// the type's tp_new too).
+fn install_fast_new(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<Continulet>();
+    let probe = ty.call_method1("__new__", (&ty,))?.cast_into::<Continulet>()?;
+    let offset = (probe.get() as *const Continulet as usize) - (probe.as_ptr() as usize);
+    drop(probe);
+    VALUE_OFFSET.get_or_init(|| offset);
+    let tp = ty.as_type_ptr();
+    // SAFETY: module init runs once per process, before any subclass exists; the type's caches
+    // are told (PyType_Modified).
+    unsafe {
+        (*tp).tp_new = Some(continulet_new);
         ffi::PyType_Modified(tp);
     }
     Ok(())
@@ -1369,6 +1458,8 @@ unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ff
 /// The definition of `switch_method`, shared by the `switch` descriptors of the type and of
 /// its subclasses (see `__init_subclass__`).
 static SWITCH_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(ptr::null_mut());
+/// The definition of `is_pending_method`, recognised as a subclass's `__del__`.
+static IS_PENDING_DEF: AtomicPtr<ffi::PyMethodDef> = AtomicPtr::new(ptr::null_mut());
 
 /// Puts `switch_method` and `is_pending_method` in the continulet type as its `switch` and
 /// `is_pending` method descriptors.
@@ -1388,6 +1479,7 @@ fn add_raw_methods(py: Python<'_>) -> PyResult<()> {
         ml_flags: ffi::METH_NOARGS,
         ml_doc: c"is_pending($self, /)\n--\n\nWhether the continulet is bound and not finished.".as_ptr(),
     }));
+    IS_PENDING_DEF.store(def, Ordering::Release);
     add_method(&ty, def)
 }
 
@@ -1413,12 +1505,12 @@ fn switch_descriptor<'py>(ty: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>
     unsafe { Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), SWITCH_DEF.load(Ordering::Acquire))) }
 }
 
-/// Whether `o` is a `switch` descriptor of ours.
-fn is_switch_descriptor(o: &Bound<'_, PyAny>) -> bool {
+/// Whether `o` is a method descriptor of ours for `def` (`switch` or `is_pending`).
+fn is_descriptor_of(o: &Bound<'_, PyAny>, def: &AtomicPtr<ffi::PyMethodDef>) -> bool {
     // SAFETY: the descriptor's fields are read once its type is checked.
     unsafe {
         ffi::Py_TYPE(o.as_ptr()) == &raw mut ffi::PyMethodDescr_Type
-            && (*o.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method == SWITCH_DEF.load(Ordering::Acquire)
+            && (*o.as_ptr().cast::<ffi::PyMethodDescrObject>()).d_method == def.load(Ordering::Acquire)
     }
 }
 
@@ -1431,6 +1523,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // clears anything (PEP 442), so ContinuletExit unwinds frames whose objects are intact.
     unsafe { (*py.get_type::<Continulet>().as_type_ptr()).tp_finalize = Some(continulet_finalize) };
     install_fast_init(py)?;
+    install_fast_new(py)?;
     add_raw_methods(py)?;
     // The GC recognises a suspended top frame's call to these (csrc/pystate.c); the references
     // are kept for the life of the process.

@@ -22,6 +22,7 @@ extern "C" {
     pub fn tsd_code_units(code: *mut ffi::PyObject) -> c_int;
     pub fn tpy_state_new() -> *mut TpyState;
     pub fn tpy_state_free(s: *mut TpyState);
+    pub fn tpy_state_recycle(s: *mut TpyState);
     pub fn tpy_save(s: *mut TpyState) -> c_int;
     pub fn tpy_restore(s: *mut TpyState, from: *mut TpyState);
     pub fn tpy_start(s: *mut TpyState, from: *mut TpyState) -> c_int;

@@ -83,6 +83,28 @@ def test_detach_frames_opts_out_of_the_link():
     assert continulet.detach_frames is False
 
 
+def test_detach_frames_is_read_at_each_init():
+    # Changing the class attribute (on the class or a base) after continulets were made takes
+    # effect for the next one.
+    class Base(continulet):
+        detach_frames = False
+    class Sub(Base):
+        pass
+    def f(c):
+        return sys._getframe().f_back
+    def linked():
+        return [Sub(f).switch() is not None for _ in range(2)]
+    assert linked() == [True, True]
+    Sub.detach_frames = True
+    assert linked() == [False, False]
+    del Sub.detach_frames
+    assert linked() == [True, True]
+    Base.detach_frames = True
+    assert linked() == [False, False]
+    del Base.detach_frames
+    assert linked() == [True, True]
+
+
 def test_suspended_chain_ends_at_callable_after_switcher_finished():
     held = []
     def f(c):
@@ -354,6 +376,22 @@ def test_del_subclass_can_call_super():
     del c
     gc.collect()
     assert log == ["del"]
+
+
+def test_is_pending_as_del_then_an_assigned_del_runs():
+    # A subclass whose __del__ is is_pending (greenlet-py's continulets) gets no finalizer call
+    # at all; a __del__ assigned to it later runs again.
+    log = []
+    class C(continulet):
+        __del__ = continulet.is_pending
+    c = C(lambda c: 1)
+    assert c.switch() == 1
+    del c
+    C.__del__ = lambda self: log.append(self.is_pending())
+    c = C(lambda c: 2)
+    assert c.switch() == 2
+    del c
+    assert log == [False]
 
 
 def test_many_created_switched_dropped_flat():

@@ -57,7 +57,8 @@ class _Cont(_continulet):
     # A greenlet's run frame has f_back None (greenlet's), not PyPy's link to the switcher.
     detach_frames = True
     # The greenlet's __del__ throws GreenletExit; the continulet must not throw its own
-    # ContinuletExit (a C-level no-op replaces the binding's finalizer).
+    # ContinuletExit (a C-level no-op replaces the binding's finalizer, and the binding then
+    # calls no finalizer at all).
     __del__ = _continulet.is_pending
 
 
