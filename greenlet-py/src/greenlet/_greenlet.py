@@ -42,6 +42,8 @@ _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
 _stack_used = _continuation.stack_used
+_hidden_method = _continuation.hidden_method
+_call_visible = _continuation.call_visible
 # Called unbound: only `switch` has a descriptor of _Cont's own type, which 3.11+ specialize.
 _cont_throw = _continulet.throw
 
@@ -252,7 +254,7 @@ def _run_trace(ts, event, origin, target):
     trace = ts.trace
     ts.origin = None
     try:
-        trace(event, (origin, target))
+        _call_visible(trace, event, (origin, target))  # the user's code: traced and profiled
     except BaseException:
         ts.trace = None  # a failing trace function is uninstalled, like greenlet does
         ts.update_fast()
@@ -262,7 +264,7 @@ def _run_trace(ts, event, origin, target):
 def _traced_run(ts, run, *args, **kwargs):
     """Entry of a greenlet started while tracing: the trace call must happen inside it."""
     _run_trace(ts, "switch", ts.origin, ts.current)
-    return run(*args, **kwargs)
+    return _call_visible(run, *args, **kwargs)
 
 
 def _release_then_run(box, run, *args, **kwargs):
@@ -270,7 +272,13 @@ def _release_then_run(box, run, *args, **kwargs):
     __getattribute__ chose another): like greenlet, it drops the assigned one inside the new
     greenlet, before run is called (its __del__ may even switch away)."""
     box.clear()
-    return run(*args, **kwargs)
+    return _call_visible(run, *args, **kwargs)
+
+
+# Hidden from sys.settrace/sys.setprofile (descriptors for any object, called as functions): a
+# greenlet's run is all profilers see inside it, as with greenlet's C entry.
+_traced_run = _hidden_method(object, "_traced_run", _traced_run)
+_release_then_run = _hidden_method(object, "_release_then_run", _release_then_run)
 
 
 def _begin(target, ts, run, a, kw):
@@ -817,6 +825,11 @@ def _resumed_slow(ts, c, value):
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
     greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
     _switch, _resumed_with_exception, _resumed_slow))
+
+# greenlet's switch and throw are C methods: sys.setprofile sees each call as one C call with
+# only the code it switches to inside, sys.settrace nothing of the switch.
+greenlet.switch = _hidden_method(greenlet, "switch", greenlet.switch)
+greenlet.throw = _hidden_method(greenlet, "throw", greenlet.throw)
 
 
 class UnswitchableGreenlet(greenlet):

@@ -1,0 +1,175 @@
+//! Hidden methods: Python code that `sys.settrace` / `sys.setprofile` see as one C call, as a
+//! method written in C would be.
+//!
+//! `hidden_method(cls, name, func)` returns a method descriptor (the type of `list.append`) for
+//! instances of `cls`, to be stored as `cls.<name>`: `obj.name(*args, **kwargs)` calls
+//! `func(obj, *args, **kwargs)`. While func runs, CPython reports no trace or profile event, as
+//! while it runs a trace function (csrc/pystate.c `tpy_hide`): a profiler sees one C call
+//! (`c_call`, then `c_return` or `c_exception`), a tracer nothing. The level is per continuation:
+//! a continuation switched to from hidden code runs with its own level, and a new one starts
+//! with events on.
+//!
+//! `call_visible(callable, *args, **kwargs)` calls `callable(*args, **kwargs)` with one level of
+//! hiding undone: hidden code uses it to run code that is the user's (a callback).
+//!
+//! A method descriptor's C function gets no closure, and CPython calls it directly (3.11+
+//! specialise such calls), so each hidden method gets an entry point of its own, compiled here:
+//! at most `SLOTS` per process, each kept for the life of the process (meant for class
+//! definitions). The same (cls, name, func) again gives the same descriptor.
+use crate::pystate::{tpy_call, tpy_hide, tpy_set_tracing, tpy_tracing};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use std::cell::UnsafeCell;
+use std::ffi::CString;
+use std::ptr::null_mut;
+
+const SLOTS: usize = 16;
+
+struct Slot {
+    def: ffi::PyMethodDef,
+    func: *mut ffi::PyObject,  // owned
+    descr: *mut ffi::PyObject, // owned; NULL while the slot is free
+}
+
+struct Table(UnsafeCell<[Slot; SLOTS]>);
+
+// SAFETY: the table is only read or written with the GIL held.
+unsafe impl Sync for Table {}
+
+const FREE: Slot = Slot { def: ffi::PyMethodDef::zeroed(), func: null_mut(), descr: null_mut() };
+static TABLE: Table = Table(UnsafeCell::new([FREE; SLOTS]));
+
+/// Arguments a call passes on without a heap buffer (self included).
+const SMALL: usize = 8;
+
+/// Calls `func(slf, *args)` (vectorcall arguments, `nargs` positional) with events hidden.
+///
+/// # Safety
+/// GIL held; `args` holds `nargs` positional values plus one per name in `kwnames` (NULL or a
+/// tuple), all live, as CPython passes them to a METH_FASTCALL | METH_KEYWORDS function.
+unsafe fn hidden_call(func: *mut ffi::PyObject, slf: *mut ffi::PyObject, args: *const *mut ffi::PyObject,
+                      nargs: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: kwnames is NULL or a tuple, and args holds nargs + len(kwnames) values (see above).
+    unsafe {
+        let nkw = if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) };
+        let total = (nargs + nkw) as usize;
+        let mut small = [null_mut(); SMALL];
+        let mut heap = Vec::new();
+        let vector: &mut [*mut ffi::PyObject] = if total < SMALL {
+            &mut small[..=total]
+        } else {
+            heap.resize(total + 1, null_mut());
+            &mut heap
+        };
+        vector[0] = slf;
+        if total > 0 {
+            vector[1..].copy_from_slice(std::slice::from_raw_parts(args, total));
+        }
+        let level = tpy_hide();
+        let result = tpy_call(func, vector.as_ptr(), nargs as usize + 1, kwnames);
+        tpy_set_tracing(level);
+        result
+    }
+}
+
+/// The C function of hidden method `I`.
+unsafe extern "C" fn entry<const I: usize>(slf: *mut ffi::PyObject, args: *const *mut ffi::PyObject,
+                                           nargs: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls this with the GIL held and METH_FASTCALL | METH_KEYWORDS arguments,
+    // only through slot I's descriptor, whose func is set before the descriptor exists.
+    unsafe { hidden_call((*TABLE.0.get())[I].func, slf, args, nargs, kwnames) }
+}
+
+macro_rules! entries {
+    ($($i:literal)*) => { [$(entry::<$i> as ffi::PyCFunctionFastWithKeywords),*] };
+}
+const ENTRIES: [ffi::PyCFunctionFastWithKeywords; SLOTS] = entries!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+
+#[pyfunction]
+fn hidden_method(py: Python<'_>, cls: &Bound<'_, PyType>, name: &Bound<'_, PyString>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    if !func.is_callable() {
+        return Err(PyTypeError::new_err(format!(
+            "hidden_method() argument 'func' must be callable, not {}", func.get_type().name()?)));
+    }
+    let c_name = CString::new(name.to_str()?)
+        .map_err(|_| PyTypeError::new_err("hidden_method() argument 'name' must not contain NUL"))?;
+    let doc = func.getattr("__doc__")?;
+    let c_doc = match doc.cast::<PyString>() {
+        Ok(d) => Some(CString::new(d.to_str()?).unwrap_or_default()),
+        Err(_) => None,
+    };
+    // SAFETY: the GIL is held (py), so nothing else reads or writes the table meanwhile.
+    let table = unsafe { &mut *TABLE.0.get() };
+    for slot in table.iter().filter(|s| !s.descr.is_null()) {
+        // SAFETY: a taken slot's name is a leaked CString and its descriptor a live method
+        // descriptor, both kept for the life of the process.
+        let same = unsafe {
+            slot.func == func.as_ptr()
+                && std::ffi::CStr::from_ptr(slot.def.ml_name) == c_name.as_c_str()
+                && (*slot.descr.cast::<ffi::PyDescrObject>()).d_type == cls.as_type_ptr()
+        };
+        if same {
+            // SAFETY: the slot owns a reference to its descriptor, so it is alive.
+            return Ok(unsafe { Bound::from_borrowed_ptr(py, slot.descr) }.unbind());
+        }
+    }
+    let (index, slot) = table.iter_mut().enumerate().find(|(_, s)| s.descr.is_null())
+        .ok_or_else(|| PyRuntimeError::new_err(format!("hidden_method(): all {SLOTS} hidden methods are taken")))?;
+    slot.def = ffi::PyMethodDef {
+        ml_name: c_name.into_raw(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: ENTRIES[index] },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: c_doc.map_or(std::ptr::null(), |d| d.into_raw()),
+    };
+    slot.func = func.clone().into_ptr();
+    // SAFETY: cls is a live type; slot.def lives in a static for the life of the process, as a
+    // method descriptor requires.
+    let descr = unsafe { ffi::PyDescr_NewMethod(cls.as_type_ptr(), &mut slot.def) };
+    if descr.is_null() {
+        // SAFETY: the slot's references were taken above; the slot goes back to free.
+        unsafe {
+            ffi::Py_DECREF(slot.func);
+            drop(CString::from_raw(slot.def.ml_name.cast_mut()));
+            if !slot.def.ml_doc.is_null() {
+                drop(CString::from_raw(slot.def.ml_doc.cast_mut()));
+            }
+        }
+        *slot = FREE;
+        return Err(PyErr::fetch(py));
+    }
+    slot.descr = descr;
+    // SAFETY: descr is a new reference; the slot keeps its own.
+    Ok(unsafe { Bound::from_borrowed_ptr(py, descr) }.unbind())
+}
+
+#[pyfunction]
+#[pyo3(signature = (callable, /, *args, **kwargs))]
+fn call_visible(callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Py<PyAny>> {
+    // SAFETY: the GIL is held; the level is this continuation's and is put back before returning.
+    let level = unsafe { tpy_tracing() };
+    if level > 0 {
+        // SAFETY: as above.
+        unsafe { tpy_set_tracing(level - 1) };
+    }
+    let result = callable.call(args, kwargs);
+    // SAFETY: as above (the call returns in the continuation that made it).
+    unsafe { tpy_set_tracing(level) };
+    result.map(Bound::unbind)
+}
+
+/// For csrc/pystate.c's GC traversal: the function hidden method `ml` calls, or NULL if `ml` is
+/// not a hidden method's (borrowed; kept for the life of the process).
+#[no_mangle]
+pub extern "C" fn tpy_hidden_func(ml: *const ffi::PyMethodDef) -> *mut ffi::PyObject {
+    // SAFETY: called with the GIL held (GC traversal); only addresses and taken slots are read.
+    let table = unsafe { &*TABLE.0.get() };
+    table.iter().find(|s| !s.descr.is_null() && std::ptr::eq(&s.def, ml)).map_or(null_mut(), |s| s.func)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(hidden_method, m)?)?;
+    m.add_function(wrap_pyfunction!(call_visible, m)?)?;
+    Ok(())
+}
