@@ -120,7 +120,7 @@ typedef struct tpy_state {
 } tpy_state;
 
 /* The tracing level (tstate->tracing: above 0 while a trace or profile function runs, or a
- * hidden call, see tpy_hide) moves with each continuation; a new one starts at 0. <=3.11 also
+ * hidden call, see tpy_hidden_call) moves with each continuation; a new one starts at 0. <=3.11 also
  * cache whether events are on, recomputed whenever the level or the running continuation
  * changes (a finished continuation may have set or cleared the thread's trace/profile function):
  * 3.9 per thread (tstate->use_tracing), 3.10/3.11 per C-level eval loop (cframe->use_tracing).
@@ -514,15 +514,20 @@ PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
     return PyObject_Vectorcall(callable, args, nargsf, kwnames);
 }
 
-/* Hidden calls: while one runs, the thread's tracing level is one above what it was at its
- * start, so CPython reports no trace or profile event, as while it runs a trace function. */
-int tpy_hide(void)
+/* A hidden call (src/hidden.rs): while it runs, the thread's tracing level is one above what it
+ * was at its start, so CPython reports no trace or profile event, as while it runs a trace
+ * function. A switch inside moves the level with the continuation, so the one that returns
+ * here finds the level it set. */
+PyObject *tpy_hidden_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     PyThreadState *ts = PyThreadState_Get();
     int level = ts->tracing;
     ts->tracing = level + 1;
     TPY_REFRESH_USE_TRACING(ts);
-    return level;
+    PyObject *result = tpy_call(callable, args, nargsf, kwnames);
+    ts->tracing = level;
+    TPY_REFRESH_USE_TRACING(ts);
+    return result;
 }
 
 int tpy_tracing(void) { return PyThreadState_Get()->tracing; }
@@ -667,14 +672,23 @@ static int is_switch_method(PyObject *o)
         || ml == ((PyMethodDescrObject *)throw_descr)->d_method;
 }
 
-/* The function a hidden method (src/hidden.rs) calls, if `o` is one (descriptor or bound). */
-PyObject *tpy_hidden_func(PyMethodDef *ml);
+/* Whether `o` is a hidden method (src/hidden.rs; descriptor or bound) that calls a function
+ * matching `callee` (3.11+: that function; <=3.10: one running that code object). */
+int tpy_hidden_funcs(PyMethodDef *ml, PyObject **funcs);
 
-static PyObject *hidden_func_of(PyObject *o)
+static int hidden_calls(PyObject *o, PyObject *callee, int by_code)
 {
-    if (Py_IS_TYPE(o, &PyMethodDescr_Type)) return tpy_hidden_func(((PyMethodDescrObject *)o)->d_method);
-    if (PyCFunction_Check(o)) return tpy_hidden_func(((PyCFunctionObject *)o)->m_ml);
-    return NULL;
+    PyMethodDef *ml;
+    if (Py_IS_TYPE(o, &PyMethodDescr_Type)) ml = ((PyMethodDescrObject *)o)->d_method;
+    else if (PyCFunction_Check(o)) ml = ((PyCFunctionObject *)o)->m_ml;
+    else return 0;
+    PyObject *funcs[2];
+    int n = tpy_hidden_funcs(ml, funcs);
+    for (int i = 0; i < n; i++) {
+        PyObject *f = funcs[i];
+        if (by_code ? PyFunction_Check(f) && PyFunction_GET_CODE(f) == callee : f == callee) return 1;
+    }
+    return 0;
 }
 
 static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
@@ -699,9 +713,8 @@ static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
 static int runs_callee(PyObject *callable, void *callee_code)
 {
     if (Py_REFCNT(callable) <= 0) return 0;
-    if (!PyFunction_Check(callable)) callable = hidden_func_of(callable);  /* it called that */
-    return callable && PyFunction_Check(callable)
-        && PyFunction_GET_CODE(callable) == (PyObject *)callee_code;
+    if (PyFunction_Check(callable)) return PyFunction_GET_CODE(callable) == (PyObject *)callee_code;
+    return hidden_calls(callable, (PyObject *)callee_code, 1);
 }
 
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
@@ -727,7 +740,7 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 /* 3.11+: the callee frame owns its function; comparing pointers never reads a released slot. */
 static int runs_callee(PyObject *callable, void *callee_func)
 {
-    return callable == callee_func || hidden_func_of(callable) == callee_func;
+    return callable == callee_func || hidden_calls(callable, (PyObject *)callee_func, 0);
 }
 
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)

@@ -1,10 +1,12 @@
 //! Hidden methods: Python code that `sys.settrace` / `sys.setprofile` see as one C call, as a
 //! method written in C would be.
 //!
-//! `hidden_method(cls, name, func)` returns a method descriptor (the type of `list.append`) for
-//! instances of `cls`, to be stored as `cls.<name>`: `obj.name(*args, **kwargs)` calls
-//! `func(obj, *args, **kwargs)`. While func runs, CPython reports no trace or profile event, as
-//! while it runs a trace function (csrc/pystate.c `tpy_hide`): a profiler sees one C call
+//! `hidden_method(cls, name, func, simple=None)` returns a method descriptor (the type of
+//! `list.append`) for instances of `cls`, to be stored as `cls.<name>`: `obj.name(*args,
+//! **kwargs)` calls `func(obj, *args, **kwargs)`, or `simple(obj, *args)` if given and the call
+//! has no keyword arguments (a signature without `**kwargs` spares a dict per call). While it
+//! runs, CPython reports no trace or profile event, as while it runs a trace function
+//! (csrc/pystate.c `tpy_hidden_call`): a profiler sees one C call
 //! (`c_call`, then `c_return` or `c_exception`), a tracer nothing. The level is per continuation:
 //! a continuation switched to from hidden code runs with its own level, and a new one starts
 //! with events on.
@@ -16,7 +18,7 @@
 //! specialise such calls), so each hidden method gets an entry point of its own, compiled here:
 //! at most `SLOTS` per process, each kept for the life of the process (meant for class
 //! definitions). The same (cls, name, func) again gives the same descriptor.
-use crate::pystate::{tpy_call, tpy_hide, tpy_set_tracing, tpy_tracing};
+use crate::pystate::{tpy_hidden_call, tpy_set_tracing, tpy_tracing};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -29,7 +31,8 @@ const SLOTS: usize = 16;
 
 struct Slot {
     def: ffi::PyMethodDef,
-    func: *mut ffi::PyObject,  // owned
+    func: *mut ffi::PyObject,   // owned
+    simple: *mut ffi::PyObject, // owned; calls without keywords go here (func if not given)
     descr: *mut ffi::PyObject, // owned; NULL while the slot is free
 }
 
@@ -38,21 +41,23 @@ struct Table(UnsafeCell<[Slot; SLOTS]>);
 // SAFETY: the table is only read or written with the GIL held.
 unsafe impl Sync for Table {}
 
-const FREE: Slot = Slot { def: ffi::PyMethodDef::zeroed(), func: null_mut(), descr: null_mut() };
+const FREE: Slot = Slot { def: ffi::PyMethodDef::zeroed(), func: null_mut(), simple: null_mut(), descr: null_mut() };
 static TABLE: Table = Table(UnsafeCell::new([FREE; SLOTS]));
 
 /// Arguments a call passes on without a heap buffer (self included).
 const SMALL: usize = 8;
 
-/// Calls `func(slf, *args)` (vectorcall arguments, `nargs` positional) with events hidden.
+/// Calls slot's function with `(slf, *args)` (vectorcall arguments, `nargs` positional) hidden.
 ///
 /// # Safety
-/// GIL held; `args` holds `nargs` positional values plus one per name in `kwnames` (NULL or a
-/// tuple), all live, as CPython passes them to a METH_FASTCALL | METH_KEYWORDS function.
-unsafe fn hidden_call(func: *mut ffi::PyObject, slf: *mut ffi::PyObject, args: *const *mut ffi::PyObject,
+/// GIL held; `slot` is taken; `args` holds `nargs` positional values plus one per name in
+/// `kwnames` (NULL or a tuple), all live, as CPython passes them to a METH_FASTCALL |
+/// METH_KEYWORDS function.
+unsafe fn hidden_call(slot: &Slot, slf: *mut ffi::PyObject, args: *const *mut ffi::PyObject,
                       nargs: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: kwnames is NULL or a tuple, and args holds nargs + len(kwnames) values (see above).
     unsafe {
+        let func = if kwnames.is_null() { slot.simple } else { slot.func };
         let nkw = if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) };
         let total = (nargs + nkw) as usize;
         let mut small = [null_mut(); SMALL];
@@ -67,10 +72,7 @@ unsafe fn hidden_call(func: *mut ffi::PyObject, slf: *mut ffi::PyObject, args: *
         if total > 0 {
             vector[1..].copy_from_slice(std::slice::from_raw_parts(args, total));
         }
-        let level = tpy_hide();
-        let result = tpy_call(func, vector.as_ptr(), nargs as usize + 1, kwnames);
-        tpy_set_tracing(level);
-        result
+        tpy_hidden_call(func, vector.as_ptr(), nargs as usize + 1, kwnames)
     }
 }
 
@@ -78,8 +80,8 @@ unsafe fn hidden_call(func: *mut ffi::PyObject, slf: *mut ffi::PyObject, args: *
 unsafe extern "C" fn entry<const I: usize>(slf: *mut ffi::PyObject, args: *const *mut ffi::PyObject,
                                            nargs: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held and METH_FASTCALL | METH_KEYWORDS arguments,
-    // only through slot I's descriptor, whose func is set before the descriptor exists.
-    unsafe { hidden_call((*TABLE.0.get())[I].func, slf, args, nargs, kwnames) }
+    // only through slot I's descriptor, which exists once the slot is taken.
+    unsafe { hidden_call(&(*TABLE.0.get())[I], slf, args, nargs, kwnames) }
 }
 
 macro_rules! entries {
@@ -87,12 +89,23 @@ macro_rules! entries {
 }
 const ENTRIES: [ffi::PyCFunctionFastWithKeywords; SLOTS] = entries!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 
-#[pyfunction]
-fn hidden_method(py: Python<'_>, cls: &Bound<'_, PyType>, name: &Bound<'_, PyString>, func: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    if !func.is_callable() {
-        return Err(PyTypeError::new_err(format!(
-            "hidden_method() argument 'func' must be callable, not {}", func.get_type().name()?)));
+fn check_callable(what: &str, f: &Bound<'_, PyAny>) -> PyResult<()> {
+    if f.is_callable() {
+        return Ok(());
     }
+    Err(PyTypeError::new_err(format!("hidden_method() argument '{what}' must be callable, not {}", f.get_type().name()?)))
+}
+
+#[pyfunction]
+#[pyo3(signature = (cls, name, func, simple = None))]
+fn hidden_method(py: Python<'_>, cls: &Bound<'_, PyType>, name: &Bound<'_, PyString>, func: &Bound<'_, PyAny>,
+                 simple: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    check_callable("func", func)?;
+    let simple = match simple {
+        Some(s) if !s.is_none() => s,
+        _ => func,
+    };
+    check_callable("simple", simple)?;
     let c_name = CString::new(name.to_str()?)
         .map_err(|_| PyTypeError::new_err("hidden_method() argument 'name' must not contain NUL"))?;
     let doc = func.getattr("__doc__")?;
@@ -107,6 +120,7 @@ fn hidden_method(py: Python<'_>, cls: &Bound<'_, PyType>, name: &Bound<'_, PyStr
         // descriptor, both kept for the life of the process.
         let same = unsafe {
             slot.func == func.as_ptr()
+                && slot.simple == simple.as_ptr()
                 && std::ffi::CStr::from_ptr(slot.def.ml_name) == c_name.as_c_str()
                 && (*slot.descr.cast::<ffi::PyDescrObject>()).d_type == cls.as_type_ptr()
         };
@@ -124,6 +138,7 @@ fn hidden_method(py: Python<'_>, cls: &Bound<'_, PyType>, name: &Bound<'_, PyStr
         ml_doc: c_doc.map_or(std::ptr::null(), |d| d.into_raw()),
     };
     slot.func = func.clone().into_ptr();
+    slot.simple = simple.clone().into_ptr();
     // SAFETY: cls is a live type; slot.def lives in a static for the life of the process, as a
     // method descriptor requires.
     let descr = unsafe { ffi::PyDescr_NewMethod(cls.as_type_ptr(), &mut slot.def) };
@@ -131,6 +146,7 @@ fn hidden_method(py: Python<'_>, cls: &Bound<'_, PyType>, name: &Bound<'_, PyStr
         // SAFETY: the slot's references were taken above; the slot goes back to free.
         unsafe {
             ffi::Py_DECREF(slot.func);
+            ffi::Py_DECREF(slot.simple);
             drop(CString::from_raw(slot.def.ml_name.cast_mut()));
             if !slot.def.ml_doc.is_null() {
                 drop(CString::from_raw(slot.def.ml_doc.cast_mut()));
@@ -159,13 +175,27 @@ fn call_visible(callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, kwargs: 
     result.map(Bound::unbind)
 }
 
-/// For csrc/pystate.c's GC traversal: the function hidden method `ml` calls, or NULL if `ml` is
-/// not a hidden method's (borrowed; kept for the life of the process).
+/// For csrc/pystate.c's GC traversal: stores in `funcs[0..2]` the functions hidden method `ml`
+/// calls (borrowed; kept for the life of the process) and returns how many: 0 if `ml` is not a
+/// hidden method's.
+///
+/// # Safety
+/// GIL held; `funcs` points to room for two pointers.
 #[no_mangle]
-pub extern "C" fn tpy_hidden_func(ml: *const ffi::PyMethodDef) -> *mut ffi::PyObject {
-    // SAFETY: called with the GIL held (GC traversal); only addresses and taken slots are read.
-    let table = unsafe { &*TABLE.0.get() };
-    table.iter().find(|s| !s.descr.is_null() && std::ptr::eq(&s.def, ml)).map_or(null_mut(), |s| s.func)
+pub unsafe extern "C" fn tpy_hidden_funcs(ml: *const ffi::PyMethodDef, funcs: *mut *mut ffi::PyObject) -> std::os::raw::c_int {
+    // SAFETY: called with the GIL held (GC traversal); only addresses and taken slots are read,
+    // and funcs has room for two (see above).
+    unsafe {
+        let table = &*TABLE.0.get();
+        match table.iter().find(|s| !s.descr.is_null() && std::ptr::eq(&s.def, ml)) {
+            Some(s) => {
+                *funcs = s.func;
+                *funcs.add(1) = s.simple;
+                2
+            }
+            None => 0,
+        }
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -34,7 +34,12 @@ extern "C" {
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
     pub fn tpy_finish() -> *mut ffi::PyObject;
-    pub fn tpy_hide() -> c_int;
+    pub fn tpy_hidden_call(
+        callable: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: usize,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
     pub fn tpy_tracing() -> c_int;
     pub fn tpy_set_tracing(level: c_int);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;

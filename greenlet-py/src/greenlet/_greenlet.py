@@ -491,7 +491,7 @@ class greenlet(_GreenletState):
         """The greenlet itself, also when reached through its weak proxy."""
         return self
 
-    def switch(self, value=_NO_VALUE, /, *args, **kwargs):
+    def switch(self, *args, **kwargs):
         """Switch execution to this greenlet.
 
         If this greenlet has never been run, then this greenlet
@@ -508,8 +508,12 @@ class greenlet(_GreenletState):
         function will simply return the arguments using the same rules as
         above.
         """
+        return self._switch_slow(args, kwargs)
+
+    def _switch_positional(self, value=_NO_VALUE, /, *args):
+        """switch() without keyword arguments, its common case."""
         ts = self._gr_ts
-        if ts is not None and not args and not kwargs and ts.fast._is_owned():
+        if ts is not None and not args and ts.fast._is_owned():
             # Fast path: an active greenlet of this thread, no tracing, at most one argument.
             # Only the switcher's continulet stays in this frame while suspended (see the
             # module doc). First here: the long start below must not lengthen its jumps.
@@ -527,8 +531,8 @@ class greenlet(_GreenletState):
                 return _resumed_slow(ts, c, value)
             return value
         args = args if value is _NO_VALUE else (value, *args)
-        if ts is not None or kwargs or type(self) is not greenlet:
-            return self._switch_slow(args, kwargs)
+        if ts is not None or type(self) is not greenlet:
+            return self._switch_slow(args, None)
         # The first switch into a plain greenlet without keywords: `_switch`'s start,
         # with only the common case's steps.
         ts = self._gr_parent._gr_ts
@@ -823,12 +827,12 @@ def _resumed_slow(ts, c, value):
 
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
-    greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
+    greenlet.switch, greenlet._switch_positional, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
     _switch, _resumed_with_exception, _resumed_slow))
 
 # greenlet's switch and throw are C methods: sys.setprofile sees each call as one C call with
 # only the code it switches to inside, sys.settrace nothing of the switch.
-greenlet.switch = _hidden_method(greenlet, "switch", greenlet.switch)
+greenlet.switch = _hidden_method(greenlet, "switch", greenlet.switch, greenlet._switch_positional)
 greenlet.throw = _hidden_method(greenlet, "throw", greenlet.throw)
 
 
