@@ -514,19 +514,31 @@ PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
     return PyObject_Vectorcall(callable, args, nargsf, kwnames);
 }
 
-/* A hidden call (src/hidden.rs): while it runs, the thread's tracing level is one above what it
- * was at its start, so CPython reports no trace or profile event, as while it runs a trace
- * function. A switch inside moves the level with the continuation, so the one that returns
- * here finds the level it set. */
-PyObject *tpy_hidden_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+/* A hidden call (src/hidden.rs): calls func(self, *args) (vectorcall arguments, nargs positional)
+ * with the thread's tracing level one above what it was at its start, so CPython reports no trace
+ * or profile event, as while it runs a trace function. A switch inside moves the level with the
+ * continuation, so the one that returns here finds the level it set. A suspended continuation
+ * keeps this frame on its stack: small on purpose. */
+#define TPY_HIDDEN_SMALL 4
+PyObject *tpy_hidden_call(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
 {
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[TPY_HIDDEN_SMALL], **vector = small;
+    if (total >= TPY_HIDDEN_SMALL) {
+        vector = PyMem_Malloc((total + 1) * sizeof *vector);
+        if (!vector) return PyErr_NoMemory();
+    }
+    vector[0] = self;
+    memcpy(vector + 1, args, total * sizeof *vector);
     PyThreadState *ts = PyThreadState_Get();
     int level = ts->tracing;
     ts->tracing = level + 1;
     TPY_REFRESH_USE_TRACING(ts);
-    PyObject *result = tpy_call(callable, args, nargsf, kwnames);
+    PyObject *result = tpy_call(func, vector, nargs + 1, kwnames);
     ts->tracing = level;
     TPY_REFRESH_USE_TRACING(ts);
+    if (vector != small) PyMem_Free(vector);
     return result;
 }
 

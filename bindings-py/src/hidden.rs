@@ -44,44 +44,17 @@ unsafe impl Sync for Table {}
 const FREE: Slot = Slot { def: ffi::PyMethodDef::zeroed(), func: null_mut(), simple: null_mut(), descr: null_mut() };
 static TABLE: Table = Table(UnsafeCell::new([FREE; SLOTS]));
 
-/// Arguments a call passes on without a heap buffer (self included).
-const SMALL: usize = 8;
-
-/// Calls slot's function with `(slf, *args)` (vectorcall arguments, `nargs` positional) hidden.
-///
-/// # Safety
-/// GIL held; `slot` is taken; `args` holds `nargs` positional values plus one per name in
-/// `kwnames` (NULL or a tuple), all live, as CPython passes them to a METH_FASTCALL |
-/// METH_KEYWORDS function.
-unsafe fn hidden_call(slot: &Slot, slf: *mut ffi::PyObject, args: *const *mut ffi::PyObject,
-                      nargs: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> *mut ffi::PyObject {
-    // SAFETY: kwnames is NULL or a tuple, and args holds nargs + len(kwnames) values (see above).
-    unsafe {
-        let func = if kwnames.is_null() { slot.simple } else { slot.func };
-        let nkw = if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) };
-        let total = (nargs + nkw) as usize;
-        let mut small = [null_mut(); SMALL];
-        let mut heap = Vec::new();
-        let vector: &mut [*mut ffi::PyObject] = if total < SMALL {
-            &mut small[..=total]
-        } else {
-            heap.resize(total + 1, null_mut());
-            &mut heap
-        };
-        vector[0] = slf;
-        if total > 0 {
-            vector[1..].copy_from_slice(std::slice::from_raw_parts(args, total));
-        }
-        tpy_hidden_call(func, vector.as_ptr(), nargs as usize + 1, kwnames)
-    }
-}
-
-/// The C function of hidden method `I`.
+/// The C function of hidden method `I` (a tail call: a suspended continuation keeps what is
+/// on the stack here).
 unsafe extern "C" fn entry<const I: usize>(slf: *mut ffi::PyObject, args: *const *mut ffi::PyObject,
                                            nargs: ffi::Py_ssize_t, kwnames: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: CPython calls this with the GIL held and METH_FASTCALL | METH_KEYWORDS arguments,
     // only through slot I's descriptor, which exists once the slot is taken.
-    unsafe { hidden_call(&(*TABLE.0.get())[I], slf, args, nargs, kwnames) }
+    unsafe {
+        let slot = &(*TABLE.0.get())[I];
+        let func = if kwnames.is_null() { slot.simple } else { slot.func };
+        tpy_hidden_call(func, slf, args, nargs, kwnames)
+    }
 }
 
 macro_rules! entries {

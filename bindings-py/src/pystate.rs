@@ -35,9 +35,10 @@ extern "C" {
     ) -> *mut ffi::PyObject;
     pub fn tpy_finish() -> *mut ffi::PyObject;
     pub fn tpy_hidden_call(
-        callable: *mut ffi::PyObject,
+        func: *mut ffi::PyObject,
+        slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
-        nargsf: usize,
+        nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
     pub fn tpy_tracing() -> c_int;
