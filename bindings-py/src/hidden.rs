@@ -11,13 +11,15 @@
 //! a continuation switched to from hidden code runs with its own level, and a new one starts
 //! with events on.
 //!
-//! `call_visible(callable, *args, **kwargs)` calls `callable(*args, **kwargs)` with one level of
-//! hiding undone: hidden code uses it to run code that is the user's (a callback).
+//! `cls=object` makes a hidden function (any first argument).
+//!
+//! `call_visible(callable, *args, **kwargs)` calls `callable(*args, **kwargs)` with the tracing
+//! level one down (not below 0): hidden code uses it to run code that is the user's (a callback).
 //!
 //! A method descriptor's C function gets no closure, and CPython calls it directly (3.11+
 //! specialise such calls), so each hidden method gets an entry point of its own, compiled here:
 //! at most `SLOTS` per process, each kept for the life of the process (meant for class
-//! definitions). The same (cls, name, func) again gives the same descriptor.
+//! definitions). The same (cls, name, func, simple) again gives the same descriptor.
 use crate::pystate::{tpy_hidden_call, tpy_set_tracing, tpy_tracing};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
@@ -33,7 +35,7 @@ struct Slot {
     def: ffi::PyMethodDef,
     func: *mut ffi::PyObject,   // owned
     simple: *mut ffi::PyObject, // owned; calls without keywords go here (func if not given)
-    descr: *mut ffi::PyObject, // owned; NULL while the slot is free
+    descr: *mut ffi::PyObject,  // owned; NULL while the slot is free
 }
 
 struct Table(UnsafeCell<[Slot; SLOTS]>);
@@ -86,51 +88,57 @@ fn hidden_method(py: Python<'_>, cls: &Bound<'_, PyType>, name: &Bound<'_, PyStr
         Ok(d) => Some(CString::new(d.to_str()?).unwrap_or_default()),
         Err(_) => None,
     };
-    // SAFETY: the GIL is held (py), so nothing else reads or writes the table meanwhile.
-    let table = unsafe { &mut *TABLE.0.get() };
-    for slot in table.iter().filter(|s| !s.descr.is_null()) {
-        // SAFETY: a taken slot's name is a leaked CString and its descriptor a live method
-        // descriptor, both kept for the life of the process.
-        let same = unsafe {
-            slot.func == func.as_ptr()
+    // Only short-lived references into the table: the GC may read it (tpy_hidden_funcs) while
+    // the descriptor is allocated.
+    let table = TABLE.0.get();
+    // SAFETY: the GIL is held (py) and nothing below calls back into Python while the
+    // reference lives; a taken slot's name is a leaked CString and its descriptor a live method
+    // descriptor, both kept for the life of the process.
+    let found = unsafe {
+        (*table).iter().find(|slot| {
+            !slot.descr.is_null()
+                && slot.func == func.as_ptr()
                 && slot.simple == simple.as_ptr()
                 && std::ffi::CStr::from_ptr(slot.def.ml_name) == c_name.as_c_str()
                 && (*slot.descr.cast::<ffi::PyDescrObject>()).d_type == cls.as_type_ptr()
-        };
-        if same {
-            // SAFETY: the slot owns a reference to its descriptor, so it is alive.
-            return Ok(unsafe { Bound::from_borrowed_ptr(py, slot.descr) }.unbind());
-        }
-    }
-    let (index, slot) = table.iter_mut().enumerate().find(|(_, s)| s.descr.is_null())
-        .ok_or_else(|| PyRuntimeError::new_err(format!("hidden_method(): all {SLOTS} hidden methods are taken")))?;
-    slot.def = ffi::PyMethodDef {
-        ml_name: c_name.into_raw(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: ENTRIES[index] },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c_doc.map_or(std::ptr::null(), |d| d.into_raw()),
+        }).map(|slot| slot.descr)
     };
-    slot.func = func.clone().into_ptr();
-    slot.simple = simple.clone().into_ptr();
-    // SAFETY: cls is a live type; slot.def lives in a static for the life of the process, as a
-    // method descriptor requires.
-    let descr = unsafe { ffi::PyDescr_NewMethod(cls.as_type_ptr(), &mut slot.def) };
-    if descr.is_null() {
-        // SAFETY: the slot's references were taken above; the slot goes back to free.
-        unsafe {
-            ffi::Py_DECREF(slot.func);
-            ffi::Py_DECREF(slot.simple);
-            drop(CString::from_raw(slot.def.ml_name.cast_mut()));
-            if !slot.def.ml_doc.is_null() {
-                drop(CString::from_raw(slot.def.ml_doc.cast_mut()));
-            }
-        }
-        *slot = FREE;
-        return Err(PyErr::fetch(py));
+    if let Some(descr) = found {
+        // SAFETY: the slot owns a reference to its descriptor, so it is alive.
+        return Ok(unsafe { Bound::from_borrowed_ptr(py, descr) }.unbind());
     }
-    slot.descr = descr;
-    // SAFETY: descr is a new reference; the slot keeps its own.
-    Ok(unsafe { Bound::from_borrowed_ptr(py, descr) }.unbind())
+    // SAFETY: as above.
+    let index = unsafe { (*table).iter().position(|slot| slot.descr.is_null()) }
+        .ok_or_else(|| PyRuntimeError::new_err(format!("hidden_method(): all {SLOTS} hidden methods are taken")))?;
+    // SAFETY: as above; the slot is free (no descriptor, so no call reaches it) until its
+    // descriptor is stored, and its def lives in a static for the life of the process, as a
+    // method descriptor requires.
+    unsafe {
+        let slot = &raw mut (*table)[index];
+        (*slot).def = ffi::PyMethodDef {
+            ml_name: c_name.into_raw(),
+            ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: ENTRIES[index] },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: c_doc.map_or(std::ptr::null(), |d| d.into_raw()),
+        };
+        (*slot).func = func.clone().into_ptr();
+        (*slot).simple = simple.clone().into_ptr();
+        let descr = ffi::PyDescr_NewMethod(cls.as_type_ptr(), &raw mut (*slot).def);
+        if descr.is_null() {
+            // the slot goes back to free
+            ffi::Py_DECREF((*slot).func);
+            ffi::Py_DECREF((*slot).simple);
+            drop(CString::from_raw((*slot).def.ml_name.cast_mut()));
+            if !(*slot).def.ml_doc.is_null() {
+                drop(CString::from_raw((*slot).def.ml_doc.cast_mut()));
+            }
+            *slot = FREE;
+            return Err(PyErr::fetch(py));
+        }
+        (*slot).descr = descr;
+        // the slot keeps its own reference
+        Ok(Bound::from_borrowed_ptr(py, descr).unbind())
+    }
 }
 
 #[pyfunction]

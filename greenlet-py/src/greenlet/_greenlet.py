@@ -14,6 +14,10 @@ reference to a suspended greenlet frees it at once and its ``__del__`` throws Gr
 
 Per-thread state lives in a ``_ThreadState``; ``ts.current`` is set by the switcher to the
 greenlet it resumes, so the resumed side sees whether a plain switch or a finish woke it.
+
+``switch`` and ``throw`` are ``_continuation.hidden_method``s: sys.setprofile sees each call as
+one C call, as greenlet's, and sys.settrace none of our frames; user callbacks called from there
+(settrace functions, ``run`` behind an entry frame of ours) go through ``call_visible``.
 """
 import operator
 import os
