@@ -317,8 +317,8 @@ static void make_link(PyThreadState *ts, tpy_state *s, tpy_frame *root)
     }
 }
 
-/* Whom a continuation whose continulet holds `from` links to; `from == s` (its own switch
- * failed and left it there): the link it had. */
+/* Whom a continuation whose continulet holds `from` links to; `from == s` (its save failed and
+ * is undone): the link it had. */
 static tpy_frame *link_target(tpy_state *s, tpy_state *from)
 {
     if (s->detached || !from) return NULL;
@@ -346,6 +346,8 @@ int tpy_type_flag(PyTypeObject *type, PyObject *name)
     Py_DECREF(v);
     return flag;
 }
+
+void tpy_restore(tpy_state *s, tpy_state *from);
 
 /* Called in the running continuation just before it switches away (GIL held). */
 int tpy_save(tpy_state *s)
@@ -390,7 +392,12 @@ int tpy_save(tpy_state *s)
     s->critical_section = ts->critical_section;
 #endif
 #if V312
-    if (hide_cstack_frames(s) < 0) { PyErr_NoMemory(); return -1; }
+    if (hide_cstack_frames(s) < 0) {
+        /* Put back what moved, its link included, so the caller goes on as if it had not tried. */
+        tpy_restore(s, s);
+        PyErr_NoMemory();
+        return -1;
+    }
 #endif
     s->started = 1;
     return 0;

@@ -414,14 +414,17 @@ fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyRes
     payload.deliver()
 }
 
-/// Leaves the current continuation for `target`, carrying `payload`; returns what we are
-/// resumed with.
-fn transfer(py: Python<'_>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
+/// Leaves the current continuation for `target` (`route(cont, to)` chose both), carrying
+/// `payload`; returns what we are resumed with.
+fn transfer(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
     let me = cont_of(current);
-    let mut value = depart(py, me, payload)?;
+    let mut value = depart(py, me, payload).inspect_err(|_| unroute(cont, to, target))?;
     // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
     // with the switch because it stays in this OS thread.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
+    if rc != tc::TEALET_OK {
+        unroute(cont, to, target);
+    }
     arrive(py, me, rc, value)
 }
 
@@ -548,7 +551,31 @@ unsafe extern "C" fn switch_method(
     }
     // SAFETY: switch_prepare checked target (a live tealet of this thread) and departed.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
+    if rc != tc::TEALET_OK {
+        // SAFETY: the arguments switch_prepare parsed, still borrowed for this call.
+        unsafe { switch_unroute(slf, args, nargs, kwnames, target) };
+    }
     switch_arrive(me, rc, value)
+}
+
+/// After a core switch that failed: undoes switch_prepare's `route`.
+#[cold]
+#[inline(never)]
+unsafe fn switch_unroute(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    target: *mut tc::tealet_t,
+) {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: the arguments switch_prepare parsed (successfully, so they parse again), and slf
+    // is the continulet the method descriptor checked.
+    if let Ok((_, to)) = unsafe { switch_args(py, slf, args, nargs, kwnames) } {
+        let cont = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>() };
+        unroute(cont.get(), to.as_ref().map(|t| t.get()), target);
+    }
 }
 
 /// Parses switch's arguments and departs: returns the tealet to switch to, with the switch value
@@ -577,7 +604,8 @@ unsafe fn switch_prepare(
             Route::Here => Ok((ptr::null_mut(), v.into_ptr().cast())),
             Route::To(current, target) => {
                 *me = cont_of(current);
-                Ok((target, depart(py, *me, Payload::Value(v))?))
+                let departed = depart(py, *me, Payload::Value(v));
+                Ok((target, departed.inspect_err(|_| unroute(cont.get(), to.as_ref().map(|t| t.get()), target))?))
             }
         }
     });
@@ -687,17 +715,24 @@ enum Route {
     To(*mut tc::tealet_t, *mut tc::tealet_t),
 }
 
+/// The continulets a switch exchanges: `cont` receives the current continuation, `to` (if any)
+/// `cont`'s old one; None: the switch goes nowhere.
+#[inline(always)]
+fn endpoints<'a>(cont: &'a Continulet, to: Option<&'a Continulet>) -> Option<(&'a Continulet, Option<&'a Continulet>)> {
+    let to = to.filter(|t| t.slot.bound.get());
+    match (cont.slot.bound.get(), to) {
+        (false, None) => None,
+        (false, Some(t)) => Some((t, None)),
+        (true, Some(t)) if ptr::eq(t, cont) => None,
+        (true, t) => Some((cont, t)),
+    }
+}
+
 /// PyPy's switch/throw: `cont` receives the current continuation, `to` (if any) `cont`'s old
 /// one, and we resume what was in `to` (or in `cont`).
 #[inline(always)]
 fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
-    let to = to.filter(|t| t.slot.bound.get());
-    let (cont, to) = match (cont.slot.bound.get(), to) {
-        (false, None) => return Ok(Route::Here),
-        (false, Some(t)) => (t, None),
-        (true, Some(t)) if ptr::eq(t, cont) => return Ok(Route::Here),
-        (true, t) => (cont, t),
-    };
+    let Some((cont, to)) = endpoints(cont, to) else { return Ok(Route::Here) };
     if cont.finished() || to.is_some_and(|t| t.finished()) {
         return Err(usage_error("continulet already finished"));
     }
@@ -718,6 +753,19 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
         None => old,
     };
     Ok(Route::To(current, target))
+}
+
+/// Undoes `route(cont, to)` when the switch to `target` did not leave (the save or the core
+/// switch failed): each continulet holds again what it held, as in PyPy, which exchanges only
+/// after switching.
+#[cold]
+fn unroute(cont: &Continulet, to: Option<&Continulet>, target: *mut tc::tealet_t) {
+    let Some((cont, to)) = endpoints(cont, to) else { return };
+    let old = match to {
+        Some(t) => t.slot.tealet.replace(target),
+        None => target,
+    };
+    cont.slot.tealet.set(old);
 }
 
 #[pyclass(subclass, weakref, module = "_continuation", name = "continulet", frozen)]
@@ -782,7 +830,7 @@ impl Continulet {
     fn exchange(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, payload: Payload) -> PyResult<Py<PyAny>> {
         match route(cont, to)? {
             Route::Here => payload.deliver(),
-            Route::To(current, target) => transfer(py, current, target, payload),
+            Route::To(current, target) => transfer(py, cont, to, current, target, payload),
         }
     }
 

@@ -227,6 +227,39 @@ def test_pickle_raises_typeerror():
         pickle.dumps(c)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="only 3.12+ saves allocate (links past C-stack entry frames)")
+@pytest.mark.parametrize("how", ["switch", "switch_to", "throw"])
+def test_switch_that_cannot_save_changes_nothing(how):
+    # The save fails for want of memory: the switcher goes on with MemoryError, and every
+    # continulet still holds what it held before.
+    testcapi = pytest.importorskip("_testcapi")
+    other = continulet(lambda c: c.switch("other"))
+    def attempt(c):
+        testcapi.set_nomemory(0, 1)  # fails the next allocation: the save's link record
+        try:
+            if how == "throw":
+                c.throw(KeyError)
+            elif how == "switch_to":
+                c.switch("out", to=other)
+            else:
+                c.switch("out")
+        except MemoryError:
+            return "failed"
+        finally:
+            testcapi.remove_mem_hooks()
+        return "left"
+    def f(c):
+        # map calls attempt from C, through an entry frame on the C stack: saving relinks past it.
+        outcome = list(map(attempt, [c]))
+        return c.switch(outcome), "done"
+    c = continulet(f)
+    assert c.switch() == ["failed"]
+    assert c.is_pending() and other.is_pending()
+    assert c.switch("back") == ("back", "done")
+    assert not c.is_pending()
+    assert other.switch() == "other"
+
+
 def test_recursion_error_inside():
     def rec(n):
         return rec(n + 1)
