@@ -3,9 +3,7 @@
 run OUT.json     runs greenlet.tests (whichever greenlet is importable) and writes {test id: outcome}
 run-ids OUT.json ID...     the same for some tests, in this process (used by run)
 compare C.json OURS.json   fails unless every test the C extension passes also passes with ours,
-                           except the tests that need greenlet's compiled test helpers (NEEDS_C)
-                           and the known failures (KNOWN_FAILING, each with its cause; it fails
-                           as well when one of those passes, like a strict xfail).
+                           except the tests that need greenlet's compiled test helpers (NEEDS_C).
 """
 import json
 import os
@@ -33,26 +31,6 @@ NEEDS_C = {
     ".test_switch_no_error_at_module_gc_time":
         "imports greenlet.tests._test_extension in its child script",
 }
-
-_PROFILE = ("sys.setprofile sees the pure-Python switch: greenlet.switch and the start and finish "
-            "of run are Python calls (call/return events), where greenlet's are one C call "
-            "(c_call/c_return) with run's frame directly inside it")
-# Tests the C extension passes and ours does not, each with its cause. Like a strict xfail:
-# the comparison fails if one of them passes (then it must come off this list).
-KNOWN_FAILING = {
-    "test_tracing.TestPythonTracing." + name: _PROFILE
-    for name in ("test_trace_events_from_greenlet_subclass_sets_profiler",
-                 "test_trace_events_into_greenlet_func_already_set",
-                 "test_trace_events_into_greenlet_subclass_already_set",
-                 "test_trace_events_multiple_greenlets_switching",
-                 "test_trace_events_multiple_greenlets_switching_siblings")}
-if sys.version_info < (3, 12):  # 3.12+'s instrumented profiling leaves those returns out here
-    KNOWN_FAILING[
-        "test_tracing.TestPythonTracing.test_trace_events_from_greenlet_func_sets_profiler"] = (
-        _PROFILE + "; the profiler set in run reaches main after the finish, but also reports "
-        "the return of greenlet-py's switch frame")
-KNOWN_FAILING = {"greenlet.tests." + k: v for k, v in KNOWN_FAILING.items()}
-
 
 class _Recorder(unittest.TextTestResult):
     def __init__(self, *args, **kwargs):
@@ -169,30 +147,22 @@ def compare(c_json, ours_json):
     with open(ours_json) as f:
         ours = json.load(f)
     c_passed = sorted(t for t, o in c.items() if o == "passed")
-    excluded, known, missing, fixed = [], [], [], []
+    excluded, missing = [], []
     for t in c_passed:
-        passed = ours.get(t) == "passed"
-        if t in KNOWN_FAILING:
-            (fixed if passed else known).append(t)
-        elif not passed:
+        if ours.get(t) != "passed":
             reason = needs_c(t)
             if reason:
                 excluded.append((t, reason))
             else:
                 missing.append((t, ours.get(t, "not run")))
-    both = len(c_passed) - len(excluded) - len(known) - len(missing)
+    both = len(c_passed) - len(excluded) - len(missing)
     print("C extension passed %d; ours passed %d of them; %d need compiled test helpers; "
-          "%d known failures; %d new failures"
-          % (len(c_passed), both, len(excluded), len(known), len(missing)))
+          "%d failures" % (len(c_passed), both, len(excluded), len(missing)))
     for t, reason in excluded:
         print("  excluded (needs compiled helper): %s: %s" % (t, reason))
-    for t in known:
-        print("  known failure: %s: %s" % (t, KNOWN_FAILING[t]))
-    for t in fixed:
-        print("  FIXED, take it off KNOWN_FAILING: %s" % t)
     for t, outcome in missing:
         print("  FAIL: passes with the C extension, %s with ours: %s" % (outcome, t))
-    return 1 if missing or fixed else 0
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

@@ -115,13 +115,17 @@ typedef struct tpy_state {
     size_t nlinks, caplinks;                   /*   bottom entry frame), else a heap array */
     struct _PyInterpreterFrame *heap_head;     /* 3.12+: first frame not on the C stack */
 #endif
+    int tracing;                               /* all: tstate->tracing (see refresh_use_tracing) */
     int started;
 } tpy_state;
 
-/* 3.10/3.11 cache the tracing flag per C-level eval loop (cframe->use_tracing); a resumed
- * continuation recomputes it from the thread's trace/profile functions, which may have been
- * set or cleared by a continuation that never switched out again (it finished). */
-#if V310 && !V312
+/* The tracing level (tstate->tracing: above 0 while a trace or profile function runs, or a
+ * hidden call, see tpy_hidden_call) moves with each continuation; a new one starts at 0. <=3.11 also
+ * cache whether events are on, recomputed whenever the level or the running continuation
+ * changes (a finished continuation may have set or cleared the thread's trace/profile function):
+ * 3.9 per thread (tstate->use_tracing), 3.10/3.11 per C-level eval loop (cframe->use_tracing).
+ * 3.12+ check the level itself before every event. */
+#if !V312
 #if V311
 #define TPY_TRACING_ON 255
 #else
@@ -129,8 +133,16 @@ typedef struct tpy_state {
 #endif
 static void refresh_use_tracing(PyThreadState *ts)
 {
-    ts->cframe->use_tracing = ts->tracing == 0 && (ts->c_tracefunc || ts->c_profilefunc) ? TPY_TRACING_ON : 0;
+    int on = ts->tracing == 0 && (ts->c_tracefunc || ts->c_profilefunc);
+#if !V310
+    ts->use_tracing = on;
+#else
+    ts->cframe->use_tracing = on ? TPY_TRACING_ON : 0;
+#endif
 }
+#define TPY_REFRESH_USE_TRACING(ts) refresh_use_tracing(ts)
+#else
+#define TPY_REFRESH_USE_TRACING(ts) ((void)(ts))
 #endif
 
 #if V311
@@ -394,6 +406,7 @@ int tpy_save(tpy_state *s)
     s->datastack_top = ts->datastack_top;
     s->datastack_limit = ts->datastack_limit;
 #endif
+    s->tracing = ts->tracing;
     s->exc_info = ts->exc_info;
     s->exc_state = ts->exc_state;
     s->context = ts->context;
@@ -433,9 +446,8 @@ void tpy_restore(tpy_state *s, tpy_state *from)
 #else
     *frame_head(ts) = s->current_frame;
 #endif
-#if V310 && !V312
-    refresh_use_tracing(ts);
-#endif
+    ts->tracing = s->tracing;
+    TPY_REFRESH_USE_TRACING(ts);
 #if !V311
     ts->recursion_depth = s->py_depth;
 #elif !V312
@@ -487,9 +499,8 @@ int tpy_start(tpy_state *s, tpy_state *from)
     s->root_cframe.previous = &ts->root_cframe;
     ts->cframe = &s->root_cframe;
 #endif
-#if V310 && !V312
-    refresh_use_tracing(ts);
-#endif
+    ts->tracing = 0;
+    TPY_REFRESH_USE_TRACING(ts);
 #if !V311
     ts->frame = NULL;
 #elif !V313
@@ -535,6 +546,43 @@ PyObject *tpy_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyO
     vectorcallfunc f = PyVectorcall_Function(callable);
     if (f) return f(callable, args, nargsf, kwnames);
     return PyObject_Vectorcall(callable, args, nargsf, kwnames);
+}
+
+/* A hidden call (src/hidden.rs): calls func(self, *args) (vectorcall arguments, nargs positional)
+ * with the thread's tracing level one above what it was at its start, so CPython reports no trace
+ * or profile event, as while it runs a trace function. A switch inside moves the level with the
+ * continuation, so the one that returns here finds the level it set. A suspended continuation
+ * keeps this frame on its stack: small on purpose. */
+#define TPY_HIDDEN_SMALL 4
+PyObject *tpy_hidden_call(PyObject *func, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[TPY_HIDDEN_SMALL], **vector = small;
+    if (total >= TPY_HIDDEN_SMALL) {
+        vector = PyMem_Malloc((total + 1) * sizeof *vector);
+        if (!vector) return PyErr_NoMemory();
+    }
+    vector[0] = self;
+    memcpy(vector + 1, args, total * sizeof *vector);
+    PyThreadState *ts = PyThreadState_Get();
+    int level = ts->tracing;
+    ts->tracing = level + 1;
+    TPY_REFRESH_USE_TRACING(ts);
+    PyObject *result = tpy_call(func, vector, nargs + 1, kwnames);
+    ts->tracing = level;
+    TPY_REFRESH_USE_TRACING(ts);
+    if (vector != small) PyMem_Free(vector);
+    return result;
+}
+
+int tpy_tracing(void) { return PyThreadState_Get()->tracing; }
+
+void tpy_set_tracing(int level)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    ts->tracing = level;
+    TPY_REFRESH_USE_TRACING(ts);
 }
 
 /* The running continuation finished (its Python frames are gone): release its own state before
@@ -681,6 +729,25 @@ static int is_switch_method(PyObject *o)
         || ml == ((PyMethodDescrObject *)throw_descr)->d_method;
 }
 
+/* Whether `o` is a hidden method (src/hidden.rs; descriptor or bound) that calls a function
+ * matching `callee` (3.11+: that function; <=3.10: one running that code object). */
+int tpy_hidden_funcs(PyMethodDef *ml, PyObject **funcs);
+
+static int hidden_calls(PyObject *o, PyObject *callee, int by_code)
+{
+    PyMethodDef *ml;
+    if (Py_IS_TYPE(o, &PyMethodDescr_Type)) ml = ((PyMethodDescrObject *)o)->d_method;
+    else if (PyCFunction_Check(o)) ml = ((PyCFunctionObject *)o)->m_ml;
+    else return 0;
+    PyObject *funcs[2];
+    int n = tpy_hidden_funcs(ml, funcs);
+    for (int i = 0; i < n; i++) {
+        PyObject *f = funcs[i];
+        if (by_code ? PyFunction_Check(f) && PyFunction_GET_CODE(f) == callee : f == callee) return 1;
+    }
+    return 0;
+}
+
 static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
                       int (*runs_callee)(PyObject *, void *), void *callee)
 {
@@ -703,7 +770,8 @@ static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
 static int runs_callee(PyObject *callable, void *callee_code)
 {
     if (Py_REFCNT(callable) <= 0) return 0;
-    return PyFunction_Check(callable) && PyFunction_GET_CODE(callable) == (PyObject *)callee_code;
+    if (PyFunction_Check(callable)) return PyFunction_GET_CODE(callable) == (PyObject *)callee_code;
+    return hidden_calls(callable, (PyObject *)callee_code, 1);
 }
 
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
@@ -727,7 +795,10 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 }
 #else
 /* 3.11+: the callee frame owns its function; comparing pointers never reads a released slot. */
-static int runs_callee(PyObject *callable, void *callee_func) { return callable == callee_func; }
+static int runs_callee(PyObject *callable, void *callee_func)
+{
+    return callable == callee_func || hidden_calls(callable, (PyObject *)callee_func, 0);
+}
 
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
 {

@@ -4,6 +4,7 @@
 // `error` is PyPy's name for the module's exception class.
 #![allow(non_camel_case_types)]
 mod frames;
+mod hidden;
 mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyNotImplementedError, PyTypeError};
@@ -1541,6 +1542,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stack_used, m)?)?;
     m.add_function(wrap_pyfunction!(get_tstate_trash_delete_nesting, m)?)?;
     frames::register(m)?;
+    hidden::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
     Ok(())
 }

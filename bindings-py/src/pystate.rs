@@ -35,6 +35,15 @@ extern "C" {
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
     pub fn tpy_finish() -> *mut ffi::PyObject;
+    pub fn tpy_hidden_call(
+        func: *mut ffi::PyObject,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+    pub fn tpy_tracing() -> c_int;
+    pub fn tpy_set_tracing(level: c_int);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_get_context(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_set_context(s: *mut TpyState, ctx: *mut ffi::PyObject);

@@ -14,6 +14,10 @@ reference to a suspended greenlet frees it at once and its ``__del__`` throws Gr
 
 Per-thread state lives in a ``_ThreadState``; ``ts.current`` is set by the switcher to the
 greenlet it resumes, so the resumed side sees whether a plain switch or a finish woke it.
+
+``switch`` and ``throw`` are ``_continuation.hidden_method``s: sys.setprofile sees each call as
+one C call, as greenlet's, and sys.settrace none of our frames; user callbacks called from there
+(settrace functions, ``run`` behind an entry frame of ours) go through ``call_visible``.
 """
 import operator
 import os
@@ -42,6 +46,8 @@ _get_frame = _continuation.get_frame
 _get_context = _continuation.get_context
 _set_context = _continuation.set_context
 _stack_used = _continuation.stack_used
+_hidden_method = _continuation.hidden_method
+_call_visible = _continuation.call_visible
 # Called unbound: only `switch` has a descriptor of _Cont's own type, which 3.11+ specialize.
 _cont_throw = _continulet.throw
 
@@ -253,7 +259,7 @@ def _run_trace(ts, event, origin, target):
     trace = ts.trace
     ts.origin = None
     try:
-        trace(event, (origin, target))
+        _call_visible(trace, event, (origin, target))  # the user's code: traced and profiled
     except BaseException:
         ts.trace = None  # a failing trace function is uninstalled, like greenlet does
         ts.update_fast()
@@ -263,7 +269,7 @@ def _run_trace(ts, event, origin, target):
 def _traced_run(ts, run, *args, **kwargs):
     """Entry of a greenlet started while tracing: the trace call must happen inside it."""
     _run_trace(ts, "switch", ts.origin, ts.current)
-    return run(*args, **kwargs)
+    return _call_visible(run, *args, **kwargs)
 
 
 def _release_then_run(box, run, *args, **kwargs):
@@ -271,7 +277,13 @@ def _release_then_run(box, run, *args, **kwargs):
     __getattribute__ chose another): like greenlet, it drops the assigned one inside the new
     greenlet, before run is called (its __del__ may even switch away)."""
     box.clear()
-    return run(*args, **kwargs)
+    return _call_visible(run, *args, **kwargs)
+
+
+# Hidden from sys.settrace/sys.setprofile (descriptors for any object, called as functions): a
+# greenlet's run is all profilers see inside it, as with greenlet's C entry.
+_traced_run = _hidden_method(object, "_traced_run", _traced_run)
+_release_then_run = _hidden_method(object, "_release_then_run", _release_then_run)
 
 
 def _begin(target, ts, run, a, kw):
@@ -484,7 +496,7 @@ class greenlet(_GreenletState):
         """The greenlet itself, also when reached through its weak proxy."""
         return self
 
-    def switch(self, value=_NO_VALUE, /, *args, **kwargs):
+    def switch(self, *args, **kwargs):
         """Switch execution to this greenlet.
 
         If this greenlet has never been run, then this greenlet
@@ -501,8 +513,12 @@ class greenlet(_GreenletState):
         function will simply return the arguments using the same rules as
         above.
         """
+        return self._switch_slow(args, kwargs)
+
+    def _switch_positional(self, value=_NO_VALUE, /, *args):
+        """switch() without keyword arguments, its common case."""
         ts = self._gr_ts
-        if ts is not None and not args and not kwargs and ts.fast._is_owned():
+        if ts is not None and not args and ts.fast._is_owned():
             # Fast path: an active greenlet of this thread, no tracing, at most one argument.
             # Only the switcher's continulet stays in this frame while suspended (see the
             # module doc). First here: the long start below must not lengthen its jumps.
@@ -520,8 +536,8 @@ class greenlet(_GreenletState):
                 return _resumed_slow(ts, c, value)
             return value
         args = args if value is _NO_VALUE else (value, *args)
-        if ts is not None or kwargs or type(self) is not greenlet:
-            return self._switch_slow(args, kwargs)
+        if ts is not None or type(self) is not greenlet:
+            return self._switch_slow(args, None)
         # The first switch into a plain greenlet without keywords: `_switch`'s start,
         # with only the common case's steps.
         ts = self._gr_parent._gr_ts
@@ -816,8 +832,13 @@ def _resumed_slow(ts, c, value):
 
 
 _INTERNAL_CODE = frozenset(f.__code__ for f in (
-    greenlet.switch, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
+    greenlet.switch, greenlet._switch_positional, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
     _switch, _resumed_with_exception, _resumed_slow))
+
+# greenlet's switch and throw are C methods: sys.setprofile sees each call as one C call with
+# only the code it switches to inside, sys.settrace nothing of the switch.
+greenlet.switch = _hidden_method(greenlet, "switch", greenlet.switch, greenlet._switch_positional)
+greenlet.throw = _hidden_method(greenlet, "throw", greenlet.throw)
 
 
 class UnswitchableGreenlet(greenlet):
