@@ -580,30 +580,33 @@ unsafe extern "C" fn switch_method(
     // SAFETY: switch_prepare checked target (a live tealet of this thread) and departed.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
     if rc != tc::TEALET_OK {
-        // SAFETY: the arguments switch_prepare parsed, still borrowed for this call.
-        unsafe { switch_unroute(slf, args, nargs, kwnames, target) };
+        // SAFETY: switch_prepare routed this switch, and nothing ran since.
+        unsafe { switch_unroute(target) };
     }
     switch_arrive(me, rc, value)
 }
 
+/// The continulets of the switch `switch_prepare` routed last, kept for `switch_unroute` rather
+/// than in switch_method's frame, which every suspended stack carries. Only touched with the
+/// GIL held (GIL builds only).
+struct LastRoute(Cell<(*const Continulet, *const Continulet)>);
+
+// SAFETY: every access happens with the GIL held, which serialises the threads.
+unsafe impl Sync for LastRoute {}
+
+static LAST_ROUTE: LastRoute = LastRoute(Cell::new((ptr::null(), ptr::null())));
+
 /// After a core switch that failed: undoes switch_prepare's `route`.
+///
+/// # Safety
+/// Only right after that switch failed: no code ran since `route`, and switch_method's
+/// arguments (the two continulets) are still borrowed.
 #[cold]
 #[inline(never)]
-unsafe fn switch_unroute(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-    target: *mut tc::tealet_t,
-) {
-    // SAFETY: CPython calls methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    // SAFETY: the arguments switch_prepare parsed (successfully, so they parse again), and slf
-    // is the continulet the method descriptor checked.
-    if let Ok((_, to)) = unsafe { switch_args(py, slf, args, nargs, kwnames) } {
-        let cont = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>() };
-        unroute(cont.get(), to.as_ref().map(|t| t.get()), target);
-    }
+unsafe fn switch_unroute(target: *mut tc::tealet_t) {
+    let (cont, to) = LAST_ROUTE.0.get();
+    // SAFETY: see the function's contract; `cont` is never null once routed.
+    unsafe { unroute(&*cont, to.as_ref(), target) };
 }
 
 /// Parses switch's arguments and departs: returns the tealet to switch to, with the switch value
@@ -632,6 +635,7 @@ unsafe fn switch_prepare(
             Route::Here => Ok((ptr::null_mut(), v.into_ptr().cast())),
             Route::To(current, target) => {
                 *me = cont_of(current);
+                LAST_ROUTE.0.set((cont.get(), to.as_ref().map_or(ptr::null(), |t| t.get())));
                 let departed = depart(py, *me, Payload::Value(v));
                 Ok((target, departed.inspect_err(|_| unroute(cont.get(), to.as_ref().map(|t| t.get()), target))?))
             }
