@@ -24,9 +24,13 @@ venv_python() { echo "$VENVS/py$1/bin/python"; }
 # (default `_continuation`; pass e.g. "_continuation; _continuation.check_frames" to insist on
 # a recent build). maturin is found on the venv's PATH, so it must be absolute.
 ensure_binding() {
-    local py=$1 probe=${2:-_continuation}
-    "$py" -c "import $probe" 2>/dev/null ||
-        PATH="$(dirname "$py"):$PATH" "$py" -m pip install -q --no-build-isolation --force-reinstall ./bindings-py
+    local py=$1 probe=${2:-_continuation} so
+    so=$("$py" -c "import $probe, _continuation; print(_continuation.__file__)" 2>/dev/null)
+    # Rebuilt when missing or older than any source of it (a bench must not measure a stale one).
+    if [ -z "$so" ] || [ -n "$(find bindings-py tealet-core tealet-asm Cargo.toml -path '*/target' -prune \
+            -o -type f -newer "$so" -print -quit)" ]; then
+        PATH="$(cd "$(dirname "$py")" && pwd):$PATH" "$py" -m pip install -q --no-build-isolation --force-reinstall ./bindings-py
+    fi
 }
 
 # The benchmarks' peer: a venv with C greenlet 3.5.x for CPython $1, kept apart from the test
