@@ -545,12 +545,13 @@ class greenlet(_GreenletState):
             return self._switch_slow(args, None)
         if self._gr_run is _NOT_GIVEN:
             raise AttributeError("run")
-        self._gr_c = _Cont(_call, *args) if args else _Cont(_call)
-        self._gr_c.run = self._gr_run
-        self._gr_c.gr = self._gr_proxy
+        # tc: the switch's argument below holds it anyway while this frame is suspended.
+        self._gr_c = tc = _Cont(_call, *args) if args else _Cont(_call)
+        tc.run = self._gr_run
+        tc.gr = self._gr_proxy
         self._gr_run = None
         if self._gr_ctx is not None:
-            _set_context(self._gr_ctx, self._gr_c)
+            _set_context(self._gr_ctx, tc)
         self._gr_started = True
         self._gr_owner = ts.main
         self._gr_ts = ts
@@ -558,7 +559,7 @@ class greenlet(_GreenletState):
         ts.current = self
         args = None
         try:
-            value = c.switch(None, self._gr_c)
+            value = c.switch(None, tc)
         except BaseException as e:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
