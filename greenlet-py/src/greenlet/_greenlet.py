@@ -528,10 +528,11 @@ class greenlet(_GreenletState):
             ts.current = self
             try:
                 value = c.switch(value, self._gr_c)
-            except BaseException as e:
+            except BaseException:
                 if ts.current._gr_c is c and ts.trace is None:
                     raise  # thrown into us
-                return _resumed_with_exception(ts, c, self, e)
+                # No `as` name: every local costs each switch its setup and clearing.
+                return _resumed_with_exception(ts, c, self, sys.exc_info()[1])
             if ts.current._gr_c is not c or ts.trace is not None:
                 return _resumed_slow(ts, c, value)
             return value
@@ -545,25 +546,25 @@ class greenlet(_GreenletState):
             return self._switch_slow(args, None)
         if self._gr_run is _NOT_GIVEN:
             raise AttributeError("run")
-        # tc: the switch's argument below holds it anyway while this frame is suspended.
-        self._gr_c = tc = _Cont(_call, *args) if args else _Cont(_call)
-        tc.run = self._gr_run
-        tc.gr = self._gr_proxy
+        # From here `args` holds the new continulet (a local of its own would cost every switch
+        # its setup and clearing); the switch's argument holds it anyway while we are suspended.
+        self._gr_c = args = _Cont(_call, *args) if args else _Cont(_call)
+        args.run = self._gr_run
+        args.gr = self._gr_proxy
         self._gr_run = None
         if self._gr_ctx is not None:
-            _set_context(self._gr_ctx, tc)
+            _set_context(self._gr_ctx, args)
         self._gr_started = True
         self._gr_owner = ts.main
         self._gr_ts = ts
         c = ts.current._gr_c
         ts.current = self
-        args = None
         try:
-            value = c.switch(None, tc)
-        except BaseException as e:
+            value = c.switch(None, args)
+        except BaseException:
             if ts.current._gr_c is c and ts.trace is None:
                 raise  # thrown into us
-            return _resumed_with_exception(ts, c, self, e, True)
+            return _resumed_with_exception(ts, c, self, sys.exc_info()[1], True)
         if ts.trace is None:
             finished = ts.current
             if finished._gr_c is c:
