@@ -952,7 +952,7 @@ impl Continulet {
 }
 
 /// Builds the exception `throw(type, value, tb)` raises, normalised like PyPy's.
-fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<PyErr> {
+fn make_exception(typ: &Bound<'_, PyAny>, value: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<PyErr> {
     let exc = if typ.is_instance_of::<PyBaseException>() {
         if value.is_some_and(|v| !v.is_none()) {
             return Err(PyTypeError::new_err("instance exception may not have a separate value"));
@@ -974,7 +974,6 @@ fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'
     if let Some(tb) = tb.filter(|tb| !tb.is_none()) {
         exc.call_method1("with_traceback", (tb,))?;
     }
-    let _ = py;
     Ok(PyErr::from_value(exc))
 }
 
@@ -1002,7 +1001,7 @@ impl Continulet {
         to: Option<&Bound<'_, Continulet>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let err = make_exception(py, r#type, value, tb)?;
+        let err = make_exception(r#type, value, tb)?;
         Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
     }
 
