@@ -334,13 +334,17 @@ tpy_state *tpy_state_new(void)
 /* The main continuation's frames are the thread's own; a continulet may opt out too. */
 void tpy_set_detached(tpy_state *s) { s->detached = 1; }
 
-/* The last answer of tpy_type_flag that was True or False itself, for the type and version tag it
- * was found with: any change to a type or its bases gives it a new tag (tags are never reused),
- * so a continulet subclass made again and again asks its MRO once. The GIL protects these. */
-static PyTypeObject *flag_type;
-static PyObject *flag_name;
-static unsigned int flag_tag;
-static int flag_value;
+/* Per flag (the `slot` its caller names), the last answer of tpy_type_flag that was True or
+ * False itself, for the type and version tag it was found with: any change to a type or its bases
+ * gives it a new tag (tags are never reused), so a continulet subclass made again and again asks
+ * its MRO once. The GIL protects these. */
+#define TPY_TYPE_FLAGS 2
+static struct {
+    PyTypeObject *type;
+    PyObject *name;
+    unsigned int tag;
+    int value;
+} flag_cache[TPY_TYPE_FLAGS];
 
 static int version_tag_valid(PyTypeObject *type)
 {
@@ -354,19 +358,24 @@ static int version_tag_valid(PyTypeObject *type)
 
 /* Whether `type` or a base sets the class attribute `name` to a true value (1, 0, -1 with an
  * exception set): a lookup in the type's MRO through its method cache, without type_getattro's
- * metatype steps, on every continulet a subclass makes. */
-int tpy_type_flag(PyTypeObject *type, PyObject *name)
+ * metatype steps, on every continulet a subclass makes; `slot` is the flag's cache entry. */
+int tpy_type_flag(PyTypeObject *type, PyObject *name, int slot)
 {
-    if (type == flag_type && name == flag_name && version_tag_valid(type) && type->tp_version_tag == flag_tag)
-        return flag_value;
+    if (slot < 0 || slot >= TPY_TYPE_FLAGS) {
+        PyErr_SetString(PyExc_SystemError, "tpy_type_flag: no such cache slot");
+        return -1;
+    }
+    if (type == flag_cache[slot].type && name == flag_cache[slot].name && version_tag_valid(type)
+        && type->tp_version_tag == flag_cache[slot].tag)
+        return flag_cache[slot].value;
     PyObject *v = _PyType_Lookup(type, name);   /* borrowed: held across a __bool__ */
     if (!v) return 0;
     if ((v == Py_True || v == Py_False) && version_tag_valid(type)) {
-        flag_type = type;
-        flag_name = name;
-        flag_tag = type->tp_version_tag;
-        flag_value = v == Py_True;
-        return flag_value;
+        flag_cache[slot].type = type;
+        flag_cache[slot].name = name;
+        flag_cache[slot].tag = type->tp_version_tag;
+        flag_cache[slot].value = v == Py_True;
+        return flag_cache[slot].value;
     }
     Py_INCREF(v);
     int flag = PyObject_IsTrue(v);

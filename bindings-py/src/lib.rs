@@ -8,7 +8,7 @@ mod hidden;
 mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyNotImplementedError, PyTypeError};
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use pyo3::{create_exception, ffi, intern, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
 use std::cell::Cell;
@@ -142,8 +142,9 @@ struct Call {
     kwnames: Option<Py<PyTuple>>,
 }
 
-/// The continulet, the positional arguments, then the keyword values: inline when the
-/// continulet is the only one (the usual case, no allocation).
+/// The continulet (unless its class sets `pass_continulet` false), the positional arguments,
+/// then the keyword values: inline when the continulet is the only one (the usual case, no
+/// allocation).
 enum Args {
     Alone([Py<PyAny>; 1]),
     Many(Vec<Py<PyAny>>),
@@ -161,7 +162,7 @@ impl Args {
 impl Call {
     /// `callable` with `args[skip..]` and `kwds`. Fails (out of memory for the keyword names)
     /// before it owns any reference, so it works in raw entry points too (see `Release`).
-    fn new(owner: &Bound<'_, Continulet>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
+    fn new(first: Option<&Bound<'_, Continulet>>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<Call> {
         let py = args.py();
         let nkw = kwds.map_or(0, |k| k.len());
         let npos = args.len() - skip;
@@ -169,13 +170,17 @@ impl Call {
             Some(k) if nkw > 0 => Some(PyTuple::new(py, k.iter().map(|(name, _)| name))?.unbind()),
             _ => None,
         };
-        let owner = owner.clone().into_any().unbind();
+        let first = first.map(|c| c.clone().into_any().unbind());
         let callable = callable.clone().unbind();
         if npos == 0 && nkw == 0 {
-            return Ok(Call { callable, args: Args::Alone([owner]), kwnames: None });
+            let args = match first {
+                Some(c) => Args::Alone([c]),
+                None => Args::Many(Vec::new()),
+            };
+            return Ok(Call { callable, args, kwnames: None });
         }
-        let mut all = Vec::with_capacity(1 + npos + nkw);
-        all.push(owner);
+        let mut all = Vec::with_capacity(usize::from(first.is_some()) + npos + nkw);
+        all.extend(first);
         all.extend(args.iter().skip(skip).map(Bound::unbind));
         all.extend(kwds.into_iter().flat_map(|k| k.iter().map(|(_, v)| v.unbind())));
         Ok(Call { callable, args: Args::Many(all), kwnames })
@@ -282,6 +287,15 @@ fn core_error(rc: c_int) -> PyErr {
         PyMemoryError::new_err(msg.to_string_lossy().into_owned())
     } else {
         error::new_err(format!("tealet: {}", msg.to_string_lossy()))
+    }
+}
+
+/// The class attribute `name` of `slf`'s class as a flag, its answer cached in `slot` (one per name).
+fn type_flag(slf: &Bound<'_, Continulet>, name: &Bound<'_, PyString>, slot: c_int) -> PyResult<bool> {
+    // SAFETY: a live type object and an interned str.
+    match unsafe { tpy_type_flag(ffi::Py_TYPE(slf.as_ptr()), name.as_ptr(), slot) } {
+        flag if flag < 0 => Err(PyErr::fetch(slf.py())),
+        flag => Ok(flag > 0),
     }
 }
 
@@ -691,7 +705,7 @@ unsafe fn switch_args<'a, 'py>(
     }
     if let Some(names) = &names {
         for (k, name) in names.iter().enumerate() {
-            let name = name.cast_into::<pyo3::types::PyString>()?;
+            let name = name.cast_into::<PyString>()?;
             let i = match NAMES.iter().position(|n| name.to_str().is_ok_and(|s| s == *n)) {
                 Some(i) => i,
                 None => return Err(PyTypeError::new_err(format!("switch() got an unexpected keyword argument '{name}'"))),
@@ -827,7 +841,8 @@ impl Continulet {
         self.slot.bound.get() && self.slot.thread.get() != thread_serial()
     }
 
-    /// `__init__`: binds to a new tealet that will call `callable(self, *args[skip..], **kwds)`.
+    /// `__init__`: binds to a new tealet that will call `callable(self, *args[skip..], **kwds)`
+    /// (without `self` if the class sets `pass_continulet` false).
     /// Drops what it made on failure without pyo3 being attached (called from `continulet_init`).
     fn bind(slf: &Bound<'_, Self>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
         let py = slf.py();
@@ -836,14 +851,12 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         main_tealet()?;
-        let detach = !slf.is_exact_instance_of::<Continulet>() && {
-            // SAFETY: a live type object and an interned str.
-            match unsafe { tpy_type_flag(ffi::Py_TYPE(slf.as_ptr()), intern!(py, "detach_frames").as_ptr()) } {
-                flag if flag < 0 => return Err(PyErr::fetch(py)),
-                flag => flag > 0,
-            }
+        let (detach, pass_self) = if slf.is_exact_instance_of::<Continulet>() {
+            (false, true)
+        } else {
+            (type_flag(slf, intern!(py, "detach_frames"), 0)?, type_flag(slf, intern!(py, "pass_continulet"), 1)?)
         };
-        let data = new_cont(py, Some(Call::new(slf, callable, args, skip, kwds)?))?;
+        let data = new_cont(py, Some(Call::new(pass_self.then_some(slf), callable, args, skip, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe {
             (*data).owner = Some(slf.clone().unbind());
@@ -1037,6 +1050,14 @@ impl Continulet {
     #[classattr]
     fn detach_frames() -> bool {
         false
+    }
+
+    /// tealet extension: a subclass that sets this class attribute to False has its callable
+    /// called as `callable(*args, **kwds)`, without the continulet (read at `__init__`): a layer
+    /// whose callable does not need it (a greenlet's run) spares the call that would drop it.
+    #[classattr]
+    fn pass_continulet() -> bool {
+        true
     }
 
     fn __reduce__(&self) -> PyResult<()> {

@@ -27,7 +27,7 @@ extern "C" {
     pub fn tpy_restore(s: *mut TpyState, from: *mut TpyState);
     pub fn tpy_start(s: *mut TpyState, from: *mut TpyState) -> c_int;
     pub fn tpy_set_detached(s: *mut TpyState);
-    pub fn tpy_type_flag(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject) -> c_int;
+    pub fn tpy_type_flag(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject, slot: c_int) -> c_int;
     pub fn tpy_call(
         callable: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,

@@ -105,6 +105,72 @@ def test_detach_frames_is_read_at_each_init():
     assert linked() == [True, True]
 
 
+def test_pass_continulet_false_calls_the_callable_without_it():
+    class Bare(continulet):
+        pass_continulet = False
+    seen = []
+    def f(*args, **kwds):
+        seen.append((args, kwds))
+        return bare.switch("suspended") + 1
+    bare = Bare(f, 1, 2, x=3)
+    assert bare.switch() == "suspended"
+    assert bare.is_pending()
+    assert bare.switch(41) == 42
+    assert not bare.is_pending()
+    bare = Bare(f)
+    assert bare.switch() == "suspended"
+    assert seen == [((1, 2), {"x": 3}), ((), {})]
+    assert continulet.pass_continulet is True
+    assert continulet(lambda *a: a, 1).switch()[1:] == (1,)
+
+
+def test_pass_continulet_holds_no_reference_to_the_continulet():
+    class Bare(continulet):
+        pass_continulet = False
+    def f():
+        return "done"
+    bare = Bare(f)
+    assert bare.switch() == "done"
+    ref = weakref.ref(bare)
+    del bare
+    assert ref() is None
+
+
+def test_class_flags_are_read_independently_at_each_init():
+    # Each flag is cached on its own: changing one between continulets of one class leaves the
+    # other as set.
+    class Both(continulet):
+        detach_frames = True
+        pass_continulet = False
+    def f(*args):
+        return args, sys._getframe().f_back
+    def made():
+        args, back = Both(f).switch()
+        return (len(args), back is None)
+    assert made() == (0, True)
+    Both.pass_continulet = True
+    assert made() == (1, True)
+    Both.detach_frames = False
+    assert made() == (1, False)
+    Both.pass_continulet = 0  # any false value
+    assert made() == (0, False)
+
+
+def test_class_flag_whose_truth_fails_leaves_the_continulet_unbound():
+    class Bad:
+        def __bool__(self):
+            raise ZeroDivisionError("no truth")
+    class Sub(continulet):
+        pass_continulet = Bad()
+    c = Sub.__new__(Sub)
+    with pytest.raises(ZeroDivisionError, match="no truth"):
+        c.__init__(lambda: None)
+    assert not c.is_pending()
+    Sub.pass_continulet = False
+    c.__init__(lambda: "bound now")  # not "already __init__ialized"
+    assert c.switch() == "bound now"
+
+
 def test_suspended_chain_ends_at_callable_after_switcher_finished():
     held = []
     def f(c):

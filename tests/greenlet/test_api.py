@@ -763,9 +763,6 @@ def test_dropping_the_last_reference_kills_at_once():
     assert log == [True] and ref() is None
 
 
-@pytest.mark.xfail(sys.version_info < (3, 11), strict=True,
-                   reason="3.9/3.10 call run through methodcaller, whose argument tuple on the C "
-                          "stack keeps the continulet alive (as C greenlet's C stack does)")
 def test_garbage_cycle_through_its_own_frames_is_collected():
     log = []
 

@@ -19,7 +19,6 @@ greenlet it resumes, so the resumed side sees whether a plain switch or a finish
 one C call, as greenlet's, and sys.settrace none of our frames; user callbacks called from there
 (settrace functions, ``run`` behind an entry frame of ours) go through ``call_visible``.
 """
-import operator
 import os
 import sys
 import threading
@@ -53,24 +52,17 @@ _cont_throw = _continulet.throw
 
 
 class _Cont(_continulet):
-    """The continulet of one greenlet. The binding calls its callable as ``callable(cont,
-    *args, **kwargs)``; with ``operator.call`` (3.11+) that is ``cont(*args, **kwargs)``, i.e.
-    ``cont.run(*args, **kwargs)``, since `__call__` is the `run` slot's descriptor (set below:
-    the slot's value is what gets called): C all the way, and nothing on the C stack holds the
-    continulet. 3.9/3.10 have no ``operator.call``; there ``methodcaller`` calls ``cont.run``
-    and its argument tuple keeps the continulet alive while run runs."""
-    __slots__ = ("run", "gr")  # gr: weak proxy of its greenlet (`gr._gr_self()` is the greenlet)
+    """The continulet of one greenlet: its callable is the greenlet's run, called with the
+    first switch's arguments and without the continulet (``pass_continulet``), so nothing on
+    the C stack holds the continulet."""
+    __slots__ = ("gr",)  # weak proxy of its greenlet (`gr._gr_self()` is the greenlet)
+    pass_continulet = False
     # A greenlet's run frame has f_back None (greenlet's), not PyPy's link to the switcher.
     detach_frames = True
     # The greenlet's __del__ throws GreenletExit; the continulet must not throw its own
     # ContinuletExit (a C-level no-op replaces the binding's finalizer, and the binding then
     # calls no finalizer at all).
     __del__ = _continulet.is_pending
-
-
-_Cont.__call__ = _Cont.run
-_call = getattr(operator, "call", None)  # 3.11+
-_methodcaller_run = operator.methodcaller("run")
 
 
 class GreenletExit(BaseException):
@@ -295,15 +287,7 @@ def _begin(target, ts, run, a, kw):
     elif assigned is not run and assigned is not _NOT_GIVEN:
         run = partial(_release_then_run, [assigned], run)
     del assigned
-    if _call is None or (kw and "callable" in kw):
-        if a or kw:
-            run = partial(run, *a, **(kw or {}))
-        c = _Cont(_methodcaller_run)
-    elif kw:
-        c = _Cont(_call, *a, **kw)
-    else:
-        c = _Cont(_call, *a)
-    c.run = run
+    c = _Cont(run, *a, **kw) if kw else _Cont(run, *a)
     c.gr = target._gr_proxy
     if target._gr_ctx is not None:
         _set_context(target._gr_ctx, c)
@@ -419,7 +403,6 @@ def _finish(g, ts):
     greenlet, which runs now); returns where the result goes."""
     ts.current = ts.main
     g._gr_ts = None  # _gr_c stays: the finished continulet holds the context it ended in
-    g._gr_c.run = None
     return g._gr_parent
 
 
@@ -542,14 +525,13 @@ class greenlet(_GreenletState):
         # The first switch into a plain greenlet without keywords: `_switch`'s start,
         # with only the common case's steps.
         ts = self._gr_parent._gr_ts
-        if ts is None or self._gr_started or _call is None or not ts.fast._is_owned():
+        if ts is None or self._gr_started or not ts.fast._is_owned():
             return self._switch_slow(args, None)
         if self._gr_run is _NOT_GIVEN:
             raise AttributeError("run")
         # From here `args` holds the new continulet (a local of its own would cost every switch
         # its setup and clearing); the switch's argument holds it anyway while we are suspended.
-        self._gr_c = args = _Cont(_call, *args) if args else _Cont(_call)
-        args.run = self._gr_run
+        self._gr_c = args = _Cont(self._gr_run, *args) if args else _Cont(self._gr_run)
         args.gr = self._gr_proxy
         self._gr_run = None
         if self._gr_ctx is not None:
@@ -573,7 +555,6 @@ class greenlet(_GreenletState):
                 # Usually self returned (this is the main greenlet): the result is ours.
                 ts.current = ts.main
                 finished._gr_ts = None
-                finished._gr_c.run = None
                 return value
         return _resumed_slow(ts, c, value)
 
@@ -826,7 +807,6 @@ def _resumed_slow(ts, c, value):
     # `finished` returned `value` (this is the main greenlet): it goes to its parent.
     ts.current = main = ts.main
     finished._gr_ts = None
-    finished._gr_c.run = None
     target = finished._gr_parent
     if target is main and ts.trace is None:
         return value
