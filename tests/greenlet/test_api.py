@@ -128,6 +128,21 @@ def test_switch_packing():
     del echo
 
 
+def test_switch_passes_any_keyword_names():
+    # Names our own signatures use (`self`, the continulet's `callable`, `to`, `value`) are
+    # the caller's keywords like any other, as with greenlet's C switch.
+    names = {"self": 1, "callable": 2, "to": 3, "value": 4, "args": 5, "kwargs": 6}
+
+    def run(*args, **kwargs):
+        assert (args, kwargs) == ((), names)
+        return getcurrent().parent.switch()
+
+    g = greenlet.greenlet(run)
+    g.switch(**names)
+    assert g.switch(**names) == names
+    assert g.switch(0, **names) == ((0,), names)
+
+
 def test_run_gone_once_started_and_assignable_before():
     g = greenlet.greenlet()
     with pytest.raises(AttributeError, match="run"):

@@ -479,7 +479,7 @@ class greenlet(_GreenletState):
         """The greenlet itself, also when reached through its weak proxy."""
         return self
 
-    def switch(self, *args, **kwargs):
+    def switch(self, /, *args, **kwargs):
         """Switch execution to this greenlet.
 
         If this greenlet has never been run, then this greenlet
@@ -831,7 +831,7 @@ class UnswitchableGreenlet(greenlet):
     force_switch_error = False
     force_slp_switch_error = False
 
-    def switch(self, *args, **kwargs):
+    def switch(self, /, *args, **kwargs):
         lowlevel = None
         if self.force_slp_switch_error:
             lowlevel = _fatal_switch
