@@ -25,6 +25,7 @@ import threading
 import weakref
 from contextvars import Context
 from functools import partial
+from functools import wraps
 from types import TracebackType
 from _thread import _local
 from _thread import get_ident as _get_ident
@@ -68,10 +69,12 @@ class _Cont(_continulet):
 class GreenletExit(BaseException):
     """This special exception does not propagate to the parent greenlet; it
     can be used to kill a single greenlet."""
+    __module__ = "greenlet"  # as greenlet's: reprs, tracebacks and pickles name greenlet.GreenletExit
 
 
 class error(Exception):
     """Usage error of the greenlet module."""
+    __module__ = "greenlet"
 
 
 class _ThreadState:
@@ -178,7 +181,7 @@ def getcurrent():
     return (ts if ts.fast._is_owned() else _thread_state()).current
 
 
-def settrace(callback):
+def settrace(callback, /):
     """Sets the trace function of this thread; returns the previous one."""
     ts = _thread_state()
     previous, ts.trace = ts.trace, callback
@@ -192,6 +195,7 @@ def gettrace():
 
 
 _NOT_GIVEN = object()
+_NO_MAIN_RUN = "Main greenlets do not have a run attribute."
 _NO_VALUE = object()  # switch() called without arguments
 
 
@@ -428,6 +432,12 @@ class _GreenletState:
 _dict_slot = _GreenletState.__dict__["__dict__"]
 
 
+def _set_dict(self, d):
+    if not isinstance(d, dict):
+        raise TypeError("__dict__ must be a dictionary")
+    _dict_slot.__set__(self, d)
+
+
 def _del_dict(self):
     raise TypeError("__dict__ may not be deleted")
 
@@ -442,7 +452,7 @@ class greenlet(_GreenletState):
     """
     __module__ = "greenlet"
     __slots__ = ()
-    __dict__ = property(_dict_slot.__get__, _dict_slot.__set__, _del_dict)
+    __dict__ = property(_dict_slot.__get__, _set_dict, _del_dict)
 
     getcurrent = staticmethod(getcurrent)
     settrace = staticmethod(settrace)
@@ -452,10 +462,15 @@ class greenlet(_GreenletState):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        new = cls.__dict__.get("__new__")
         if cls.__new__ is object.__new__:  # no __new__ of its own or inherited
             cls.__new__ = staticmethod(_subclass_new)
+        elif isinstance(new, staticmethod):
+            # Its super().__new__(cls) may reach object.__new__ (greenlet has no __new__ of its
+            # own), which C greenlet's tp_new would have given greenlet's state.
+            cls.__new__ = staticmethod(_with_state(new.__func__))
 
-    def __init__(self, run=_NOT_GIVEN, parent=None):
+    def __init__(self, /, run=_NOT_GIVEN, parent=None):
         # greenlet itself has no __new__ (a Python __new__ costs more than the rest of the
         # creation): a plain greenlet gets its state here, in the first __init__ call, which
         # sees no weak reference yet; subclasses get theirs in _subclass_new.
@@ -469,9 +484,7 @@ class greenlet(_GreenletState):
             self._gr_started = self._gr_main = False
             self._gr_proxy = _weak_proxy(self)
         elif run is not _NOT_GIVEN:
-            if self._gr_started:
-                raise AttributeError("run cannot be set after the start of the greenlet")
-            self._gr_run = run
+            self._set_run(run)
         if parent is not None:
             self.parent = parent
 
@@ -561,7 +574,7 @@ class greenlet(_GreenletState):
     def _switch_slow(self, args, kwargs, lowlevel=None):
         return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
 
-    def throw(self, typ=GreenletExit, val=None, tb=None):
+    def throw(self, typ=GreenletExit, val=None, tb=None, /):
         """Switches execution to this greenlet, but immediately raises the
         given exception in this greenlet. If no argument is provided, the
         exception defaults to `greenlet.GreenletExit`. The normal exception
@@ -591,18 +604,17 @@ class greenlet(_GreenletState):
 
     def _get_run(self):
         if self._gr_started or self._gr_run is _NOT_GIVEN:
-            raise AttributeError("run")
+            raise AttributeError(_NO_MAIN_RUN if self._gr_main else "run")
         return self._gr_run
 
     def _set_run(self, run):
         if self._gr_started:
-            raise AttributeError("run cannot be set after the start of the greenlet")
+            raise AttributeError(_NO_MAIN_RUN if self._gr_main
+                                 else "run cannot be set after the start of the greenlet")
         self._gr_run = run
 
     def _del_run(self):
-        if self._gr_started:
-            raise AttributeError("run cannot be set after the start of the greenlet")
-        self._gr_run = _NOT_GIVEN
+        self._set_run(_NOT_GIVEN)
 
     run = property(_get_run, _set_run, _del_run,
                    "The callable that this greenlet will run in its own context. "
@@ -612,9 +624,9 @@ class greenlet(_GreenletState):
         return self._gr_parent
 
     def _set_parent(self, parent):
-        _check_greenlet(parent)
         if self._gr_main:
             raise AttributeError("cannot set the parent of a main greenlet")
+        _check_greenlet(parent)
         p = parent
         while p is not None:
             if p is self:
@@ -652,14 +664,14 @@ class greenlet(_GreenletState):
             frame = frame.f_back
         return frame
 
-    def _context_holder(self):
+    def _context_holder(self, verb):
         """The continulet whose continuation this active greenlet resumes with, or None if it
         is the running greenlet of this thread."""
         ts = self._gr_ts
         if ts.current is self:
             if ts.ident != _get_ident():
-                raise ValueError("cannot get/set context of a greenlet that is running"
-                                 " in a different thread")
+                raise ValueError("cannot %s context of a greenlet that is running"
+                                 " in a different thread" % verb)
             return None
         return ts.current._gr_c if self._gr_main else self._gr_c
 
@@ -670,7 +682,7 @@ class greenlet(_GreenletState):
             return self._gr_ctx if c is None else _get_context(c)
         if not ts.alive:
             return self._gr_ctx
-        holder = self._context_holder()
+        holder = self._context_holder("get")
         return _get_context() if holder is None else _get_context(holder)
 
     def _set_context(self, ctx):
@@ -678,7 +690,7 @@ class greenlet(_GreenletState):
             raise TypeError("greenlet context must be a contextvars.Context or None")
         ts = self._gr_ts
         if ts is not None and ts.alive:
-            holder = self._context_holder()
+            holder = self._context_holder("set")
             if holder is None:
                 _set_context(ctx)
             else:
@@ -709,8 +721,10 @@ class greenlet(_GreenletState):
         ts = self._gr_ts
         owner_ts = _lineage_main(self)._gr_ts
         otid = owner_ts.ident if owner_ts is not None else 0
-        head = "<%s.%s object at %#x (otid=%#x)" % (
-            type(self).__module__, type(self).__qualname__, id(self), otid)
+        cls = type(self)
+        # greenlet prints its C type's tp_name: a Python subclass's is its bare name.
+        head = "<%s object at %#x (otid=%#x)" % (
+            "greenlet.greenlet" if cls is greenlet else cls.__name__, id(self), otid)
         if self.dead:
             if self._gr_main or (ts is not None and not ts.alive):
                 return head + " (thread exited) dead>"
@@ -721,9 +735,12 @@ class greenlet(_GreenletState):
         return head + state + " active started" + (" main" if self._gr_main else "") + ">"
 
     def __del__(self):
-        if self._gr_ts is None or self._gr_main or sys.is_finalizing():
+        try:
+            ts = self._gr_ts
+        except AttributeError:  # no state: __init__ failed on its arguments, or never ran
             return
-        ts = self._gr_ts
+        if ts is None or self._gr_main or sys.is_finalizing():
+            return
         if not ts.alive:
             return
         if ts.ident != _get_ident():
@@ -754,6 +771,18 @@ def _subclass_new(cls, *args, **kwargs):
     self = object.__new__(cls)
     greenlet.__init__(self)
     return self
+
+
+def _with_state(new):
+    """A subclass's own __new__, followed by giving the greenlet it made greenlet's state if
+    it has none yet."""
+    @wraps(new)
+    def __new__(cls, *args, **kwargs):
+        self = new(cls, *args, **kwargs)
+        if isinstance(self, greenlet) and not _weakref_count(self):
+            greenlet.__init__(self)
+        return self
+    return __new__
 
 
 _started_of = greenlet._gr_started.__get__
@@ -868,7 +897,7 @@ def get_clocks_used_doing_optional_cleanup():
     return 0
 
 
-def enable_optional_cleanup(enabled):
+def enable_optional_cleanup(enabled, /):
     """Accepted for compatibility: there is no optional cleanup pass to switch."""
 
 
@@ -876,6 +905,6 @@ if sys.version_info < (3, 13):  # 3.13 has no such counter; greenlet leaves the 
     get_tstate_trash_delete_nesting = _continuation.get_tstate_trash_delete_nesting
 
 
-def set_thread_local(key, value):
+def set_thread_local(key, value, /):
     """Sets a value in the current thread's dictionary (greenlet's test helper)."""
     threading.current_thread().__dict__[key] = value
