@@ -5,6 +5,7 @@ import gc
 import sys
 import pickle
 import threading
+import time
 
 import pytest
 
@@ -165,3 +166,32 @@ def test_bad_constructor_arguments_raise_type_error_and_nothing_else(args, kwarg
     finally:
         sys.unraisablehook = old_hook
     assert [u.exc_value for u in unraisable] == []
+
+
+def test_repr_otid_and_thread_exited_like_greenlet():
+    # otid is "0x(nil)" before the start and once its thread has exited; every greenlet that
+    # started in an exited thread reads "(thread exited) dead".
+    assert "(otid=0x(nil)) pending>" in repr(greenlet.greenlet())
+    box = {}
+
+    def thread():
+        box["main"] = getcurrent()
+        box["suspended"] = suspended()
+        box["finished"] = greenlet.greenlet(lambda: None)
+        box["finished"].switch()
+        box["unstarted"] = greenlet.greenlet()
+
+    t = threading.Thread(target=thread)
+    t.start()
+    t.join()
+    # C greenlet notices the exited thread on a later greenlet call of another thread.
+    for _ in range(100):
+        greenlet.greenlet(lambda: None).switch()
+        if box["main"].dead:
+            break
+        time.sleep(0.01)
+    for name in ("main", "suspended", "finished"):
+        assert repr(box[name]).endswith(" (otid=0x(nil)) (thread exited) dead>"), name
+    assert repr(box["unstarted"]).endswith(" (otid=0x(nil)) pending>")
+    g = suspended()
+    assert "(otid=0x(nil))" not in repr(g) and repr(g).endswith(" suspended active started>")

@@ -719,16 +719,18 @@ class greenlet(_GreenletState):
 
     def __repr__(self):
         ts = self._gr_ts
-        owner_ts = _lineage_main(self)._gr_ts
-        otid = owner_ts.ident if owner_ts is not None else 0
+        # greenlet's otid names the thread it started in: "0x(nil)" before the start and once
+        # that thread has exited.
+        owner = self if self._gr_main else self._gr_owner
+        owner_ts = None if owner is None else owner._gr_ts
+        exited = owner_ts is not None and not owner_ts.alive
+        otid = "%#x" % owner_ts.ident if owner_ts is not None and not exited else "0x(nil)"
         cls = type(self)
         # greenlet prints its C type's tp_name: a Python subclass's is its bare name.
-        head = "<%s object at %#x (otid=%#x)" % (
+        head = "<%s object at %#x (otid=%s)" % (
             "greenlet.greenlet" if cls is greenlet else cls.__name__, id(self), otid)
         if self.dead:
-            if self._gr_main or (ts is not None and not ts.alive):
-                return head + " (thread exited) dead>"
-            return head + " dead>"
+            return head + (" (thread exited) dead>" if exited else " dead>")
         if ts is None:
             return head + " pending>"
         state = " current" if ts.current is self and ts.ident == _get_ident() else " suspended"
