@@ -1,6 +1,7 @@
 """API-surface details where greenlet-py must behave like C greenlet 3.5.6 (found by running
 the same calls under both): argument forms, exception types and the messages code may match."""
 import contextvars
+import copy
 import gc
 import sys
 import pickle
@@ -195,3 +196,17 @@ def test_repr_otid_and_thread_exited_like_greenlet():
     assert repr(box["unstarted"]).endswith(" (otid=0x(nil)) pending>")
     g = suspended()
     assert "(otid=0x(nil))" not in repr(g) and repr(g).endswith(" suspended active started>")
+
+
+def test_copy_and_pickle_messages_name_the_type_like_greenlet():
+    class Sub(greenlet.greenlet):
+        pass
+
+    for g, name in ((greenlet.greenlet(), "greenlet.greenlet"), (Sub(), "Sub"), (suspended(), "greenlet.greenlet")):
+        for attempt in (lambda: copy.copy(g), lambda: copy.deepcopy(g), lambda: pickle.dumps(g),
+                        lambda: pickle.dumps(g, 2), g.__getstate__, lambda: g.__reduce_ex__(4)):
+            with pytest.raises(TypeError, match="^cannot serialize '%s' object$" % name):
+                attempt()
+        for protocol in (0, 1):
+            with pytest.raises(TypeError):
+                pickle.dumps(g, protocol)

@@ -712,10 +712,9 @@ class greenlet(_GreenletState):
         holder = self._holder()
         return 0 if holder is None else _stack_used(holder)
 
-    def __reduce_ex__(self, protocol=None):
-        raise TypeError("cannot serialize '%s' object" % type(self).__name__)
-
-    __reduce__ = __getstate__ = __reduce_ex__
+    def __getstate__(self):
+        # Only this, as greenlet: copy and pickle reach it through object's __reduce_ex__.
+        raise TypeError("cannot serialize '%s' object" % _tp_name(type(self)))
 
     def __repr__(self):
         ts = self._gr_ts
@@ -725,10 +724,7 @@ class greenlet(_GreenletState):
         owner_ts = None if owner is None else owner._gr_ts
         exited = owner_ts is not None and not owner_ts.alive
         otid = "%#x" % owner_ts.ident if owner_ts is not None and not exited else "0x(nil)"
-        cls = type(self)
-        # greenlet prints its C type's tp_name: a Python subclass's is its bare name.
-        head = "<%s object at %#x (otid=%s)" % (
-            "greenlet.greenlet" if cls is greenlet else cls.__name__, id(self), otid)
+        head = "<%s object at %#x (otid=%s)" % (_tp_name(type(self)), id(self), otid)
         if self.dead:
             return head + (" (thread exited) dead>" if exited else " dead>")
         if ts is None:
@@ -766,6 +762,12 @@ class greenlet(_GreenletState):
             self._gr_parent = parent
             sys.stderr.write("GreenletExit did not kill %r\n" % (self,))
             _leaked.append(self)
+
+
+def _tp_name(cls):
+    """The type name greenlet's messages show: its C type's tp_name, for a Python subclass
+    its bare name."""
+    return "greenlet.greenlet" if cls is greenlet else cls.__name__
 
 
 def _subclass_new(cls, *args, **kwargs):
