@@ -210,3 +210,11 @@ def test_copy_and_pickle_messages_name_the_type_like_greenlet():
         for protocol in (0, 1):
             with pytest.raises(TypeError):
                 pickle.dumps(g, protocol)
+
+
+def test_feature_constants_are_ints():
+    names = ["GREENLET_USE_GC", "GREENLET_USE_TRACING", "GREENLET_USE_CONTEXT_VARS"]
+    values = [getattr(greenlet, n) for n in names]
+    values.append(greenlet._greenlet.GREENLET_USE_STANDARD_THREADING)
+    assert [(type(v), v) for v in values] == [(int, 1)] * 4
+    assert repr(values) == "[1, 1, 1, 1]"

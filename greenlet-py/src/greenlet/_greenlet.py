@@ -35,10 +35,10 @@ import _continuation
 
 __version__ = "3.5.6"
 
-GREENLET_USE_GC = True
-GREENLET_USE_TRACING = True
-GREENLET_USE_CONTEXT_VARS = True
-GREENLET_USE_STANDARD_THREADING = True
+GREENLET_USE_GC = 1  # ints, as greenlet's
+GREENLET_USE_TRACING = 1
+GREENLET_USE_CONTEXT_VARS = 1
+GREENLET_USE_STANDARD_THREADING = 1
 CLOCKS_PER_SEC = 1000000
 
 _continulet = _continuation.continulet
@@ -734,11 +734,11 @@ class greenlet(_GreenletState):
 
     def __del__(self):
         try:
-            ts = self._gr_ts
+            if self._gr_ts is None or self._gr_main or sys.is_finalizing():
+                return
         except AttributeError:  # no state: __init__ failed on its arguments, or never ran
             return
-        if ts is None or self._gr_main or sys.is_finalizing():
-            return
+        ts = self._gr_ts
         if not ts.alive:
             return
         if ts.ident != _get_ident():
