@@ -242,8 +242,8 @@ struct Slot {
     tealet: Cell<*mut tc::tealet_t>,
     bound: Cell<bool>,
     thread: Cell<u64>,
-    /// ContinuletExit did not finish what it holds: the GC is no longer shown its frames, so
-    /// nothing they use is cleared while they may still run.
+    /// ContinuletExit did not finish what it holds, or it was left at interpreter shutdown: the
+    /// GC is no longer shown its frames, so nothing they use is cleared while they may still run.
     unkillable: Cell<bool>,
     /// The context its callable finished in (greenlet's dead gr_context).
     last_context: Cell<Option<Py<PyAny>>>,
@@ -990,7 +990,8 @@ impl Continulet {
         }
     }
 
-    /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
+    /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run
+    /// (not during interpreter shutdown: then it is left as is).
     fn kill(&self, py: Python<'_>) {
         let t = self.slot.tealet.get();
         if t.is_null() || self.slot.unkillable.get() {
@@ -1017,6 +1018,13 @@ impl Continulet {
                 tc::tealet_free(t);
                 data.release(py);
             }
+            return;
+        }
+        // SAFETY: reads a runtime flag.
+        if unsafe { tpy_finalizing() } != 0 {
+            // Interpreter shutdown: its modules are being torn down, so nothing runs any more
+            // (greenlet does not kill its greenlets then either); what it holds is left as is.
+            self.slot.unkillable.set(true);
             return;
         }
         let exit = Payload::throw(ContinuletExit::new_err(()));
