@@ -587,6 +587,16 @@ PyObject *tpy_hidden_call(PyObject *func, PyObject *self, PyObject *const *args,
 
 int tpy_tracing(void) { return PyThreadState_Get()->tracing; }
 
+/* Whether Py_FinalizeEx has begun (after atexit callbacks, before modules are torn down). */
+int tpy_finalizing(void)
+{
+#if V313
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
 void tpy_set_tracing(int level)
 {
     PyThreadState *ts = PyThreadState_Get();

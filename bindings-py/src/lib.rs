@@ -122,6 +122,30 @@ impl Release for Box<Cont> {
     }
 }
 
+impl Cont {
+    /// Its references to its own continulet: `owner`, and the callable's first argument when
+    /// its class passes it. Not counted while the never-started tealet is at home (`Slot::home`).
+    fn self_refs(&self) -> impl Iterator<Item = *mut ffi::PyObject> + '_ {
+        let first = self.call.as_ref().filter(|c| c.with_self).map(|c| c.args.as_slice()[0].as_ptr());
+        self.owner.as_ref().map(|o| o.as_ptr()).into_iter().chain(first)
+    }
+
+    /// Drops the uncounted `self_refs` without releasing them (their continulet is being freed).
+    fn forget_self_refs(&mut self) {
+        std::mem::forget(self.owner.take());
+        if let Some(call) = self.call.as_mut().filter(|c| c.with_self) {
+            call.with_self = false;
+            match std::mem::replace(&mut call.args, Args::Many(Vec::new())) {
+                Args::Alone(a) => std::mem::forget(a),
+                Args::Many(mut v) => {
+                    std::mem::forget(v.remove(0));
+                    call.args = Args::Many(v);
+                }
+            }
+        }
+    }
+}
+
 /// Released Conts with their emptied interpreter states, reused by the next continulets: a
 /// create+run+finish then allocates neither. Only touched with the GIL held (GIL builds only),
 /// never across Python code.
@@ -140,6 +164,8 @@ struct Call {
     callable: Py<PyAny>,
     args: Args,
     kwnames: Option<Py<PyTuple>>,
+    /// `args` starts with the continulet (its class passes it).
+    with_self: bool,
 }
 
 /// The continulet (unless its class sets `pass_continulet` false), the positional arguments,
@@ -171,19 +197,20 @@ impl Call {
             _ => None,
         };
         let first = first.map(|c| c.clone().into_any().unbind());
+        let with_self = first.is_some();
         let callable = callable.clone().unbind();
         if npos == 0 && nkw == 0 {
             let args = match first {
                 Some(c) => Args::Alone([c]),
                 None => Args::Many(Vec::new()),
             };
-            return Ok(Call { callable, args, kwnames: None });
+            return Ok(Call { callable, args, kwnames: None, with_self });
         }
-        let mut all = Vec::with_capacity(usize::from(first.is_some()) + npos + nkw);
+        let mut all = Vec::with_capacity(usize::from(with_self) + npos + nkw);
         all.extend(first);
         all.extend(args.iter().skip(skip).map(Bound::unbind));
         all.extend(kwds.into_iter().flat_map(|k| k.iter().map(|(_, v)| v.unbind())));
-        Ok(Call { callable, args: Args::Many(all), kwnames })
+        Ok(Call { callable, args: Args::Many(all), kwnames, with_self })
     }
 
     /// Calls the callable; a new reference, or NULL with an exception set.
@@ -215,11 +242,29 @@ struct Slot {
     tealet: Cell<*mut tc::tealet_t>,
     bound: Cell<bool>,
     thread: Cell<u64>,
-    /// ContinuletExit did not finish what it holds: the GC is no longer shown its frames, so
-    /// nothing they use is cleared while they may still run.
+    /// ContinuletExit did not finish what it holds, or it was left at interpreter shutdown: the
+    /// GC is no longer shown its frames, so nothing they use is cleared while they may still run.
     unkillable: Cell<bool>,
     /// The context its callable finished in (greenlet's dead gr_context).
     last_context: Cell<Option<Py<PyAny>>>,
+    /// It holds its own never-started tealet, whose `Cont::self_refs` are then not counted:
+    /// otherwise each unstarted continulet would be a reference cycle, freed only by the GC
+    /// (never with the GC disabled). They count from the moment the tealet leaves (`leave_home`).
+    home: Cell<bool>,
+}
+
+/// `c`'s own never-started tealet `t` left its slot (a switch into it or a move elsewhere): its
+/// references to `c` count from now on, since `c` may go while `t` lives.
+#[cold]
+fn leave_home(c: &Continulet, t: *mut tc::tealet_t) {
+    c.slot.home.set(false);
+    // SAFETY: t is c's never-started tealet, carrying its Cont, whose self_refs point at c:
+    // alive (borrowed here), so counting them is sound.
+    unsafe {
+        for p in (*cont_of(t)).self_refs() {
+            ffi::Py_INCREF(p);
+        }
+    }
 }
 
 // SAFETY: every access happens with the GIL held (GIL builds only), and switches check the
@@ -794,8 +839,17 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     // tealet exists.
     let current = unsafe { tc::tealet_current() };
     let old = cont.slot.tealet.replace(current);
+    if cont.slot.home.get() {
+        leave_home(cont, old);
+    }
     let target = match to {
-        Some(t) => t.slot.tealet.replace(old),
+        Some(t) => {
+            let held = t.slot.tealet.replace(old);
+            if t.slot.home.get() {
+                leave_home(t, held);
+            }
+            held
+        }
         None => old,
     };
     Ok(Route::To(current, target))
@@ -829,6 +883,7 @@ impl Continulet {
                 thread: Cell::new(0),
                 unkillable: Cell::new(false),
                 last_context: Cell::new(None),
+                home: Cell::new(false),
             },
         }
     }
@@ -878,6 +933,13 @@ impl Continulet {
             tc::tealet_set_data(t, data.cast());
             (*data).tealet = t;
         }
+        // SAFETY: the caller holds `slf` besides these references (see `Slot::home`).
+        unsafe {
+            for p in (*data).self_refs() {
+                ffi::Py_DECREF(p);
+            }
+        }
+        me.slot.home.set(true);
         me.slot.tealet.set(t);
         me.slot.bound.set(true);
         me.slot.thread.set(thread_serial());
@@ -918,6 +980,9 @@ impl Continulet {
                 return;
             }
             self.slot.tealet.set(ptr::null_mut());
+            if self.slot.home.replace(false) {
+                (*data).forget_self_refs();
+            }
             // Fails (TEALET_ERR_THREAD) while the OS thread still winds down: only its small
             // record is left then, and nothing reads its data again.
             tc::tealet_free(t);
@@ -925,7 +990,8 @@ impl Continulet {
         }
     }
 
-    /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run.
+    /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run
+    /// (not during interpreter shutdown: then it is left as is).
     fn kill(&self, py: Python<'_>) {
         let t = self.slot.tealet.get();
         if t.is_null() || self.slot.unkillable.get() {
@@ -945,10 +1011,20 @@ impl Continulet {
             self.slot.tealet.set(ptr::null_mut());
             // SAFETY: a never-started tealet has no stack contents to unwind.
             unsafe {
-                let data = Box::from_raw(cont_of(t));
+                let mut data = Box::from_raw(cont_of(t));
+                if self.slot.home.replace(false) {
+                    data.forget_self_refs();
+                }
                 tc::tealet_free(t);
                 data.release(py);
             }
+            return;
+        }
+        // SAFETY: reads a runtime flag.
+        if unsafe { tpy_finalizing() } != 0 {
+            // Interpreter shutdown: its modules are being torn down, so nothing runs any more
+            // (greenlet does not kill its greenlets then either); what it holds is left as is.
+            self.slot.unkillable.set(true);
             return;
         }
         let exit = Payload::throw(ContinuletExit::new_err(()));
@@ -1088,14 +1164,19 @@ impl Continulet {
         {
             return Ok(());
         }
+        // Uncounted references are not shown to the GC (see `Slot::home`).
+        let home = self.slot.home.get();
         if let Some(c) = &data.call {
             visit.call(&c.callable)?;
-            for a in c.args.as_slice() {
+            let uncounted = usize::from(home && c.with_self);
+            for a in &c.args.as_slice()[uncounted..] {
                 visit.call(a)?;
             }
             visit.call(&c.kwnames)?;
         }
-        visit.call(&data.owner)?;
+        if !home {
+            visit.call(&data.owner)?;
+        }
         let mut v = Visiting { visit, failed: None };
         // SAFETY: tpy_traverse only visits references this suspended continuation owns.
         unsafe { tpy_traverse(data.state, visit_trampoline, (&mut v as *mut Visiting<'_>).cast()) };
@@ -1293,7 +1374,11 @@ fn permute(continulets: &Bound<'_, PyTuple>) -> PyResult<()> {
     if let Some(last) = bound.last() {
         let mut carry = last.get().slot.tealet.get();
         for c in &bound {
-            carry = c.get().slot.tealet.replace(carry);
+            let c = c.get();
+            carry = c.slot.tealet.replace(carry);
+            if c.slot.home.get() {
+                leave_home(c, carry);
+            }
         }
     }
     Ok(())

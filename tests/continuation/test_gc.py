@@ -374,3 +374,86 @@ def test_linked_frames_under_random_switching_with_debug_malloc():
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split() == ["0"]
+
+
+def unstarted_kinds():
+    """continulet and subclasses with each binding path: plain, `pass_continulet = False`, and a
+    Python `__del__`."""
+    class Bare(continulet):
+        pass_continulet = False
+
+    class Finalized(continulet):
+        def __del__(self):
+            super().__del__()
+    return {"continulet": continulet, "Sub": type("Sub", (continulet,), {}), "Bare": Bare,
+            "Finalized": Finalized}
+
+
+@pytest.mark.parametrize("kind", ["continulet", "Sub", "Bare", "Finalized"])
+def test_unstarted_continulet_is_freed_by_its_refcount(kind):
+    # Its never-started callable's references to it (the first argument, where its result goes)
+    # make no cycle: it goes when the last reference does, also with the GC off.
+    cls = unstarted_kinds()[kind]
+    def f(*args):
+        return args
+    arg = Obj()
+    gc.disable()
+    try:
+        c = cls(f, arg, k=arg)
+        ref, arg_ref = weakref.ref(c), weakref.ref(arg)
+        del c, arg
+        assert ref() is None and arg_ref() is None
+        c = cls(f)
+        assert c.switch() == (() if kind == "Bare" else (c,))
+        ref = weakref.ref(c)
+        del c
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_unstarted_continulet_moved_away_keeps_its_owner():
+    # permute moves a's never-started continuation into b: it still calls f(a) and returns to
+    # a's holder, so it keeps a alive; throwing it away (unstarted) releases a.
+    from _continuation import permute
+    seen = []
+    a = continulet(lambda c: seen.append(c))
+    b = continulet(lambda c: None)
+    permute(a, b)
+    ref = weakref.ref(a)
+    del a
+    gc.collect()
+    assert ref() is not None
+    with pytest.raises(ValueError):
+        b.throw(ValueError)
+    assert seen == [] and ref() is None
+
+
+def test_unstarted_continulets_exchanged_by_double_switch_are_freed():
+    # a.switch(to=b), both never started: the current continuation goes into a, a's unstarted
+    # one into b, and b's callable runs; its result goes to what b holds then, a's unstarted
+    # continuation, which refuses a value (as on PyPy). Nothing is left holding a or b.
+    seen = []
+    a = continulet(lambda c: seen.append("a ran"))
+    b = continulet(lambda c: seen.append("b ran") or "b's result")
+    gc.disable()
+    try:
+        with pytest.raises(TypeError, match="just-started continulet"):
+            a.switch(to=b)
+        assert seen == ["b ran"] and not a.is_pending() and not b.is_pending()
+        refs = weakref.ref(a), weakref.ref(b)
+        del a, b
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()
+
+
+def test_cycle_through_unstarted_callable_arguments_is_collected():
+    # What the callable and its arguments hold is still shown to the GC.
+    holder = Obj()
+    c = continulet(lambda c, h: None, holder)
+    holder.c = c
+    ref = weakref.ref(c)
+    del c, holder
+    gc.collect()
+    assert ref() is None
