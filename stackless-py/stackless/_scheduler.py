@@ -249,9 +249,9 @@ class _Thread:
     def _from_main(self, target):
         """Main runs `target`, and starts every tasklet that is handed back to it.
 
-        A continulet starts at the Python recursion depth of whoever switches
-        to it first, so starting each new tasklet from the previous one would
-        add up; main's depth stays put.
+        Starting each new tasklet from main links its bottom frame (f_back, as
+        in PyPy) to main's frames, not to whichever tasklet scheduled it, so a
+        frame chain or traceback never runs through another tasklet's frames.
         """
         while True:
             if target._cont is None:
