@@ -335,6 +335,10 @@ fn core_error(rc: c_int) -> PyErr {
     }
 }
 
+/// `tpy_type_flag`'s cache entries, one per class attribute it reads.
+const FLAG_DETACH_FRAMES: c_int = 0;
+const FLAG_PASS_CONTINULET: c_int = 1;
+
 /// The class attribute `name` of `slf`'s class as a flag, its answer cached in `slot` (one per name).
 fn type_flag(slf: &Bound<'_, Continulet>, name: &Bound<'_, PyString>, slot: c_int) -> PyResult<bool> {
     // SAFETY: a live type object and an interned str.
@@ -909,7 +913,8 @@ impl Continulet {
         let (detach, pass_self) = if slf.is_exact_instance_of::<Continulet>() {
             (false, true)
         } else {
-            (type_flag(slf, intern!(py, "detach_frames"), 0)?, type_flag(slf, intern!(py, "pass_continulet"), 1)?)
+            (type_flag(slf, intern!(py, "detach_frames"), FLAG_DETACH_FRAMES)?,
+             type_flag(slf, intern!(py, "pass_continulet"), FLAG_PASS_CONTINULET)?)
         };
         let data = new_cont(py, Some(Call::new(pass_self.then_some(slf), callable, args, skip, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
