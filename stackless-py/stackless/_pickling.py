@@ -110,6 +110,9 @@ class _Function:
 
     def __reduce__(self):
         f = self.func
+        if not isinstance(f.__module__, str):
+            # its globals cannot be found again (made by exec() with globals that lack __name__)
+            raise pickle.PicklingError("cannot pickle %r: its __module__ is %r" % (f, f.__module__))
         code = marshal.dumps(f.__code__)
         return _make_function, (TAG, code, _checksum(code), f.__module__, f.__name__, f.__qualname__,
                                 _wrap(f.__defaults__), _wrap_dict(f.__kwdefaults__), f.__closure__)

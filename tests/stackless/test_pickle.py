@@ -206,3 +206,14 @@ def test_the_frame_pickling_seam_is_one_module():
         _pickling.reduce_frames = old
     assert calls == [t] and reduced[2][-1] == "frames"
     t.kill()
+
+
+def test_function_without_a_module_fails_when_pickled_not_when_loaded():
+    # exec() with globals that lack __name__ makes functions whose __module__ is None:
+    # their globals cannot be found again, so dumps() must refuse (loads() used to fail
+    # inside importlib with an AttributeError).
+    ns = {}
+    exec("def f(*a):\n    return a", ns)
+    t = stackless.tasklet(ns["f"], (1,))
+    with pytest.raises(pickle.PicklingError, match="__module__ is None"):
+        pickle.dumps(t)
