@@ -3,6 +3,7 @@ import builtins
 import contextvars
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 
 import _continuation
 from _continuation import continulet
@@ -52,6 +53,15 @@ def make_bomb(exc, val=None, tb=None):
     if not (isinstance(exc, type) and issubclass(exc, BaseException)):
         raise TypeError("exceptions must be classes or instances deriving from BaseException")
     return bomb(exc, val, tb)
+
+
+def _args_tuple(args):
+    # a str is refused: PyPy's `tasklet(func, label)` would otherwise bind one argument per character
+    if args is None:
+        return ()
+    if isinstance(args, (str, bytes, bytearray)) or not isinstance(args, Iterable):
+        raise TypeError("tasklet args must be a tuple, not %s" % type(args).__name__)
+    return tuple(args)
 
 
 _snapshot = (contextvars.Context(),)
@@ -304,7 +314,9 @@ class tasklet:
             if args is not None or kwargs is not None:
                 if self.func is None:
                     raise TypeError("tasklet function must be a callable")
-                self._args = tuple(args or ())
+                self._args = args if type(args) is tuple else _args_tuple(args)
+                if kwargs is not None and not isinstance(kwargs, Mapping):
+                    raise TypeError("tasklet kwargs must be a dict, not %s" % type(kwargs).__name__)
                 if kwargs or self._kwargs is not None:
                     self._kwargs = dict(kwargs) if kwargs else None
         self._cont = None
