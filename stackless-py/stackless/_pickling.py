@@ -442,11 +442,11 @@ def reduce_channel(ch):
 
 def setstate_channel(ch, state):
     from ._scheduler import lock
-    balance, (ch.preference, ch.schedule_all, ch.closing), tasks = state
+    balance, (ch._preference, ch._schedule_all, ch._closing), tasks = state
     direction = 1 if balance > 0 else -1
     with lock:
         for task in tasks:
             ch._queue.append(task)
             task._channel = ch
             task._thread.nblocked += 1
-        ch.balance = direction * len(tasks)
+        ch._balance = direction * len(tasks)

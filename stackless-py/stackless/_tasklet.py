@@ -184,7 +184,7 @@ class tasklet:
         """1 sending, -1 receiving, 0 not blocked: the tasklets a channel holds all
         block the same way, the one its balance's sign says (no slot of its own)."""
         ch = self._channel
-        return 0 if ch is None else 1 if ch.balance > 0 else -1
+        return 0 if ch is None else 1 if ch._balance > 0 else -1
 
     blocked = _blocked
     is_main = property(lambda self: self is self._thread.main)
