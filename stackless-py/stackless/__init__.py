@@ -98,6 +98,8 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
     thread are blocked on channels that other threads may serve.
     `ignore_nesting` is accepted: preemption never depends on C nesting here.
     """
+    if not isinstance(timeout, int):     # Stackless: an int (it counts instructions)
+        raise TypeError("run() argument 'timeout' must be int, not %s" % type(timeout).__name__)
     s = _state()
     cur = s.current
     if len(s.queue) or s.incoming:
