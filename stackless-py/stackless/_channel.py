@@ -3,7 +3,7 @@ import collections
 
 from . import _pickling
 from ._scheduler import _local, hooks, lock, state
-from ._tasklet import bomb, make_bomb
+from ._tasklet import bomb, class_bomb, make_bomb
 
 CLOSED = "Send/receive operation on a closed channel"
 BLOCK_TRAP = "this tasklet does not like to be blocked."
@@ -226,7 +226,7 @@ class channel:
 
     def send_exception(self, exc_class, *args):
         """The receiver raises `exc_class(*args)`."""
-        channel.send(self, bomb(exc_class, exc_class(*args)))
+        channel.send(self, class_bomb(exc_class, args, "channel.send_exception"))
 
     def send_throw(self, exc, val=None, tb=None):
         """The receiver raises like `raise exc` (keeping `tb`)."""

@@ -64,6 +64,14 @@ def _args_tuple(args):
     return tuple(args)
 
 
+def class_bomb(exc_class, args, what):
+    """A bomb of `exc_class(*args)`; `exc_class` must be an exception class."""
+    if not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
+        raise TypeError("%s needs an exception class as first parameter, not %s"
+                        % (what, type(exc_class).__name__))
+    return bomb(exc_class, exc_class(*args))
+
+
 _snapshot = (contextvars.Context(),)
 
 
@@ -398,7 +406,7 @@ class tasklet:
         self._throw(make_bomb(exc if exc is not None else TaskletExit, val, tb), pending)
 
     def raise_exception(self, exc_class, *args):
-        self._throw(bomb(exc_class, exc_class(*args)), False)
+        self._throw(class_bomb(exc_class, args, "tasklet.raise_exception"), False)
 
     def kill(self, pending=False):
         """Raise TaskletExit in the tasklet; a no-op if it is dead."""

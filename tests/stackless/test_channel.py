@@ -304,3 +304,15 @@ def test_schedule_all_is_a_bool():
     c = stackless.channel()
     c.schedule_all = 2
     assert c.schedule_all is True
+
+
+@pytest.mark.parametrize("exc", [1, ValueError("x"), None])
+def test_send_exception_needs_an_exception_class(exc):
+    c = stackless.channel()
+    t = stackless.tasklet(c.receive)()
+    stackless.run()
+    with pytest.raises(TypeError, match="channel.send_exception needs an exception class as first parameter, not "
+                       + type(exc).__name__):
+        c.send_exception(exc)
+    assert c.balance == -1 and t.blocked     # nothing was sent
+    t.kill()

@@ -380,3 +380,12 @@ def test_args_may_be_any_sequence():
     stackless.tasklet(lambda *a: log.append(a), [1, 2]).insert()
     stackless.run()
     assert log == [(1, 2)]
+
+
+@pytest.mark.parametrize("exc", [1, ValueError("x")])
+def test_raise_exception_needs_an_exception_class(exc):
+    t = stackless.tasklet(lambda: None)()
+    with pytest.raises(TypeError, match="tasklet.raise_exception needs an exception class as first parameter"):
+        t.raise_exception(exc)
+    assert t.alive and t.scheduled
+    stackless.run()
