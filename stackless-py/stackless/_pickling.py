@@ -419,7 +419,8 @@ def reduce_tasklet(task):
     flags = (task.atomic, task.block_trap, task.ignore_nesting)
     state = (_wrap(task.func), _wrap(task._args), _wrap_dict(task._kwargs),
              _wrap(task.tempval), flags, task._blocked, frames)
-    return type(task), (), state
+    # __newobj__: cls.__new__ without __init__, so a subclass whose __init__ needs arguments loads
+    return copyreg.__newobj__, (type(task),), state
 
 
 def setstate_tasklet(task, state):
@@ -437,11 +438,13 @@ def setstate_tasklet(task, state):
 
 def reduce_channel(ch):
     flags = (ch.preference, ch.schedule_all, ch.closing)
-    return type(ch), (), (ch.balance, flags, ch._waiting())
+    return copyreg.__newobj__, (type(ch),), (ch.balance, flags, ch._waiting())
 
 
 def setstate_channel(ch, state):
+    from ._channel import channel
     from ._scheduler import lock
+    channel.__init__(ch)        # made by __new__ alone (see reduce_channel)
     balance, (ch._preference, ch._schedule_all, ch._closing), tasks = state
     direction = 1 if balance > 0 else -1
     with lock:
