@@ -98,6 +98,8 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
     thread are blocked on channels that other threads may serve.
     `ignore_nesting` is accepted: preemption never depends on C nesting here.
     """
+    if not isinstance(timeout, int):     # Stackless: an int (it counts instructions)
+        raise TypeError("run() argument 'timeout' must be int, not %s" % type(timeout).__name__)
     s = _state()
     cur = s.current
     if len(s.queue) or s.incoming:
@@ -123,8 +125,15 @@ def run(timeout=0, threadblock=False, soft=False, ignore_nesting=False, totaltim
     return watchdog.interrupted
 
 
+def _check_callable(func, what):
+    # checked when set: a bad one would otherwise fail on a later switch, far from the cause
+    if func is not None and not callable(func):
+        raise TypeError("%s must be callable or None" % what)
+
+
 def set_schedule_callback(callback):
     """`callback(prev, next)` on every switch; returns the previous one."""
+    _check_callable(callback, "schedule callback")
     old, hooks.schedule = hooks.schedule, callback
     for s in _scheduler.all_threads():
         s.update_plain()
@@ -137,6 +146,7 @@ def get_schedule_callback():
 
 def set_channel_callback(callback):
     """`callback(channel, tasklet, sending, willblock)` on every channel action."""
+    _check_callable(callback, "channel callback")
     old, hooks.channel = hooks.channel, callback
     return old
 
@@ -147,6 +157,7 @@ def get_channel_callback():
 
 def set_error_handler(handler):
     """`handler(type, value, tb)` gets uncaught tasklet exceptions instead of run()."""
+    _check_callable(handler, "error handler")
     old, hooks.error = hooks.error, handler
     return old
 
@@ -171,8 +182,15 @@ def enable_softswitch(flag):
     return False
 
 
+_POLICY_METHODS = ("push", "push_next", "pop", "remove", "__contains__", "__iter__", "__len__")
+
+
 def set_run_queue(policy):
     """Replace this thread's run-queue policy (see policies.py); returns the old one."""
+    missing = [m for m in _POLICY_METHODS if not callable(getattr(policy, m, None))]
+    if missing:
+        raise TypeError("run-queue policy %r lacks %s (see stackless.policies)"
+                        % (type(policy).__name__, ", ".join(missing)))
     s = _state()
     old = s.queue
     for task in list(old):

@@ -3,7 +3,7 @@ import collections
 
 from . import _pickling
 from ._scheduler import _local, hooks, lock, state
-from ._tasklet import bomb, make_bomb
+from ._tasklet import bomb, class_bomb, make_bomb
 
 CLOSED = "Send/receive operation on a closed channel"
 BLOCK_TRAP = "this tasklet does not like to be blocked."
@@ -19,19 +19,44 @@ class channel:
     caller always go to the end of the run queue instead.
     """
 
-    __slots__ = ("_queue", "balance", "preference", "schedule_all", "closing",
+    __slots__ = ("_queue", "_balance", "_preference", "_schedule_all", "_closing",
                  "__dict__", "__weakref__")
 
     def __init__(self):
         self._queue = collections.deque()   # blocked tasklets, all sending or all receiving
-        self.balance = 0
-        self.preference = -1
-        self.schedule_all = False
-        self.closing = False
+        self._balance = 0
+        self._preference = -1
+        self._schedule_all = False
+        self._closing = False
+
+    # Stackless's attribute rules: `balance` and `closing` are read-only (close()/open()
+    # change the latter), `preference` is clamped to -1/0/1. The hot path reads the slots.
+    balance = property(lambda self: self._balance, doc="blocked senders (> 0) or receivers (< 0)")
+    closing = property(lambda self: self._closing, doc="close() was called (and not open())")
+
+    @property
+    def preference(self):
+        return self._preference
+
+    @preference.setter
+    def preference(self, value):
+        if not isinstance(value, int):
+            raise TypeError("preference must be set to a bool or integer")
+        self._preference = 1 if value > 0 else -1 if value < 0 else 0
+
+    @property
+    def schedule_all(self):
+        return self._schedule_all
+
+    @schedule_all.setter
+    def schedule_all(self, value):
+        if not isinstance(value, int):
+            raise TypeError("schedule_all must be set to a bool or integer")
+        self._schedule_all = bool(value)
 
     @property
     def closed(self):
-        return self.closing and self.balance == 0
+        return self._closing and self._balance == 0
 
     @property
     def queue(self):
@@ -45,17 +70,17 @@ class channel:
 
     def close(self):
         """No more blocking on this channel; it is `closed` once empty."""
-        self.closing = True
+        self._closing = True
 
     def open(self):
-        self.closing = False
+        self._closing = False
 
     def _remove(self, task):
         """Take blocked `task` off this channel (kill, throw, deadlock)."""
         with lock:
             if task._channel is self:
                 self._queue.remove(task)
-                self.balance -= task._blocked
+                self._balance -= task._blocked
                 task._channel = None
                 task._thread.nblocked -= 1
 
@@ -70,30 +95,30 @@ class channel:
             s = state()
         cur = s.current
         if hooks.channel is not None:
-            hooks.channel(self, cur, True, self.balance >= 0)
+            hooks.channel(self, cur, True, self._balance >= 0)
         s.busy = True
         shared = not s.solo
         if shared:
             _acquire()
         try:
-            if self.balance >= 0:
-                if self.closing:
+            if self._balance >= 0:
+                if self._closing:
                     raise ValueError(CLOSED)
                 if cur.block_trap:
                     raise RuntimeError(BLOCK_TRAP)
                 if s.trap:
                     s.check_trap()
                 self._queue.append(cur)
-                self.balance += 1
+                self._balance += 1
                 cur._channel = self
                 s.nblocked += 1
                 partner = None
             else:
                 partner = self._queue[0]
-                if s.trap and partner._thread is s and (self.schedule_all or self.preference < 0):
+                if s.trap and partner._thread is s and (self._schedule_all or self._preference < 0):
                     s.check_trap()
                 self._queue.popleft()
-                self.balance += 1
+                self._balance += 1
                 partner._channel = None
                 partner._thread.nblocked -= 1
         finally:
@@ -115,11 +140,11 @@ class channel:
                 raise
         else:
             partner.tempval = value
-            if partner._thread is s and self.preference >= 0 and not self.schedule_all:
+            if partner._thread is s and self._preference >= 0 and not self._schedule_all:
                 s.queue.push(partner)       # the common case of _hand_over, inline
                 partner._queued = True
             else:
-                self._hand_over(s, cur, partner, self.preference < 0)
+                self._hand_over(s, cur, partner, self._preference < 0)
 
     def receive(self):
         """Receive a value; blocks until a sender offers one."""
@@ -129,30 +154,30 @@ class channel:
             s = state()
         cur = s.current
         if hooks.channel is not None:
-            hooks.channel(self, cur, False, self.balance <= 0)
+            hooks.channel(self, cur, False, self._balance <= 0)
         s.busy = True
         shared = not s.solo
         if shared:
             _acquire()
         try:
-            if self.balance <= 0:
-                if self.closing:
+            if self._balance <= 0:
+                if self._closing:
                     raise ValueError(CLOSED)
                 if cur.block_trap:
                     raise RuntimeError(BLOCK_TRAP)
                 if s.trap:
                     s.check_trap()
                 self._queue.append(cur)
-                self.balance -= 1
+                self._balance -= 1
                 cur._channel = self
                 s.nblocked += 1
                 partner = None
             else:
                 partner = self._queue[0]
-                if s.trap and partner._thread is s and (self.schedule_all or self.preference > 0):
+                if s.trap and partner._thread is s and (self._schedule_all or self._preference > 0):
                     s.check_trap()
                 self._queue.popleft()
-                self.balance -= 1
+                self._balance -= 1
                 partner._channel = None
                 partner._thread.nblocked -= 1
         finally:
@@ -174,11 +199,11 @@ class channel:
         else:
             value = partner.tempval
             partner.tempval = None
-            if partner._thread is s and self.preference <= 0 and not self.schedule_all:
+            if partner._thread is s and self._preference <= 0 and not self._schedule_all:
                 s.queue.push(partner)       # the common case of _hand_over, inline
                 partner._queued = True
             else:
-                self._hand_over(s, cur, partner, self.preference > 0)
+                self._hand_over(s, cur, partner, self._preference > 0)
         if value is not None and isinstance(value, bomb):
             value.raise_()
         return value
@@ -187,7 +212,7 @@ class channel:
         """`partner` was woken by `cur`: queue it, or run it now if preferred."""
         if partner._thread is not s:
             partner._thread.push_remote(partner)
-        elif self.schedule_all:
+        elif self._schedule_all:
             s.enqueue(partner)
             s.enqueue(cur)
             s.switch(cur, s.pop())
@@ -201,7 +226,7 @@ class channel:
 
     def send_exception(self, exc_class, *args):
         """The receiver raises `exc_class(*args)`."""
-        channel.send(self, bomb(exc_class, exc_class(*args)))
+        channel.send(self, class_bomb(exc_class, args, "channel.send_exception"))
 
     def send_throw(self, exc, val=None, tb=None):
         """The receiver raises like `raise exc` (keeping `tb`)."""
@@ -237,5 +262,5 @@ class channel:
 
     def __repr__(self):
         return "<%s.%s balance=%d%s at %#x>" % (
-            type(self).__module__, type(self).__qualname__, self.balance,
-            " closed" if self.closed else " closing" if self.closing else "", id(self))
+            type(self).__module__, type(self).__qualname__, self._balance,
+            " closed" if self.closed else " closing" if self._closing else "", id(self))

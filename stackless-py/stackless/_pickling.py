@@ -110,6 +110,9 @@ class _Function:
 
     def __reduce__(self):
         f = self.func
+        if not isinstance(f.__module__, str):
+            # its globals cannot be found again (made by exec() with globals that lack __name__)
+            raise pickle.PicklingError("cannot pickle %r: its __module__ is %r" % (f, f.__module__))
         code = marshal.dumps(f.__code__)
         return _make_function, (TAG, code, _checksum(code), f.__module__, f.__name__, f.__qualname__,
                                 _wrap(f.__defaults__), _wrap_dict(f.__kwdefaults__), f.__closure__)
@@ -416,7 +419,8 @@ def reduce_tasklet(task):
     flags = (task.atomic, task.block_trap, task.ignore_nesting)
     state = (_wrap(task.func), _wrap(task._args), _wrap_dict(task._kwargs),
              _wrap(task.tempval), flags, task._blocked, frames)
-    return type(task), (), state
+    # __newobj__: cls.__new__ without __init__, so a subclass whose __init__ needs arguments loads
+    return copyreg.__newobj__, (type(task),), state
 
 
 def setstate_tasklet(task, state):
@@ -434,16 +438,18 @@ def setstate_tasklet(task, state):
 
 def reduce_channel(ch):
     flags = (ch.preference, ch.schedule_all, ch.closing)
-    return type(ch), (), (ch.balance, flags, ch._waiting())
+    return copyreg.__newobj__, (type(ch),), (ch.balance, flags, ch._waiting())
 
 
 def setstate_channel(ch, state):
+    from ._channel import channel
     from ._scheduler import lock
-    balance, (ch.preference, ch.schedule_all, ch.closing), tasks = state
+    channel.__init__(ch)        # made by __new__ alone (see reduce_channel)
+    balance, (ch._preference, ch._schedule_all, ch._closing), tasks = state
     direction = 1 if balance > 0 else -1
     with lock:
         for task in tasks:
             ch._queue.append(task)
             task._channel = ch
             task._thread.nblocked += 1
-        ch.balance = direction * len(tasks)
+        ch._balance = direction * len(tasks)

@@ -231,7 +231,7 @@ class _Thread:
         if cur._channel is not None:
             # Its channel is garbage too (it held `cur`): no other thread sees it.
             cur._channel._queue.remove(cur)
-            cur._channel.balance -= cur._blocked
+            cur._channel._balance -= cur._blocked
             cur._channel = None
             self.nblocked -= 1
         exc.collector = self.current

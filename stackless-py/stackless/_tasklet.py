@@ -3,6 +3,7 @@ import builtins
 import contextvars
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 
 import _continuation
 from _continuation import continulet
@@ -52,6 +53,23 @@ def make_bomb(exc, val=None, tb=None):
     if not (isinstance(exc, type) and issubclass(exc, BaseException)):
         raise TypeError("exceptions must be classes or instances deriving from BaseException")
     return bomb(exc, val, tb)
+
+
+def _args_tuple(args):
+    # a str is refused: PyPy's `tasklet(func, label)` would otherwise bind one argument per character
+    if args is None:
+        return ()
+    if isinstance(args, (str, bytes, bytearray)) or not isinstance(args, Iterable):
+        raise TypeError("tasklet args must be a tuple, not %s" % type(args).__name__)
+    return tuple(args)
+
+
+def class_bomb(exc_class, args, what):
+    """A bomb of `exc_class(*args)`; `exc_class` must be an exception class."""
+    if not (isinstance(exc_class, type) and issubclass(exc_class, BaseException)):
+        raise TypeError("%s needs an exception class as first parameter, not %s"
+                        % (what, type(exc_class).__name__))
+    return bomb(exc_class, exc_class(*args))
 
 
 _snapshot = (contextvars.Context(),)
@@ -174,7 +192,7 @@ class tasklet:
         """1 sending, -1 receiving, 0 not blocked: the tasklets a channel holds all
         block the same way, the one its balance's sign says (no slot of its own)."""
         ch = self._channel
-        return 0 if ch is None else 1 if ch.balance > 0 else -1
+        return 0 if ch is None else 1 if ch._balance > 0 else -1
 
     blocked = _blocked
     is_main = property(lambda self: self is self._thread.main)
@@ -304,7 +322,9 @@ class tasklet:
             if args is not None or kwargs is not None:
                 if self.func is None:
                     raise TypeError("tasklet function must be a callable")
-                self._args = tuple(args or ())
+                self._args = args if type(args) is tuple else _args_tuple(args)
+                if kwargs is not None and not isinstance(kwargs, Mapping):
+                    raise TypeError("tasklet kwargs must be a dict, not %s" % type(kwargs).__name__)
                 if kwargs or self._kwargs is not None:
                     self._kwargs = dict(kwargs) if kwargs else None
         self._cont = None
@@ -386,7 +406,7 @@ class tasklet:
         self._throw(make_bomb(exc if exc is not None else TaskletExit, val, tb), pending)
 
     def raise_exception(self, exc_class, *args):
-        self._throw(bomb(exc_class, exc_class(*args)), False)
+        self._throw(class_bomb(exc_class, args, "tasklet.raise_exception"), False)
 
     def kill(self, pending=False):
         """Raise TaskletExit in the tasklet; a no-op if it is dead."""

@@ -270,3 +270,49 @@ def test_kill_blocked_receiver_unblocks_channel():
     for t in (ts[0], ts[2]):
         c.send(None)
     assert not any(t.alive for t in ts)
+
+
+def test_balance_and_closing_are_read_only():
+    # Stackless: writing them would desynchronise the channel from its queue of blocked tasklets.
+    c = stackless.channel()
+    with pytest.raises(AttributeError):
+        c.balance = 1
+    with pytest.raises(AttributeError):
+        c.closing = True
+    c.close()
+    assert c.closing and c.closed and c.balance == 0
+    c.open()
+    assert not c.closing
+
+
+@pytest.mark.parametrize("value, stored", [(5, 1), (-7, -1), (0, 0), (True, 1), (False, 0)])
+def test_preference_is_clamped_to_minus_one_zero_one(value, stored):
+    c = stackless.channel()
+    c.preference = value
+    assert c.preference == stored
+
+
+@pytest.mark.parametrize("name", ["preference", "schedule_all"])
+@pytest.mark.parametrize("value", [None, "x", 1.5])
+def test_flags_refuse_what_is_not_an_integer(name, value):
+    c = stackless.channel()
+    with pytest.raises(TypeError, match=name + " must be set to a bool or integer"):
+        setattr(c, name, value)
+
+
+def test_schedule_all_is_a_bool():
+    c = stackless.channel()
+    c.schedule_all = 2
+    assert c.schedule_all is True
+
+
+@pytest.mark.parametrize("exc", [1, ValueError("x"), None])
+def test_send_exception_needs_an_exception_class(exc):
+    c = stackless.channel()
+    t = stackless.tasklet(c.receive)()
+    stackless.run()
+    with pytest.raises(TypeError, match="channel.send_exception needs an exception class as first parameter, not "
+                       + type(exc).__name__):
+        c.send_exception(exc)
+    assert c.balance == -1 and t.blocked     # nothing was sent
+    t.kill()

@@ -206,3 +206,38 @@ def test_the_frame_pickling_seam_is_one_module():
         _pickling.reduce_frames = old
     assert calls == [t] and reduced[2][-1] == "frames"
     t.kill()
+
+
+def test_function_without_a_module_fails_when_pickled_not_when_loaded():
+    # exec() with globals that lack __name__ makes functions whose __module__ is None:
+    # their globals cannot be found again, so dumps() must refuse (loads() used to fail
+    # inside importlib with an AttributeError).
+    ns = {}
+    exec("def f(*a):\n    return a", ns)
+    t = stackless.tasklet(ns["f"], (1,))
+    with pytest.raises(pickle.PicklingError, match="__module__ is None"):
+        pickle.dumps(t)
+
+
+class NamedTasklet(stackless.tasklet):
+    def __init__(self, func, name):
+        super().__init__(func)
+        self.name = name
+
+
+class NamedChannel(stackless.channel):
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_subclasses_whose_init_needs_arguments_load(protocol):
+    # Loading must not call __init__ (it needs arguments the pickle does not have).
+    t = NamedTasklet(add, "t").bind(None, (1,))
+    t2 = pickle.loads(pickle.dumps(t, protocol))
+    assert type(t2) is NamedTasklet and t2.paused and t2.func is add
+    c = NamedChannel("c")
+    c.preference = 1
+    c2 = pickle.loads(pickle.dumps(c, protocol))
+    assert type(c2) is NamedChannel and c2.preference == 1 and c2.balance == 0

@@ -1,5 +1,6 @@
 import sys
 
+import pytest
 import stackless
 
 
@@ -155,3 +156,12 @@ def test_nested_run_only_outer_timeout_counts():
     assert inner == []
     for t in (got, p):
         t.kill()
+
+
+@pytest.mark.parametrize("timeout", [None, "a", 1.5])
+def test_timeout_must_be_an_int(timeout):
+    log = []
+    stackless.tasklet(log.append)(1)
+    with pytest.raises(TypeError, match="run\\(\\) argument 'timeout' must be int, not " + type(timeout).__name__):
+        stackless.run(timeout)
+    assert log == [] and stackless.getruncount() == 2     # nothing ran, the tasklet stays queued

@@ -253,3 +253,25 @@ def test_policies_support_remove_and_channels():
         stackless.run()
     with_policy(Priority(), body)
     with_policy(Deadline(), body)
+
+
+@pytest.mark.parametrize("setter, what", [
+    (stackless.set_schedule_callback, "schedule callback"),
+    (stackless.set_channel_callback, "channel callback"),
+    (stackless.set_error_handler, "error handler"),
+])
+def test_callback_setters_refuse_what_cannot_be_called(setter, what):
+    # Stackless checks when the callback is set; otherwise the next switch fails far from the cause.
+    with pytest.raises(TypeError, match=what + " must be callable or None"):
+        setter(1)
+    assert setter(None) is None     # the refused one was not installed
+
+
+def test_set_run_queue_refuses_an_object_that_is_not_a_policy():
+    with pytest.raises(TypeError, match="run-queue policy 'int' lacks push, push_next, pop, remove"):
+        stackless.set_run_queue(1)
+    assert isinstance(stackless.get_run_queue(), stackless.RoundRobin)
+    log = []
+    stackless.tasklet(log.append)(1)
+    stackless.run()
+    assert log == [1]

@@ -358,3 +358,34 @@ def test_repr_says_state():
     assert "scheduled" in repr(t)
     assert "main" in repr(stackless.getmain())
     stackless.run()
+
+
+@pytest.mark.parametrize("args", ["label", b"ab", 1])
+def test_args_that_are_not_a_sequence_of_arguments_raise(args):
+    # PyPy's tasklet(func, label): here the second argument is `args`, so a str must not
+    # quietly become one argument per character.
+    with pytest.raises(TypeError, match="tasklet args must be a tuple, not"):
+        stackless.tasklet(lambda *a: None, args)
+    with pytest.raises(TypeError, match="tasklet args must be a tuple, not"):
+        stackless.tasklet(lambda *a: None).bind(None, args)
+
+
+def test_kwargs_that_are_not_a_mapping_raise():
+    with pytest.raises(TypeError, match="tasklet kwargs must be a dict, not str"):
+        stackless.tasklet(lambda **k: None, (), "ab")
+
+
+def test_args_may_be_any_sequence():
+    log = []
+    stackless.tasklet(lambda *a: log.append(a), [1, 2]).insert()
+    stackless.run()
+    assert log == [(1, 2)]
+
+
+@pytest.mark.parametrize("exc", [1, ValueError("x")])
+def test_raise_exception_needs_an_exception_class(exc):
+    t = stackless.tasklet(lambda: None)()
+    with pytest.raises(TypeError, match="tasklet.raise_exception needs an exception class as first parameter"):
+        t.raise_exception(exc)
+    assert t.alive and t.scheduled
+    stackless.run()
