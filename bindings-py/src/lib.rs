@@ -8,7 +8,7 @@ mod hidden;
 mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyNotImplementedError, PyTypeError};
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTraceback, PyTuple, PyType};
 use pyo3::{create_exception, ffi, intern, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
 use std::cell::Cell;
@@ -785,9 +785,20 @@ fn switch_to<'a, 'py>(slf: *mut ffi::PyObject, to: Borrowed<'a, 'py, PyAny>) -> 
         // SAFETY: same type as a continulet.
         return Ok(Some(unsafe { to.cast_unchecked::<Continulet>() }));
     }
-    to.cast::<Continulet>().map(Some).map_err(|_| {
-        PyTypeError::new_err(format!("switch() argument 'to' must be continulet or None, not {}", to.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())))
-    })
+    to.cast::<Continulet>().map(Some).map_err(|_| not_continulet(&to))
+}
+
+/// PyPy's error for a non-continulet where a continulet is expected (`to`, permute's arguments).
+#[cold]
+fn not_continulet(o: &Bound<'_, PyAny>) -> PyErr {
+    let name = o.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string());
+    PyTypeError::new_err(format!("'_continuation.continulet' object expected, got '{name}' instead"))
+}
+
+/// Switching a finished continulet (even to itself, which goes nowhere) or to a finished one.
+#[cold]
+fn finished_error() -> PyErr {
+    usage_error("continulet already finished")
 }
 
 /// After switch_method's switch: what `switch()` returns (NULL with an exception set).
@@ -827,17 +838,23 @@ fn endpoints<'a>(cont: &'a Continulet, to: Option<&'a Continulet>) -> Option<(&'
 /// one, and we resume what was in `to` (or in `cont`).
 #[inline(always)]
 fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
-    let Some((cont, to)) = endpoints(cont, to) else { return Ok(Route::Here) };
-    if cont.finished() || to.is_some_and(|t| t.finished()) {
-        return Err(usage_error("continulet already finished"));
+    let Some((cont, to)) = endpoints(cont, to) else {
+        return if cont.finished() { Err(finished_error()) } else { Ok(Route::Here) };
+    };
+    // PyPy's order: `cont` finished, `to` of another thread than `cont`, `cont` foreign, `to` finished.
+    if cont.finished() {
+        return Err(finished_error());
+    }
+    let thread = cont.slot.thread.get();
+    if to.is_some_and(|t| t.slot.thread.get() != thread) {
+        return Err(usage_error("cross-thread double switch"));
     }
     // Both are bound here: foreign() without reading the thread-local twice.
-    let here = thread_serial();
-    if cont.slot.thread.get() != here {
+    if thread != thread_serial() {
         return Err(usage_error("cannot switch to a different thread"));
     }
-    if to.is_some_and(|t| t.slot.thread.get() != here) {
-        return Err(usage_error("cross-thread double switch"));
+    if to.is_some_and(|t| t.finished()) {
+        return Err(finished_error());
     }
     // SAFETY: `cont` is bound in this thread, whose main tealet was made then, so a current
     // tealet exists.
@@ -1063,9 +1080,13 @@ fn make_exception(typ: &Bound<'_, PyAny>, value: Option<&Bound<'_, PyAny>>, tb: 
             },
         }
     } else {
-        return Err(PyTypeError::new_err("exceptions must derive from BaseException"));
+        let name = typ.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string());
+        return Err(PyTypeError::new_err(format!("exceptions must derive from BaseException, not {name}")));
     };
     if let Some(tb) = tb.filter(|tb| !tb.is_none()) {
+        if !tb.is_instance_of::<PyTraceback>() {
+            return Err(PyTypeError::new_err("throw() third argument must be a traceback object"));
+        }
         exc.call_method1("with_traceback", (tb,))?;
     }
     Ok(PyErr::from_value(exc))
@@ -1086,16 +1107,18 @@ impl Continulet {
         Self::bind(slf, callable, args, 0, kwds)
     }
 
-    #[pyo3(signature = (r#type, value = None, tb = None, to = None))]
+    /// PyPy names the value `val`.
+    #[pyo3(signature = (r#type, val = None, tb = None, to = None))]
     fn throw(
         slf: &Bound<'_, Self>,
         r#type: &Bound<'_, PyAny>,
-        value: Option<&Bound<'_, PyAny>>,
+        val: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
-        to: Option<&Bound<'_, Continulet>>,
+        to: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let err = make_exception(r#type, value, tb)?;
+        let to = to.map(|t| t.cast::<Continulet>().map_err(|_| not_continulet(t))).transpose()?;
+        let err = make_exception(r#type, val, tb)?;
         Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
     }
 
@@ -1371,7 +1394,7 @@ fn check_permutable(c: &Continulet) -> PyResult<bool> {
 fn permute(continulets: &Bound<'_, PyTuple>) -> PyResult<()> {
     let mut bound = Vec::new();
     for c in continulets.iter() {
-        let c = c.cast_into::<Continulet>().map_err(|_| PyTypeError::new_err("permute() expects continulet arguments"))?;
+        let c = c.cast_into::<Continulet>().map_err(|e| not_continulet(&e.into_inner()))?;
         if check_permutable(c.get())? {
             bound.push(c);
         }

@@ -497,6 +497,61 @@ def test_throw_instance_and_class():
     assert c.throw(KeyError, "v") == ("v",)
 
 
+def test_throw_value_keyword_is_val():
+    def f(c):
+        try:
+            c.switch()
+        except KeyError as e:
+            return e.args
+    c = continulet(f)
+    c.switch()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'value'"):
+        c.throw(KeyError, value="v")
+    assert c.is_pending()
+    assert c.throw(type=KeyError, val="v") == ("v",)
+
+
+def test_throw_argument_errors():
+    c = continulet(lambda c: c.switch())
+    c.switch()
+    with pytest.raises(TypeError, match="^exceptions must derive from BaseException, not int$"):
+        c.throw(5)
+    with pytest.raises(TypeError, match="^exceptions must derive from BaseException, not type$"):
+        c.throw(int)
+    with pytest.raises(TypeError, match="^throw\\(\\) third argument must be a traceback object$"):
+        c.throw(KeyError, None, 5)
+    with pytest.raises(TypeError, match="^'_continuation.continulet' object expected, got 'int' instead$"):
+        c.throw(KeyError, to=5)
+    assert c.is_pending()
+    try:
+        raise KeyError("tb")
+    except KeyError as e:
+        tb = e.__traceback__
+    with pytest.raises(KeyError) as info:
+        c.throw(KeyError, "x", tb)
+    assert info.value.__traceback__ is not None
+    assert not c.is_pending()
+
+
+def test_switch_to_not_a_continulet():
+    c = continulet(lambda c: c.switch())
+    c.switch()
+    for call in (lambda: c.switch(to=5), lambda: c.switch(None, 5)):
+        with pytest.raises(TypeError, match="^'_continuation.continulet' object expected, got 'int' instead$"):
+            call()
+    assert c.is_pending()
+    assert c.switch() is None
+
+
+def test_finished_switch_to_itself():
+    c = continulet(lambda c: 1)
+    c.switch()
+    with pytest.raises(error, match="continulet already finished"):
+        c.switch(to=c)
+    with pytest.raises(error, match="continulet already finished"):
+        c.throw(KeyError, to=c)
+
+
 def test_throw_propagates_back():
     def f(c):
         c.switch()
@@ -579,8 +634,10 @@ def test_permute_errors():
     c.switch()
     with pytest.raises(error, match="got an already-finished continulet"):
         permute(c)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="^'_continuation.continulet' object expected, got 'int' instead$"):
         permute(42)
+    with pytest.raises(TypeError, match="got 'NoneType' instead"):
+        permute(continulet(lambda c: 42), None)
 
 
 def test_bug_finish_with_already_finished_stacklet():
@@ -761,6 +818,13 @@ def test_thread_double_switch_and_permute():
         mine.switch(to=foreign)
     with pytest.raises(error, match="inter-thread support is missing"):
         permute(mine, foreign)
+    # A `to` of another thread is reported before a finished `to` or a foreign `cont`.
+    with pytest.raises(error, match="cross-thread double switch"):
+        foreign.switch(to=mine)
+    finished = continulet(lambda c: None)
+    finished.switch()
+    with pytest.raises(error, match="cross-thread double switch"):
+        foreign.throw(KeyError, to=finished)
     mine.switch()
 
 
