@@ -1107,16 +1107,21 @@ impl Continulet {
         Self::bind(slf, callable, args, 0, kwds)
     }
 
-    /// PyPy names the value `val`.
-    #[pyo3(signature = (r#type, val = None, tb = None, to = None))]
+    /// PyPy names the value `val`; `value` (keyword only) is accepted too.
+    #[pyo3(signature = (r#type, val = None, tb = None, to = None, *, value = None))]
     fn throw(
         slf: &Bound<'_, Self>,
         r#type: &Bound<'_, PyAny>,
         val: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
         to: Option<&Bound<'_, PyAny>>,
+        value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        let val = match (val, value) {
+            (Some(_), Some(_)) => return Err(PyTypeError::new_err("throw() got both 'val' and 'value'")),
+            (v, w) => v.or(w),
+        };
         let to = to.map(|t| t.cast::<Continulet>().map_err(|_| not_continulet(t))).transpose()?;
         let err = make_exception(r#type, val, tb)?;
         Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))

@@ -105,6 +105,21 @@ def test_detach_frames_is_read_at_each_init():
     assert linked() == [True, True]
 
 
+def test_throw_takes_value_as_well_as_pypys_val():
+    # PyPy's keyword is `val`; `value` (as the API is often written) works too, not both.
+    def f(c):
+        try:
+            c.switch()
+        except KeyError as e:
+            return e.args
+    c = continulet(f)
+    c.switch()
+    with pytest.raises(TypeError, match="got both 'val' and 'value'"):
+        c.throw(KeyError, "a", value="b")
+    assert c.is_pending()
+    assert c.throw(KeyError, value="v") == ("v",)
+
+
 def test_pass_continulet_false_calls_the_callable_without_it():
     class Bare(continulet):
         pass_continulet = False
