@@ -17,7 +17,6 @@ for v in "${versions[@]}"; do
     "$py" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps ./greenlet-py
     gv=$("$gpy" -c "import greenlet; print(greenlet.__version__)")
     echo
-    min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
     printf 'CPython %s: greenlet-py against C greenlet %s\n' "$v" "$gv"
     printf '%-38s %14s %14s %8s %8s\n' measure greenlet-py "C greenlet" ratio goal
     # Each side ROUNDS times, alternating, best kept: a burst of load on this shared VM then

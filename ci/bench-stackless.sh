@@ -19,7 +19,6 @@ printf 'CPython %s, greenlet %s\n' "$v" "$gv"
 printf '%-44s %12s %12s %12s %9s %9s\n' measure stackless greenlet pypy-lib vs-gr vs-pypy
 # Times: each kind runs ROUNDS times, interleaved, and the fastest run counts (the machine is
 # shared; load only ever adds time). Memory: one run each.
-min() { printf '%s\n' "$@" | sort -g | head -n 1; }
 row() {
     local name=$1 scale=$2 unit=$3 rounds=$4 s=() g=() p=() i
     shift 4

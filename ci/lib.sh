@@ -5,6 +5,8 @@ VENVS="$ROOT/.venv"
 PY_VERSIONS=(3.9 3.10 3.11 3.12 3.13)
 
 log() { printf '\n== %s\n' "$*" >&2; }
+# The smallest of its numeric arguments (empty ones ignored): benchmarks keep the best sample.
+min() { printf '%s\n' "$@" | grep -v '^$' | sort -g | head -n 1; }
 
 # The interpreter for a minor version: the newest pyenv build of it, else python3.X on PATH.
 find_python() {
