@@ -24,8 +24,7 @@ import sys
 import threading
 import weakref
 from contextvars import Context
-from functools import partial
-from functools import wraps
+from functools import partial, wraps
 from types import TracebackType
 from _thread import _local
 from _thread import get_ident as _get_ident
