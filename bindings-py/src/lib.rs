@@ -595,29 +595,23 @@ fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*
     // SAFETY: the callable is done; release this continuation's own interpreter state and
     // take the context it ends in (a new reference or NULL).
     let context = if started { unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) } } else { None };
-    finish(py, data, value, context.map(Bound::unbind))
+    finish(data, value, context.map(Bound::unbind))
 }
 
 /// The outcome goes to the continuation the continulet holds now; it is finished afterwards,
-/// keeping `context`.
-fn finish(py: Python<'_>, data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) -> *mut tc::tealet_t {
-    // SAFETY: single-threaded access under the GIL; data is this tealet's Cont.
+/// keeping `context`. Nothing is released here: a finalizer run on this finished tealet could
+/// switch away from it, and the target frees it (`reap`), releasing the owner there.
+fn finish(data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) -> *mut tc::tealet_t {
+    // SAFETY: single-threaded access under the GIL; data is this tealet's Cont, whose owner is
+    // set by `bind` and only taken from a never-started one.
     let owner = unsafe {
         (*data).finished = true;
-        (*data).owner.take()
+        (*data).owner.as_ref().expect("a started continulet's tealet has its owner")
     };
-    let target = match &owner {
-        Some(o) => {
-            o.get().slot.last_context.replace(context).release(py);
-            o.get().slot.tealet.replace(ptr::null_mut())
-        }
-        None => {
-            context.release(py);
-            ptr::null_mut()
-        }
-    };
+    // A continulet's own tealet finishes once: the context it replaces is None.
+    std::mem::forget(owner.get().slot.last_context.replace(context));
+    let target = owner.get().slot.tealet.replace(ptr::null_mut());
     let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
-    owner.release(py);
     // SAFETY: value is the core's in/out slot; the target takes the payload from our outbox,
     // which lives until the target reaps this finished tealet (after taking it).
     unsafe { *value = (&raw mut (*data).outbox).cast() };
@@ -923,16 +917,17 @@ impl Continulet {
     fn bind(slf: &Bound<'_, Self>, callable: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>, skip: usize, kwds: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
         let py = slf.py();
         let me = slf.get();
-        if me.slot.bound.get() {
-            return Err(error::new_err("continulet already __init__ialized"));
-        }
-        main_tealet()?;
+        // The flags first: their truth may run code, which may bind this continulet.
         let (detach, pass_self) = if slf.is_exact_instance_of::<Continulet>() {
             (false, true)
         } else {
             (type_flag(slf, intern!(py, "detach_frames"), FLAG_DETACH_FRAMES)?,
              type_flag(slf, intern!(py, "pass_continulet"), FLAG_PASS_CONTINULET)?)
         };
+        if me.slot.bound.get() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        main_tealet()?;
         let data = new_cont(py, Some(Call::new(pass_self.then_some(slf), callable, args, skip, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe {
