@@ -16,7 +16,7 @@ use std::os::raw::{c_int, c_void};
 use std::ptr;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, Once, OnceLock};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use tealet_core as tc;
 
 create_exception!(_continuation, error, PyException, "Usage error of the _continuation module.");
@@ -363,6 +363,36 @@ fn new_cont(py: Python<'_>, call: Option<Call>) -> PyResult<*mut Cont> {
         return Err(PyMemoryError::new_err("continulet state"));
     }
     Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, call, owner: None, outbox: None })))
+}
+
+/// Tealet records that only their thread may free, by its serial, with their number: never-started
+/// ones whose continulet was freed in another thread (see `free_stray`), and orphans whose thread
+/// was still winding down (`free_orphan`). The next `bind` frees those it may.
+static STRAYS: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
+static STRAY_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn add_stray(thread: u64, t: *mut tc::tealet_t) {
+    STRAYS.lock().unwrap_or_else(|e| e.into_inner()).push((thread, t as usize));
+    STRAY_COUNT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Frees the strays of the calling thread, and those of threads that exited (the core refuses
+/// while such a thread still winds down: they wait for a later call).
+#[cold]
+fn free_strays() {
+    let me = thread_serial();
+    let threads = THREADS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut strays = STRAYS.lock().unwrap_or_else(|e| e.into_inner());
+    strays.retain(|&(serial, t)| {
+        let mine = serial == me;
+        if !mine && threads.get(&serial).is_some_and(|&(_, alive)| alive) {
+            return true;
+        }
+        // SAFETY: a never-started tealet record whose Cont is gone, of this thread or of one
+        // that exited; nothing else refers to it.
+        unsafe { tc::tealet_free(t as *mut tc::tealet_t) != tc::TEALET_OK }
+    });
+    STRAY_COUNT.store(strays.len(), Ordering::Relaxed);
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -928,6 +958,9 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         main_tealet()?;
+        if STRAY_COUNT.load(Ordering::Relaxed) != 0 {
+            free_strays();
+        }
         let data = new_cont(py, Some(Call::new(pass_self.then_some(slf), callable, args, skip, kwds)?))?;
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe {
@@ -1000,10 +1033,31 @@ impl Continulet {
             if self.slot.home.replace(false) {
                 (*data).forget_self_refs();
             }
-            // Fails (TEALET_ERR_THREAD) while the OS thread still winds down: only its small
-            // record is left then, and nothing reads its data again.
-            tc::tealet_free(t);
+            // Fails (TEALET_ERR_THREAD) while the OS thread still winds down: the record waits
+            // with the strays then, and nothing reads its data again.
+            if tc::tealet_free(t) != tc::TEALET_OK {
+                add_stray(self.slot.thread.get(), t);
+            }
             Box::from_raw(data).release(py);
+        }
+    }
+
+    /// Frees the never-started tealet at home here when this continulet goes in another thread
+    /// than its own, which lives: the core frees a tealet only in its thread (or once that
+    /// exited), so the record waits in `STRAYS`; its Cont, with the call, goes now.
+    fn free_stray(&self, py: Python<'_>) {
+        let t = self.slot.tealet.get();
+        if !self.slot.home.replace(false) {
+            return;
+        }
+        self.slot.tealet.set(ptr::null_mut());
+        add_stray(self.slot.thread.get(), t);
+        // SAFETY: a never-started tealet, at home here: nothing else refers to its Cont, which
+        // its thread never reads again (the record is only freed).
+        unsafe {
+            let mut data = Box::from_raw(cont_of(t));
+            data.forget_self_refs();
+            data.release(py);
         }
     }
 
@@ -1015,7 +1069,11 @@ impl Continulet {
             return;
         }
         if self.foreign() {
-            self.free_orphan(py);
+            if self.orphaned().is_some() {
+                self.free_orphan(py);
+            } else {
+                self.free_stray(py);
+            }
             return;
         }
         // SAFETY: t is a live tealet of this thread.

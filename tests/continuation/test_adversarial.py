@@ -83,3 +83,29 @@ def test_finalizer_of_the_owner_switching_away_from_its_finished_tealet():
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str([("main", "from del"), ("pending", True), ("del", None),
                                     "lambda ran", ("again", None), ("pending", False)])
+
+
+@pytest.mark.parametrize("owner_binds_again", [False, True])
+def test_unstarted_continulet_dropped_in_another_thread_frees_its_call(owner_binds_again):
+    # An unstarted continulet is freed by its refcount; in another thread than its own, which
+    # still runs, its tealet cannot be freed there, but what its call holds must go at once
+    # (it used to be leaked for good), and the tealet's record later: by the owner's next
+    # __init__, or by any thread's once the owner exited.
+    import threading
+    box, made, go_on = [], threading.Event(), threading.Event()
+    def owner():
+        box.extend(continulet(lambda c, a: None, Counted()) for _ in range(200))
+        made.set()
+        go_on.wait()
+        if owner_binds_again:
+            assert continulet(lambda c: 5).switch() == 5
+    base = Counted.alive
+    t = threading.Thread(target=owner)
+    t.start()
+    made.wait()
+    assert Counted.alive == base + 200
+    box.clear()
+    assert Counted.alive == base
+    go_on.set()
+    t.join()
+    assert continulet(lambda c: 6).switch() == 6
