@@ -1082,7 +1082,12 @@ impl Continulet {
         if t == main || status == tc::TEALET_STATUS_RUNNING {
             return;
         }
-        if status == tc::TEALET_STATUS_NEW {
+        // Only its own never-started tealet goes without running: freeing another's would leave
+        // this continulet finished while its own callable may still be suspended elsewhere,
+        // with nowhere to return. Another's is thrown into, and finishes into its owner.
+        // SAFETY: t is a live tealet of this thread, carrying its Cont.
+        let own = unsafe { (*cont_of(t)).owner.as_ref() }.is_some_and(|o| ptr::eq(o.get(), self));
+        if status == tc::TEALET_STATUS_NEW && own {
             self.slot.tealet.set(ptr::null_mut());
             // SAFETY: a never-started tealet has no stack contents to unwind.
             unsafe {
