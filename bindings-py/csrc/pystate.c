@@ -15,6 +15,7 @@
 #if PY_VERSION_HEX >= 0x030B0000
 #include "internal/pycore_frame.h"
 #endif
+#include "internal/pycore_interp.h"
 
 #if PY_VERSION_HEX < 0x03090000 || PY_VERSION_HEX >= 0x030E0000
 #error "bindings-py supports CPython 3.9 to 3.13"
@@ -595,6 +596,14 @@ int tpy_finalizing(void)
 #else
     return _Py_IsFinalizing();
 #endif
+}
+
+/* Whether a garbage collection runs (its gc.callbacks included): the collector keeps the heads of
+ * its object lists on its C stack, whose neighbours are relinked in place when objects die, so no
+ * switch may copy that stack out meanwhile. The field is the same from 3.9 to 3.13. */
+int tpy_gc_collecting(void)
+{
+    return PyInterpreterState_Get()->gc.collecting;
 }
 
 void tpy_set_tracing(int level)

@@ -395,6 +395,68 @@ fn free_strays() {
     STRAY_COUNT.store(strays.len(), Ordering::Relaxed);
 }
 
+/// Continulets whose pending continuation a garbage collection found garbage (see `defer_kill`):
+/// killed once the collection is over. Only touched with the GIL held, never across Python code.
+struct Deferred(std::cell::UnsafeCell<Vec<Py<Continulet>>>);
+
+// SAFETY: every access happens with the GIL held, which serialises the threads.
+unsafe impl Sync for Deferred {}
+
+static DEFERRED: Deferred = Deferred(std::cell::UnsafeCell::new(Vec::new()));
+
+thread_local! {
+    /// This thread runs `kill_deferred`, after the collection it belongs to.
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The tealet that runs the garbage collection in progress, recorded at its start (see
+/// `_gc_callback`); null if unknown.
+static COLLECTOR: AtomicPtr<tc::tealet_t> = AtomicPtr::new(ptr::null_mut());
+
+/// Whether leaving the running continuation cannot copy out the C stack of a garbage collection
+/// in progress, which holds the heads of its object lists: an object dying meanwhile relinks its
+/// neighbours there, in the place of whatever stack was copied in. A thread's main tealet runs on
+/// the thread's own stack, never copied.
+fn switch_is_safe() -> bool {
+    // SAFETY: reads the interpreter's GC state; the GIL is held.
+    let collecting = unsafe { tpy_gc_collecting() } != 0;
+    if !collecting || DRAINING.with(Cell::get) {
+        return true;
+    }
+    let collector = COLLECTOR.load(Ordering::Relaxed);
+    !collector.is_null() && collector == MAIN.with(|m| m.get())
+}
+
+/// The `gc.callbacks` entry: records where a collection runs; once it is over, kills what it
+/// deferred.
+#[pyfunction]
+fn _gc_callback(py: Python<'_>, phase: &Bound<'_, PyString>, _info: &Bound<'_, PyAny>) {
+    let start = phase.to_str().is_ok_and(|p| p == "start");
+    // SAFETY: the core's current tealet of a thread that made its main one.
+    let here = if start && !MAIN.with(|m| m.get()).is_null() { unsafe { tc::tealet_current() } } else { ptr::null_mut() };
+    COLLECTOR.store(here, Ordering::Relaxed);
+    if !start {
+        kill_deferred(py);
+    }
+}
+
+/// Kills the deferred continulets of this thread, including those deferred meanwhile. The
+/// collection's lists are gone by now, so switching is safe (`DRAINING`).
+fn kill_deferred(py: Python<'_>) {
+    let draining = DRAINING.with(|d| d.replace(true));
+    loop {
+        // SAFETY: the GIL is held, and the borrow ends before any Python code runs.
+        let next = unsafe {
+            let deferred = &mut *DEFERRED.0.get();
+            deferred.iter().position(|c| !c.get().foreign()).map(|i| deferred.swap_remove(i))
+        };
+        let Some(c) = next else { break };
+        c.get().kill(py);
+        c.release(py);
+    }
+    DRAINING.with(|d| d.set(draining));
+}
+
 /// The calling thread's main tealet, with its `Cont` attached on first use.
 fn main_tealet() -> PyResult<*mut tc::tealet_t> {
     static HANDLER: Once = Once::new();
@@ -1061,6 +1123,27 @@ impl Continulet {
         }
     }
 
+    /// `kill` during a garbage collection: keeps this continulet (resurrected, as a finalizer
+    /// may) for `kill_deferred`, once the collection is over, with what it holds untouched: a
+    /// pending continuation's end goes to the continulet of its callable, which may be garbage
+    /// of the same cycle. A continulet being deallocated never gets here: one that holds a
+    /// continuation to unwind is referenced by its own tealet.
+    fn defer_kill(&self, py: Python<'_>) {
+        let offset = *VALUE_OFFSET.get().expect("measured at module init");
+        // SAFETY: self lives inside its object at `offset` (see `continulet_new`).
+        let obj = unsafe { (self as *const Self).cast::<u8>().sub(offset) as *mut ffi::PyObject };
+        // SAFETY: obj is this continulet's object, alive unless being deallocated.
+        if unsafe { ffi::Py_REFCNT(obj) } == 0 {
+            self.slot.unkillable.set(true);
+            error::new_err("continulet freed during a garbage collection; what it holds is leaked").write_unraisable(py, None);
+            return;
+        }
+        // SAFETY: a live object of the continulet type or a subclass.
+        let c = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Continulet>().unbind() };
+        // SAFETY: the GIL is held (see `Deferred`), and nothing else borrows the list here.
+        unsafe { (*DEFERRED.0.get()).push(c) };
+    }
+
     /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run
     /// (not during interpreter shutdown: then it is left as is).
     fn kill(&self, py: Python<'_>) {
@@ -1105,6 +1188,10 @@ impl Continulet {
             // Interpreter shutdown: its modules are being torn down, so nothing runs any more
             // (greenlet does not kill its greenlets then either); what it holds is left as is.
             self.slot.unkillable.set(true);
+            return;
+        }
+        if !switch_is_safe() {
+            self.defer_kill(py);
             return;
         }
         let exit = Payload::throw(ContinuletExit::new_err(()));
@@ -1744,5 +1831,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     frames::register(m)?;
     hidden::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
+    let callback = wrap_pyfunction!(_gc_callback, m)?;
+    py.import("gc")?.getattr("callbacks")?.call_method1("append", (callback,))?;
     Ok(())
 }
