@@ -239,3 +239,128 @@ def test_random_switching_permuting_and_collecting(seeds):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Exception ignored" not in r.stderr, r.stderr[-3000:]
     assert r.stdout.split("\n")[:-1] == ["%d 0 0 0" % s for s in seeds]
+
+
+class SwitchesOnDel:
+    """Switches to the continuation `box[0]` holds when it is freed; logs what it is resumed with."""
+
+    def __init__(self, box, log):
+        self.box, self.log = box, log
+
+    def __del__(self):
+        self.log.append(("resumed", self.box[0].switch("from del")))
+
+
+def test_argument_freed_after_the_callable_returned_switches_away():
+    # The call's arguments go once the callable returned, on its own stack: a finalizer there
+    # may switch away and be resumed before the continulet finishes.
+    box, log = [None], []
+    c = continulet(lambda c, a: "result", SwitchesOnDel(box, log))
+    box[0] = c
+    assert c.switch() == "from del"
+    assert c.is_pending()
+    assert c.switch("back") == "result"
+    assert log == [("resumed", "back")] and not c.is_pending()
+
+
+def test_argument_freed_by_a_throw_before_the_start_switches_away():
+    # Thrown into before its start, the callable never runs; its arguments go on its stack.
+    box, log = [None], []
+    c = continulet(lambda c, a: "never", SwitchesOnDel(box, log))
+    box[0] = c
+    assert c.throw(ValueError("x")) == "from del"
+    with pytest.raises(ValueError, match="x"):
+        c.switch("back")
+    assert log == [("resumed", "back")] and not c.is_pending()
+
+
+def test_threads_making_switching_permuting_and_dropping_each_others_continulets():
+    r = run_py("""
+        import gc, random, threading
+        from _continuation import continulet, error, permute
+        class Counted:
+            alive = 0
+            lock = threading.Lock()
+            def __init__(self):
+                with Counted.lock: Counted.alive += 1
+            def __del__(self):
+                with Counted.lock: Counted.alive -= 1
+        shared = []
+        def body(c, a):
+            for i in range(3):
+                c.switch(i)
+        def worker(seed):
+            rng = random.Random(seed)
+            mine = []
+            for i in range(2000):
+                k = rng.randrange(8)
+                try:
+                    if k < 2:
+                        mine.append(continulet(body, Counted()))
+                    elif k == 2 and mine:
+                        rng.choice(mine).switch()
+                    elif k == 3 and mine:
+                        shared.append(mine.pop(rng.randrange(len(mine))))
+                    elif k == 4 and shared:
+                        shared.pop()
+                    elif k == 5 and shared:
+                        shared[-1].switch()
+                    elif k == 6 and len(mine) > 1:
+                        permute(*rng.sample(mine, 2))
+                    elif k == 7 and i % 50 == 0:
+                        gc.collect()
+                except (IndexError, TypeError):
+                    pass                    # a racing pop; a value sent to an unstarted one
+                except error as e:
+                    assert "thread" in str(e) or "finished" in str(e), e
+        threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        shared.clear()
+        gc.collect()
+        gc.collect()
+        print(Counted.alive, len(gc.garbage), continulet(lambda c: 1).switch())
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["0", "0", "1"]
+
+
+@pytest.mark.parametrize("held", ["globals", "cycles", "atexit", "exit_inside", "gc_off", "frozen"])
+def test_interpreter_exits_with_unstarted_suspended_and_permuted_continulets(held):
+    r = run_py("""
+        import atexit, gc, sys
+        from _continuation import continulet, permute
+        held = %r
+        def body(c, *a):
+            c.switch()
+        class WithDel(continulet):
+            def __del__(self):
+                super().__del__()
+        G = [continulet(body), WithDel(body), continulet(body, object())]
+        for k in (continulet, WithDel):
+            c = k(body); c.switch(); G.append(c)
+        a, b, c = continulet(body), WithDel(body), continulet(body)
+        a.switch()
+        permute(a, b, c)
+        G += [a, b, c]
+        if held != "globals":
+            class Node: pass
+            n = Node(); n.n = n; n.G = G
+            del G, a, b, c, n
+        if held == "atexit":
+            d = continulet(body); d.switch()
+            atexit.register(lambda d=d: print("atexit", d.is_pending()))
+            e = continulet(body)
+            atexit.register(e.switch)
+        if held == "gc_off":
+            gc.disable()
+        if held == "frozen":
+            gc.freeze()
+        if held == "exit_inside":
+            continulet(lambda c: sys.exit(3)).switch()
+        print("exiting")
+    """ % held)
+    assert r.returncode == (3 if held == "exit_inside" else 0), r.stderr[-3000:]
+    assert "Fatal" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+    expected = {"exit_inside": [], "atexit": ["exiting", "atexit", "True"]}
+    assert r.stdout.split() == expected.get(held, ["exiting"])
