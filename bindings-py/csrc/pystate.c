@@ -491,16 +491,32 @@ void tpy_restore(tpy_state *s, tpy_state *from)
     make_link(ts, s, link_target(s, from));
 }
 
+/* Takes the data-stack root chunk (3.11+) of a new continuation when its continulet is bound,
+ * where running out of memory is a plain MemoryError: its first switch-in cannot fail then (it
+ * runs on the new stack, where nothing may run before its state is installed). -1 on error. */
+int tpy_reserve(tpy_state *s)
+{
+#if V311
+    if (!s->datastack_chunk) {
+        s->datastack_chunk = root_chunk_get();
+        if (!s->datastack_chunk) { PyErr_NoMemory(); return -1; }
+    }
+#else
+    (void)s;
+#endif
+    return 0;
+}
+
 /* Installs the fresh state of a new continuation on its first switch-in: empty frame chain, own
- * data stack, no handled exception, the context set on it. Its first eval loop links its cframe
- * (3.10-3.12) to root_cframe, kept here rather than on the C stack, which every suspended copy
- * of the stack would carry. Returns -1 (nothing changed) when the data stack cannot be had. */
-int tpy_start(tpy_state *s, tpy_state *from)
+ * data stack (reserved by tpy_reserve), no handled exception, the context set on it. Its first
+ * eval loop links its cframe (3.10-3.12) to root_cframe, kept here rather than on the C stack,
+ * which every suspended copy of the stack would carry. */
+void tpy_start(tpy_state *s, tpy_state *from)
 {
     PyThreadState *ts = PyThreadState_Get();
 #if V311
-    _PyStackChunk *root = root_chunk_get();
-    if (!root) { PyErr_NoMemory(); return -1; }
+    _PyStackChunk *root = s->datastack_chunk;
+    s->datastack_chunk = NULL;
 #endif
 #if V310 && !V313
     /* Not a copy of the switcher's cframe: that one is on the switcher's stack, which this one
@@ -546,7 +562,6 @@ int tpy_start(tpy_state *s, tpy_state *from)
 #endif
     make_link(ts, s, link_target(s, from));
     s->started = 1;
-    return 0;
 }
 
 /* Calls a continuation's callable: a tail call into its vectorcall, so no frame of ours stays

@@ -617,8 +617,8 @@ fn transfer(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, current:
 unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *mut c_void) -> *mut tc::tealet_t {
     let data = arg.cast::<Cont>();
     // SAFETY: data is this tealet's Cont; tpy_start installs its fresh interpreter state.
-    let started = unsafe { tpy_start((*data).state, held_state(data)) } == 0;
-    let call = begin(data, value, started);
+    unsafe { tpy_start((*data).state, held_state(data)) };
+    let call = begin(data, value);
     let result = if call {
         // SAFETY: data is this tealet's Cont; `call` is not touched until the call returns,
         // and nothing on this C stack owns a reference while the callable runs.
@@ -626,29 +626,23 @@ unsafe extern "C" fn run(_me: *mut tc::tealet_t, arg: *mut c_void, value: *mut *
     } else {
         ptr::null_mut()
     };
-    end(data, value, started, call.then_some(result))
+    end(data, value, call.then_some(result))
 }
 
 /// Takes the first switch's payload; if the callable must not run, drops the call and leaves
 /// the outcome in the outbox. Returns whether to call.
 #[inline(never)]
-fn begin(data: *mut Cont, value: *mut *mut c_void, started: bool) -> bool {
+fn begin(data: *mut Cont, value: *mut *mut c_void) -> bool {
     // SAFETY: the GIL travels with the switch that started us.
     let py = unsafe { Python::assume_attached() };
-    // Out of memory for the data stack: taken before anything else can run.
-    let no_stack = (!started).then(|| PyErr::take(py).unwrap_or_else(|| PyMemoryError::new_err("continulet data stack")));
     // SAFETY: the switcher passed its outbox in *value.
     let (payload, sender) = take_posted(unsafe { *value });
     reap(py, sender);
     // SAFETY: data is this tealet's Cont, only used from this thread.
     let data = unsafe { &mut *data };
-    let outcome = match (no_stack, payload) {
-        (Some(e), p) => {
-            p.release(py);
-            e
-        }
-        (None, Payload::Throw(e)) => *e,
-        (None, Payload::Value(v)) => {
+    let outcome = match payload {
+        Payload::Throw(e) => *e,
+        Payload::Value(v) => {
             let none = v.is_none(py);
             v.release(py);
             if none {
@@ -668,10 +662,10 @@ fn fail(data: &mut Cont, outcome: PyErr) -> bool {
 }
 
 /// After the run: the callable's `result` if it was called (a new reference, or NULL with an
-/// exception set) goes to the outbox, the interpreter state is released (if `started`), and the
-/// outcome goes to the continuation the continulet holds now; returns that tealet.
+/// exception set) goes to the outbox, the interpreter state is released, and the outcome goes to
+/// the continuation the continulet holds now; returns that tealet.
 #[inline(never)]
-fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*mut ffi::PyObject>) -> *mut tc::tealet_t {
+fn end(data: *mut Cont, value: *mut *mut c_void, result: Option<*mut ffi::PyObject>) -> *mut tc::tealet_t {
     // SAFETY: the GIL stays with this thread's running continuation.
     let py = unsafe { Python::assume_attached() };
     if let Some(result) = result {
@@ -686,7 +680,7 @@ fn end(data: *mut Cont, value: *mut *mut c_void, started: bool, result: Option<*
     }
     // SAFETY: the callable is done; release this continuation's own interpreter state and
     // take the context it ends in (a new reference or NULL).
-    let context = if started { unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) } } else { None };
+    let context = unsafe { Bound::from_owned_ptr_or_opt(py, tpy_finish()) };
     finish(data, value, context.map(Bound::unbind))
 }
 
@@ -1024,6 +1018,13 @@ impl Continulet {
             free_strays();
         }
         let data = new_cont(py, Some(Call::new(pass_self.then_some(slf), callable, args, skip, kwds)?))?;
+        // SAFETY: data is a fresh Cont, ours until the tealet takes it.
+        if unsafe { tpy_reserve((*data).state) } < 0 {
+            let err = PyErr::fetch(py);
+            // SAFETY: as above.
+            unsafe { Box::from_raw(data).release(py) };
+            return Err(err);
+        }
         // SAFETY: data is a fresh Cont; the tealet takes it as its data.
         unsafe {
             (*data).owner = Some(slf.clone().unbind());

@@ -25,7 +25,8 @@ extern "C" {
     pub fn tpy_state_recycle(s: *mut TpyState);
     pub fn tpy_save(s: *mut TpyState) -> c_int;
     pub fn tpy_restore(s: *mut TpyState, from: *mut TpyState);
-    pub fn tpy_start(s: *mut TpyState, from: *mut TpyState) -> c_int;
+    pub fn tpy_reserve(s: *mut TpyState) -> c_int;
+    pub fn tpy_start(s: *mut TpyState, from: *mut TpyState);
     pub fn tpy_set_detached(s: *mut TpyState);
     pub fn tpy_type_flag(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject, slot: c_int) -> c_int;
     pub fn tpy_call(

@@ -364,3 +364,50 @@ def test_interpreter_exits_with_unstarted_suspended_and_permuted_continulets(hel
     assert "Fatal" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
     expected = {"exit_inside": [], "atexit": ["exiting", "atexit", "True"]}
     assert r.stdout.split() == expected.get(held, ["exiting"])
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.11+ gives each continuation a data stack")
+def test_first_switch_needs_no_memory_for_the_data_stack():
+    # The data stack's root chunk is taken by __init__, where running out of memory is a plain
+    # MemoryError. The first switch used to take it on the new stack, where a failure left the
+    # switcher's interpreter state installed while the call's arguments were dropped there (a
+    # finalizer that switched ran on the wrong frames).
+    pytest.importorskip("_testcapi")
+    r = run_py("""
+        import _testcapi
+        from _continuation import continulet
+        def body(c):
+            c.switch()
+        def ran(c):
+            return "ran"
+        held = []
+        for _ in range(1100):                # empty the cache of freed root chunks
+            c = continulet(body)
+            c.switch()
+            held.append(c)
+        made = []
+        for k in range(4):                   # fail each of __init__'s first allocations
+            _testcapi.set_nomemory(k, k + 1)
+            try:
+                c = continulet(ran)
+            except MemoryError:
+                c = None
+            finally:
+                _testcapi.remove_mem_hooks()
+            made.append(c is not None)
+            if c is not None:
+                _testcapi.set_nomemory(0, 1)
+                try:
+                    result = c.switch()
+                except MemoryError:
+                    result = "MemoryError"
+                finally:
+                    _testcapi.remove_mem_hooks()
+                print(result)
+        print(made)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.split("\n")[:-1]
+    made = eval(lines[-1])
+    assert not all(made) and any(made)
+    assert lines[:-1] == ["ran"] * sum(made)
