@@ -139,8 +139,10 @@ def test_garbage_cycle_of_a_suspended_and_an_unstarted_continulet(started_first)
 
 
 FUZZ = """
-import gc, random, sys
-from _continuation import continulet, error, permute
+import contextvars, gc, os, random, sys
+from _continuation import continulet, error, get_frame, permute, set_context
+
+EXTENDED = os.environ.get("FUZZ_EXTENDED") == "1"
 
 class Counted:
     alive = 0
@@ -166,7 +168,7 @@ def run(seed, budget):
         return rng.choice(pool) if pool else None
     def op():
         left[0] -= 1
-        k = rng.randrange(12)
+        k = rng.randrange(17 if EXTENDED else 12)
         try:
             if k < 3:
                 t = pick()
@@ -194,9 +196,29 @@ def run(seed, budget):
                 t = pick()
                 if t is not None:
                     t.__init__(body)
-            else:
+            elif k == 11:
                 pool.append(continulet.__new__(rng.choice(KINDS)))
-        except (error, ValueError, TypeError):
+            elif k == 12:
+                t = pick()
+                f = get_frame(t) if t is not None else None
+                while f is not None:
+                    f.f_locals
+                    f = f.f_back
+            elif k == 13:
+                (gc.disable if gc.isenabled() else gc.enable)()
+            elif k == 14:
+                t = pick()
+                if t is not None and t.is_pending():
+                    set_context(contextvars.Context(), t)
+            elif k == 15:
+                t = pick()
+                if t is not None:
+                    return t.throw(KeyError, to=pick())
+            else:
+                t = pick()
+                if t is not None:
+                    return t.switch(rng.randrange(3))
+        except (error, ValueError, TypeError, KeyError):
             pass
     def body(*args):
         counts[0] += 1
@@ -212,6 +234,7 @@ def run(seed, budget):
     while left[0] > 0:
         op()
     pool.clear()
+    gc.enable()
     gc.collect()
     gc.collect()
     return (Counted.alive, counts[0] - counts[1], len(gc.garbage))
@@ -229,13 +252,15 @@ for seed in map(int, sys.argv[1:]):
     # And a spread of others: ContinuletExit used to reach the main continuation in 50 and 80.
     list(range(1, 80)),
 ])
-def test_random_switching_permuting_and_collecting(seeds):
+@pytest.mark.parametrize("extended", [False, True])
+def test_random_switching_permuting_and_collecting(seeds, extended):
     # Random switches, double switches, throws, permutations, re-inits, drops and collections,
-    # inside continulets and out: no crash, every callable that started ends (its finally
-    # ran), nothing leaked, nothing uncollectable.
+    # inside continulets and out (extended: also frame walks, contexts set, the GC turned off
+    # and on, throws with `to`, values sent): no crash, every callable that started ends (its
+    # finally ran), nothing leaked, nothing uncollectable.
     r = subprocess.run([sys.executable, "-X", "dev", "-c", FUZZ, *map(str, seeds)],
                        capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, PYTHONMALLOC="debug"))
+                       env=dict(os.environ, PYTHONMALLOC="debug", FUZZ_EXTENDED=str(int(extended))))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Exception ignored" not in r.stderr, r.stderr[-3000:]
     assert r.stdout.split("\n")[:-1] == ["%d 0 0 0" % s for s in seeds]
