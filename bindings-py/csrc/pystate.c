@@ -837,10 +837,16 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
     return 0;
 }
 #else
-/* 3.11+: the callee frame owns its function; comparing pointers never reads a released slot. */
+/* 3.11+: the callee frame owns its function; comparing pointers never reads a released slot.
+ * 3.12+ call a Python function inline (a recorded stack pointer), so the slot holding the callee's
+ * function itself means a call that is over: its result, stored in that slot before the eval loop
+ * runs pending work (a collection whose finalizer is that function), with released inputs above. */
 static int runs_callee(PyObject *callable, void *callee_func)
 {
-    return callable == callee_func || hidden_calls(callable, (PyObject *)callee_func, 0);
+#if !V312
+    if (callable == callee_func) return 1;
+#endif
+    return hidden_calls(callable, (PyObject *)callee_func, 0);
 }
 
 int tpy_traverse(tpy_state *s, visitproc visit, void *arg)

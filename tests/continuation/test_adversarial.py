@@ -436,3 +436,36 @@ def test_first_switch_needs_no_memory_for_the_data_stack():
     made = eval(lines[-1])
     assert not all(made) and any(made)
     assert lines[:-1] == ["ran"] * sum(made)
+
+
+def test_finished_call_whose_result_is_the_finalizer_reports_no_released_inputs():
+    # A call's result lands in the slot that held what it called; then the eval loop may run a
+    # collection whose finalizer switches away. When that result is the finalizer's function,
+    # the suspended frame must not look as if it were still calling it: its released inputs
+    # (here `z`) were reported to the GC as references it does not own (3.12, 3.13).
+    r = run_py("""
+        import gc
+        from _continuation import continulet
+        main, box, keep = [None], [], []
+        class X:
+            def __del__(self):
+                main[0].switch("suspended in __del__")
+        class Z:
+            pass
+        def f(c):
+            main[0] = c
+            for _ in range(1000):
+                gc.collect()
+                x = X(); x.me = x
+                del x
+                z = Z(); keep.append(z); box.append(z); del z
+                gc.set_threshold(1)    # the list below schedules a collection, run after getattr
+                r = getattr(X, "__del__", (box.pop(), [[], [], []])[0])
+                gc.set_threshold(700)
+        c = continulet(f)
+        print(c.switch())
+        gc.set_threshold(700)
+        print(any(r is c for r in gc.get_referrers(keep[-1])))
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split("\n")[:-1] == ["suspended in __del__", "False"]
