@@ -72,6 +72,10 @@ typedef CFrame _PyCFrame;                      /* 3.10 names it CFrame */
 typedef struct tpy_link { void *frame; void *previous; } tpy_link;
 
 typedef struct tpy_state {
+    /* the argument vector of the `switch` call it left through (TPY_THROW_ARGS: through throw,
+     * NULL: another way): in its top frame's value stack when that frame's switch call is what
+     * it is suspended in */
+    void *switch_args;
     /* frame chain head */
 #if !V311
     PyFrameObject *frame;                      /* <=3.10: tstate->frame (borrowed by the chain) */
@@ -386,10 +390,12 @@ int tpy_type_flag(PyTypeObject *type, PyObject *name, int slot)
 
 void tpy_restore(tpy_state *s, tpy_state *from);
 
-/* Called in the running continuation just before it switches away (GIL held). */
-int tpy_save(tpy_state *s)
+/* Called in the running continuation just before it switches away (GIL held), with the argument
+ * vector of the `switch` method it leaves through (NULL when it leaves another way). */
+int tpy_save(tpy_state *s, void *switch_args)
 {
     PyThreadState *ts = PyThreadState_Get();
+    s->switch_args = switch_args;
 #if !V311
     s->frame = ts->frame;
 #else
@@ -791,7 +797,19 @@ static int hidden_calls(PyObject *o, PyObject *callee, int by_code)
     return 0;
 }
 
-static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
+/* The top frame's switch call is the one in progress only if the switch it left through got its
+ * arguments from this frame's value stack: a switch made from C while the frame's call was
+ * already over (a weakref callback or __del__ run as it released its inputs) got them elsewhere. */
+#define TPY_THROW_ARGS ((void *)1)   /* a departure through throw (lib.rs THROW_ARGS): not known */
+
+static int called_from(PyObject **stack, PyCodeObject *code, void *switch_args)
+{
+    if (switch_args == TPY_THROW_ARGS) return 1;
+    PyObject **args = switch_args;
+    return args >= stack && args <= stack + code->co_stacksize;
+}
+
+static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top, void *switch_args,
                       int (*runs_callee)(PyObject *, void *), void *callee)
 {
     tsd_instr in;
@@ -799,7 +817,9 @@ static int live_stack(PyCodeObject *code, int index, PyObject **stack, int top,
     if (tsd_instruction(code, index, &in) < 0 || tsd_call_of(&in, &call) < 0) return 0;
     if (call.height > code->co_stacksize) return 0;
     int k = tsd_call_vector_slot(&call, stack);
-    if (k >= 0 && stack[k] && (top ? is_switch_method(stack[k]) : runs_callee(stack[k], callee)))
+    if (k >= 0 && stack[k]
+        && (top ? called_from(stack, code, switch_args) && is_switch_method(stack[k])
+                : runs_callee(stack[k], callee)))
         return call.height;
     return call.base;
 }
@@ -830,7 +850,7 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
         int err = Py_TYPE(f)->tp_traverse((PyObject *)f, visit, arg);
         if (err) return err;
         PyObject **stack = f->f_valuestack;
-        int n = live_stack(f->f_code, TPY_LASTI_UNITS(f), stack, above == NULL, runs_callee,
+        int n = live_stack(f->f_code, TPY_LASTI_UNITS(f), stack, above == NULL, s->switch_args, runs_callee,
                            above ? above->f_code : NULL);
         for (int i = 0; i < n; i++) Py_VISIT(stack[i]);
     }
@@ -884,7 +904,7 @@ int tpy_traverse(tpy_state *s, visitproc visit, void *arg)
         if (TPY_STACK_RECORDED(f, above)) {
             n = f->stacktop - nlocals;       /* it called a Python function inline */
         } else {
-            n = live_stack(code, TPY_LASTI_UNITS(f), stack, above == NULL, runs_callee,
+            n = live_stack(code, TPY_LASTI_UNITS(f), stack, above == NULL, s->switch_args, runs_callee,
                            above ? (void *)TPY_FRAME_FUNC(above) : NULL);
         }
         for (int i = 0; i < n; i++) Py_VISIT(stack[i]);
@@ -910,7 +930,7 @@ int tpy_abandon(tpy_state *s)
     for (PyFrameObject *f = s->frame; f; above = f, f = f->f_back, i++) {
         if (PyObject_GC_IsTracked((PyObject *)f)) { live[i] = -1; continue; }  /* a generator's */
         live[i] = live_stack(f->f_code, TPY_LASTI_UNITS(f), f->f_valuestack, above == NULL,
-                             runs_callee, above ? above->f_code : NULL);
+                             s->switch_args, runs_callee, above ? above->f_code : NULL);
     }
     /* Each running frame is owned once by its eval loop on the abandoned C stack (and by the
      * frame above through f_back): the values first, then those references, bottom-up, so every
@@ -964,7 +984,7 @@ int tpy_abandon(tpy_state *s)
         live[i] = nlocals + (TPY_STACK_RECORDED(f, above)
             ? f->stacktop - nlocals
             : live_stack(code, TPY_LASTI_UNITS(f), f->localsplus + nlocals, above == NULL,
-                         runs_callee, above ? (void *)TPY_FRAME_FUNC(above) : NULL));
+                         s->switch_args, runs_callee, above ? (void *)TPY_FRAME_FUNC(above) : NULL));
     }
     /* Top-down: a frame object's f_back is released with it, before the frame below's own. */
     i = 0;

@@ -568,12 +568,17 @@ fn usage_error(msg: &'static str) -> PyErr {
     error::new_err(msg)
 }
 
+/// The `switch_args` of a departure through `throw`, whose argument vector pyo3 does not show:
+/// the GC trusts the top frame's call to it as before (see `tpy_save`).
+const THROW_ARGS: *const c_void = ptr::dangling();
+
 /// Before leaving the current continuation (`current`): saves its interpreter state and posts
-/// `payload` in its outbox; returns the switch value.
+/// `payload` in its outbox; returns the switch value. `switch_args`: the argument vector of the
+/// `switch` call it leaves through, `THROW_ARGS` through `throw`, null any other way (`tpy_save`).
 #[inline(always)]
-fn depart(py: Python<'_>, me: *mut Cont, payload: Payload) -> PyResult<*mut c_void> {
+fn depart(py: Python<'_>, me: *mut Cont, payload: Payload, switch_args: *const c_void) -> PyResult<*mut c_void> {
     // SAFETY: `me` is the current tealet's Cont; saving happens before we leave its stack.
-    if unsafe { tpy_save((*me).state) } < 0 {
+    if unsafe { tpy_save((*me).state, switch_args) } < 0 {
         let err = PyErr::fetch(py);
         payload.release(py);
         return Err(err);
@@ -599,9 +604,9 @@ fn arrive(py: Python<'_>, me: *mut Cont, rc: c_int, value: *mut c_void) -> PyRes
 
 /// Leaves the current continuation for `target` (`route(cont, to)` chose both), carrying
 /// `payload`; returns what we are resumed with.
-fn transfer(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload) -> PyResult<Py<PyAny>> {
+fn transfer(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, current: *mut tc::tealet_t, target: *mut tc::tealet_t, payload: Payload, switch_args: *const c_void) -> PyResult<Py<PyAny>> {
     let me = cont_of(current);
-    let mut value = depart(py, me, payload).inspect_err(|_| unroute(cont, to, target))?;
+    let mut value = depart(py, me, payload, switch_args).inspect_err(|_| unroute(cont, to, target))?;
     // SAFETY: target is a live tealet of this thread (checked by the callers); the GIL travels
     // with the switch because it stays in this OS thread.
     let rc = unsafe { tc::tealet_switch(target, &mut value) };
@@ -779,7 +784,7 @@ unsafe fn switch_prepare(
             Route::To(current, target) => {
                 *me = cont_of(current);
                 LAST_ROUTE.0.set((cont.get(), to.as_ref().map_or(ptr::null(), |t| t.get())));
-                let departed = depart(py, *me, Payload::Value(v));
+                let departed = depart(py, *me, Payload::Value(v), args.cast());
                 Ok((target, departed.inspect_err(|_| unroute(cont.get(), to.as_ref().map(|t| t.get()), target))?))
             }
         }
@@ -1060,10 +1065,10 @@ impl Continulet {
     }
 
     /// switch/throw carrying `payload` (see `route`).
-    fn exchange(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, payload: Payload) -> PyResult<Py<PyAny>> {
+    fn exchange(py: Python<'_>, cont: &Continulet, to: Option<&Continulet>, payload: Payload, switch_args: *const c_void) -> PyResult<Py<PyAny>> {
         match route(cont, to)? {
             Route::Here => payload.deliver(),
-            Route::To(current, target) => transfer(py, cont, to, current, target, payload),
+            Route::To(current, target) => transfer(py, cont, to, current, target, payload, switch_args),
         }
     }
 
@@ -1196,7 +1201,7 @@ impl Continulet {
             return;
         }
         let exit = Payload::throw(ContinuletExit::new_err(()));
-        match Self::exchange(py, self, None, exit) {
+        match Self::exchange(py, self, None, exit, ptr::null()) {
             Ok(_) => {}
             Err(e) if e.is_instance_of::<ContinuletExit>(py) => {}
             Err(e) => e.write_unraisable(py, None),
@@ -1270,7 +1275,8 @@ impl Continulet {
         };
         let to = to.map(|t| t.cast::<Continulet>().map_err(|_| not_continulet(t))).transpose()?;
         let err = make_exception(r#type, val, tb)?;
-        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err))
+        // pyo3 parsed the arguments: where they came from is not known (see `tpy_save`).
+        Self::exchange(py, slf.get(), to.map(|t| t.get()), Payload::throw(err), THROW_ARGS)
     }
 
     /// Gives a subclass that inherits our `switch` a descriptor of its own type: CPython's

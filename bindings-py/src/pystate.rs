@@ -23,7 +23,7 @@ extern "C" {
     pub fn tpy_state_new() -> *mut TpyState;
     pub fn tpy_state_free(s: *mut TpyState);
     pub fn tpy_state_recycle(s: *mut TpyState);
-    pub fn tpy_save(s: *mut TpyState) -> c_int;
+    pub fn tpy_save(s: *mut TpyState, switch_args: *const c_void) -> c_int;
     pub fn tpy_restore(s: *mut TpyState, from: *mut TpyState);
     pub fn tpy_reserve(s: *mut TpyState) -> c_int;
     pub fn tpy_start(s: *mut TpyState, from: *mut TpyState);

@@ -469,3 +469,38 @@ def test_finished_call_whose_result_is_the_finalizer_reports_no_released_inputs(
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split("\n")[:-1] == ["suspended in __del__", "False"]
+
+
+def test_switch_from_a_weakref_callback_while_a_switch_call_releases_its_inputs():
+    # f's `c.switch(obj)` returned; releasing its argument frees obj, whose weakref callback
+    # switches away. f's frame still sits at that call, with the switch descriptor in its slot,
+    # but the switch that suspended it came from C: the inputs of f's finished call (released,
+    # obj freed) must not be reported to the GC, which used to read the freed obj and crash.
+    r = run_py("""
+        import gc, weakref
+        from _continuation import continulet
+        refs, box = [], [None]
+        class Obj:
+            pass
+        def idle(o):
+            o.switch()
+            box[0].switch("from idle")
+        other = continulet(idle)
+        other.switch()
+        def make():
+            o = Obj()
+            refs.append(weakref.ref(o, other.switch))
+            return o
+        def f(c):
+            c.switch(make())
+        c = continulet(f)
+        box[0] = c
+        got = c.switch()
+        del got                  # f's argument slot holds the last reference
+        print(c.switch())        # f resumes; the release runs the callback, which goes to idle
+        print(sum(1 for x in gc.get_referents(other) if x is c))   # frame local, call, owner
+        gc.collect()
+        print("collected")
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split("\n")[:-1] == ["from idle", "3", "collected"]
