@@ -1006,3 +1006,36 @@ def test_traceback_of_greenlets_own_errors_has_no_frames_of_ours():
     with pytest.raises(TypeError) as info:
         greenlet.greenlet(lambda: None).throw(1)
     _assert_only_user_frames(info.value, ["test_traceback_of_greenlets_own_errors_has_no_frames_of_ours"])
+
+
+# -- eventlet.monkey_patch() greens the RLocks it finds and logs those it cannot ----------
+
+def test_no_rlock_in_the_module_globals():
+    # eventlet.monkey_patch() replaces every RLock reachable from sys.modules by a Python one.
+    rlock = type(threading.RLock())
+    assert not [name for name, value in vars(greenlet._greenlet).items() if isinstance(value, rlock)]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="RLocks are not GC-tracked before 3.10, so "
+                    "eventlet cannot find them either")
+def test_no_rlock_before_the_first_switch():
+    # eventlet's import calls getcurrent(), its monkey_patch() makes the hub greenlet and then
+    # logs every RLock it finds but cannot reach ("N RLock(s) were not greened") on 3.10+.
+    script = """
+import gc, threading
+rlock = type(threading.RLock())
+def count():
+    gc.collect()
+    return sum(isinstance(o, rlock) for o in gc.get_objects())
+import greenlet
+before = count()
+greenlet.getcurrent()
+t = threading.Thread(target=greenlet.getcurrent)
+t.start(); t.join()
+g = greenlet.greenlet(lambda: 5)
+print(count() - before)
+print(g.switch(), count() - before > 0)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "5", "True"]

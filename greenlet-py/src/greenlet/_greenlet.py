@@ -86,17 +86,24 @@ class _ThreadState:
         self.deleteme = []
         self.alive = True
         self.ident = _get_ident()
+        # Made by open_fast(), at the thread's first switch: eventlet.monkey_patch() logs every
+        # RLock that exists then ("N RLock(s) were not greened"), after it has called
+        # getcurrent() and made its hub greenlet, but before anything switches.
+        self.lock = None
+        self.fast = _CLOSED
+
+    def open_fast(self):
         self.lock = _RLock()
         self.lock.acquire()  # held by this thread for its life, never released
-        self.fast = self.lock
+        self.update_fast()
 
     def update_fast(self):
         """`fast` is the RLock this thread holds while switches may take the fast path (no
-        trace function, nothing queued to kill, thread alive), else one nobody holds; so
-        ``fast._is_owned()`` checks the calling thread and all three in one C method call,
+        trace function, nothing queued to kill, thread alive, has switched), else _CLOSED;
+        so ``fast._is_owned()`` checks the calling thread and all four in one C method call,
         cheaper than comparing ``get_ident()`` (a generic call and a big-int compare)."""
-        fast = self.alive and self.trace is None and not self.deleteme
-        self.fast = self.lock if fast else _UNOWNED
+        fast = self.alive and self.trace is None and not self.deleteme and self.lock is not None
+        self.fast = self.lock if fast else _CLOSED
 
 
 class _ThreadDeath:
@@ -121,10 +128,20 @@ class _ThreadDeath:
 
 _weak_proxy = weakref.proxy  # cheaper to make than a weakref.ref (no type call)
 _weakref_count = weakref.getweakrefcount
-_UNOWNED = _RLock()  # never acquired
-# A thread state of no thread: `fast` is _UNOWNED.
+
+
+class _Closed:
+    """`fast` of a thread state whose fast path is closed: owned by no thread. Not an RLock
+    that nobody holds: eventlet.monkey_patch() would replace one found in this module's
+    globals by a Python RLock, and log it."""
+    __slots__ = ()
+    _is_owned = staticmethod(bool)  # bool() is False, in one C call
+
+
+_CLOSED = _Closed()
+# A thread state of no thread: `fast` is _CLOSED.
 _NO_TS = _ThreadState.__new__(_ThreadState)
-_NO_TS.fast = _UNOWNED
+_NO_TS.fast = _CLOSED
 # The thread state looked up last. ``_recent.fast._is_owned()`` (one C call) tells whether it is
 # the calling thread's and its fast path is open, much cheaper than the thread-local lookup.
 _recent = _NO_TS
@@ -143,6 +160,15 @@ def _thread_state():
     if ts.deleteme:
         _clear_deleteme(ts)
     _recent = ts
+    return ts
+
+
+def _opened_thread_state():
+    """_thread_state() for switching or throwing: opens the thread's fast path."""
+    ts = _thread_state()
+    # ts.main is None while _new_thread_state makes the main greenlet.
+    if ts.lock is None and ts.main is not None:
+        ts.open_fast()
     return ts
 
 
@@ -600,7 +626,7 @@ class greenlet(_GreenletState):
             raise
 
     def _switch_slow(self, args, kwargs, lowlevel=None):
-        return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
+        return _switch(_opened_thread_state(), self, args, None, kwargs or None, lowlevel)
 
     def throw(self, typ=GreenletExit, val=None, tb=None, /):
         """Switches execution to this greenlet, but immediately raises the
@@ -618,7 +644,7 @@ class greenlet(_GreenletState):
         exception, which would not propagate from ``g_raiser`` to ``g``.
         """
         try:
-            return _switch(_thread_state(), self, None, _normalize_throw(typ, val, tb))
+            return _switch(_opened_thread_state(), self, None, _normalize_throw(typ, val, tb))
         except BaseException:
             _drop_own_entries()
             raise
@@ -883,7 +909,7 @@ _INTERNAL_CODE = frozenset([f.__code__ for f in (
     greenlet.switch, greenlet._switch_positional, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
     greenlet._get_run,
     _switch, _resumed_with_exception, _resumed_slow, _run_trace, _normalize_throw, _cross_thread,
-    _lineage_main, _thread_state, _new_thread_state, _clear_deleteme, _check_greenlet, _begin, _finish,
+    _lineage_main, _thread_state, _opened_thread_state, _new_thread_state, _clear_deleteme, _check_greenlet, _begin, _finish,
     _forwarded)] + list(_ENTRY_CODE))
 # 3.11+ re-raises (bare `raise`) an exception with its __traceback__ as it is then, adding no
 # entry; before, with the traceback it was caught with, whose first entry is the raising frame's.
