@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs greenlet-py into each .venv/py3.X (next to bindings-py's _continuation) with the
 # libraries of tests/greenlet/requirements-libraries.txt, runs tests/greenlet there and
-# test_libraries.py against C greenlet too, then greenlet 3.5.6's own suite against greenlet-py
-# (ci/greenlet-upstream-tests.sh).
+# test_libraries.py against C greenlet too, then eventlet's and greenlet 3.5.6's own suites
+# against greenlet-py and C greenlet (ci/eventlet-upstream-tests.sh, ci/greenlet-upstream-tests.sh).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -30,5 +30,6 @@ for v in ${GREENLET_LIBRARY_PEER_VERSIONS:-3.11 3.13}; do
     (cd tests/greenlet && "$gpy" -m pytest -q -p no:cacheprovider test_libraries.py) || rc=1
 done
 
+bash ci/eventlet-upstream-tests.sh || rc=1
 bash ci/greenlet-upstream-tests.sh || rc=1
 exit $rc

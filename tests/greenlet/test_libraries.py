@@ -288,3 +288,16 @@ def run_program(name):
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
     return json.loads(out.stdout)
+
+
+# -- packaging -------------------------------------------------------------------------------
+
+def test_pip_keeps_the_installed_greenlet_for_these_libraries():
+    # Their real requirements (eventlet's greenlet>=1.0, sqlalchemy[asyncio]'s greenlet>=1) are
+    # met by the installed greenlet: pip would install nothing, not even look (--no-index).
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index",
+                          "--disable-pip-version-check", "eventlet", "sqlalchemy[asyncio]",
+                          "aiosqlite"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Requirement already satisfied: greenlet" in out.stdout
+    assert "Would install" not in out.stdout
