@@ -166,8 +166,7 @@ def _thread_state():
 def _opened_thread_state():
     """_thread_state() for switching or throwing: opens the thread's fast path."""
     ts = _thread_state()
-    # ts.main is None while _new_thread_state makes the main greenlet.
-    if ts.lock is None and ts.main is not None:
+    if ts.lock is None:
         ts.open_fast()
     return ts
 
