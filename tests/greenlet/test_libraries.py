@@ -109,9 +109,11 @@ def test_sqlalchemy_stream(tmp_path):
         async with engine.connect() as conn:
             result = await conn.stream(select(Post.title).order_by(Post.id))
             rows = [tuple(r) async for r in result]
-            names = [n async for n in await conn.stream_scalars(select(User.name).order_by(User.id))]
+            scalars = await conn.stream_scalars(select(User.name).order_by(User.id))
+            names = [n async for n in scalars]
         async with Session() as s:
-            streamed = [u.name async for u in await s.stream_scalars(select(User).order_by(User.id))]
+            users = await s.stream_scalars(select(User).order_by(User.id))
+            streamed = [u.name async for u in users]
         return rows, names, streamed
 
     assert run_db(tmp_path, body) == ([("p1",), ("p2",)], ["ann", "bob"], ["ann", "bob"])

@@ -903,10 +903,10 @@ def _resumed_slow(ts, c, value):
 
 # The code of our frames that may sit on a stack under a switch: gr_frame and tracebacks skip them.
 _INTERNAL_CODE = frozenset([f.__code__ for f in (
-    greenlet.switch, greenlet._switch_positional, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
-    greenlet._get_run,
-    _switch, _resumed_with_exception, _resumed_slow, _run_trace, _normalize_throw, _cross_thread,
-    _lineage_main, _thread_state, _opened_thread_state, _new_thread_state, _clear_deleteme, _check_greenlet, _begin, _finish,
+    greenlet.switch, greenlet._switch_positional, greenlet._switch_slow, greenlet.throw,
+    greenlet._kill_garbage, greenlet._get_run, _switch, _resumed_with_exception, _resumed_slow,
+    _run_trace, _normalize_throw, _cross_thread, _lineage_main, _thread_state,
+    _opened_thread_state, _new_thread_state, _clear_deleteme, _check_greenlet, _begin, _finish,
     _forwarded)] + list(_ENTRY_CODE))
 # 3.11+ re-raises (bare `raise`) an exception with its __traceback__ as it is then, adding no
 # entry; before, with the traceback it was caught with, whose first entry is the raising frame's.
