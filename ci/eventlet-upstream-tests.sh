@@ -3,7 +3,7 @@
 # exercise greenlets, hubs and green I/O, run in the same run against greenlet-py (.venv/py3.X)
 # and C greenlet (the benchmarks' peer venv): every test that passes on C greenlet must pass on
 # ours. The eventlet version is the one tests/greenlet/requirements-libraries.txt pins there,
-# which ci/test-greenlet.sh installs into both venvs first.
+# installed into both venvs here (ci/test-greenlet.sh has done so already: then a no-op).
 # Left out: patcher_test (~20 s of child processes re-importing eventlet; test_libraries.py runs
 # monkey_patch() itself) and the modules for other libraries (wsgi, dns, ssl, zmq, databases).
 source "$(dirname "$0")/lib.sh"
@@ -23,6 +23,12 @@ rc=0
 for v in "${VERSIONS[@]}"; do
     py=$(venv_python "$v")
     gpy=$(greenlet_peer "$v")
+    # greenlet-py first (ci/test-greenlet.sh installs it), or eventlet would bring the C extension.
+    "$py" -c "import greenlet._greenlet as g; assert g.__file__.endswith('.py'), g" ||
+        { echo "greenlet-py is not installed in $py"; rc=1; continue; }
+    "$py" -m pip install -q --disable-pip-version-check -r tests/greenlet/requirements-libraries.txt
+    "$gpy" -m pip install -q --disable-pip-version-check -r tests/greenlet/requirements-libraries.txt \
+        pytest==8.4.2
     ev=$("$py" -c "import importlib.metadata as m; print(m.version('eventlet'))")
     cev=$("$gpy" -c "import importlib.metadata as m; print(m.version('eventlet'))")
     [ "$ev" = "$cev" ] || { echo "eventlet $ev with ours but $cev with C greenlet"; rc=1; continue; }
