@@ -917,3 +917,123 @@ def test_library_depending_on_greenlet_keeps_ours(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "Would install needsgreenlet-1.0" in out.stdout
     assert "Requirement already satisfied: greenlet" in out.stdout
+
+
+# -- tracebacks: greenlet's C switch adds no entry of its own ------------------------------
+
+def _entries(exc):
+    """(function name, in greenlet's own source) per traceback entry, outermost first."""
+    out, tb = [], exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        out.append((code.co_name, code.co_filename == greenlet._greenlet.__file__))
+        tb = tb.tb_next
+    return out
+
+
+def _assert_only_user_frames(exc, expected):
+    """`expected`: the function names after the calling test's own frame."""
+    expected = [sys._getframe(1).f_code.co_name] + expected
+    entries = _entries(exc)
+    if sys.version_info >= (3, 11):
+        assert entries == [(name, False) for name in expected]
+    else:
+        # Before 3.11 a bare re-raise keeps the entry of the frame it is raised from: of ours,
+        # only switch()'s or throw()'s outermost frame stays where a switch was crossed, alone.
+        assert [e for e in entries if not e[1]] == [(name, False) for name in expected]
+        assert entries[0] == (expected[0], False)
+        assert all(not (a[1] and b[1]) for a, b in zip(entries, entries[1:])), entries
+
+
+def _raise_value_error():
+    raise ValueError("from run")
+
+
+def test_traceback_of_an_exception_from_run_has_no_frames_of_ours():
+    def run(**kwargs):
+        _raise_value_error()
+
+    for kwargs in ({}, {"key": 1}):
+        with pytest.raises(ValueError) as info:
+            greenlet.greenlet(run).switch(**kwargs)
+        _assert_only_user_frames(info.value, ["run", "_raise_value_error"])
+
+
+def test_traceback_after_a_resumed_greenlet_raises_has_no_frames_of_ours():
+    def run():
+        getcurrent().parent.switch()
+        _raise_value_error()
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    with pytest.raises(ValueError) as info:
+        g.switch()
+    _assert_only_user_frames(info.value, ["run", "_raise_value_error"])
+
+
+def test_traceback_of_an_exception_thrown_into_the_switcher_has_no_frames_of_ours():
+    main = getcurrent()
+
+    def run():
+        main.throw(ValueError("thrown"))
+
+    def switcher():
+        greenlet.greenlet(run).switch()
+
+    with pytest.raises(ValueError) as info:
+        switcher()
+    _assert_only_user_frames(info.value, ["switcher"])
+
+
+def test_traceback_of_a_throw_that_is_not_caught_has_no_frames_of_ours():
+    def run():
+        getcurrent().parent.switch()
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    with pytest.raises(KeyError) as info:
+        g.throw(KeyError)
+    _assert_only_user_frames(info.value, ["run"])
+
+
+def test_traceback_of_greenlets_own_errors_has_no_frames_of_ours():
+    g = greenlet.greenlet()  # no run
+    with pytest.raises(AttributeError) as info:
+        g.switch()
+    _assert_only_user_frames(info.value, [])
+    with pytest.raises(TypeError) as info:
+        greenlet.greenlet(lambda: None).throw(1)
+    _assert_only_user_frames(info.value, [])
+
+
+# -- eventlet.monkey_patch() greens the RLocks it finds and logs those it cannot ----------
+
+def test_no_rlock_in_the_module_globals():
+    # eventlet.monkey_patch() replaces every RLock reachable from sys.modules by a Python one.
+    rlock = type(threading.RLock())
+    assert not [name for name, value in vars(greenlet._greenlet).items() if isinstance(value, rlock)]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="RLocks are not GC-tracked before 3.10, so "
+                    "eventlet cannot find them either")
+def test_no_rlock_before_the_first_switch():
+    # eventlet's import calls getcurrent(), its monkey_patch() makes the hub greenlet and then
+    # logs every RLock it finds but cannot reach ("N RLock(s) were not greened") on 3.10+.
+    script = """
+import gc, threading
+rlock = type(threading.RLock())
+def count():
+    gc.collect()
+    return sum(isinstance(o, rlock) for o in gc.get_objects())
+import greenlet
+before = count()
+greenlet.getcurrent()
+t = threading.Thread(target=greenlet.getcurrent)
+t.start(); t.join()
+g = greenlet.greenlet(lambda: 5)
+print(count() - before)
+print(g.switch(), count() - before > 0)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "5", "True"]

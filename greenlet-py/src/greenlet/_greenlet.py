@@ -86,17 +86,24 @@ class _ThreadState:
         self.deleteme = []
         self.alive = True
         self.ident = _get_ident()
+        # Made by open_fast(), at the thread's first switch: eventlet.monkey_patch() logs every
+        # RLock that exists then ("N RLock(s) were not greened"), after it has called
+        # getcurrent() and made its hub greenlet, but before anything switches.
+        self.lock = None
+        self.fast = _CLOSED
+
+    def open_fast(self):
         self.lock = _RLock()
         self.lock.acquire()  # held by this thread for its life, never released
-        self.fast = self.lock
+        self.update_fast()
 
     def update_fast(self):
         """`fast` is the RLock this thread holds while switches may take the fast path (no
-        trace function, nothing queued to kill, thread alive), else one nobody holds; so
-        ``fast._is_owned()`` checks the calling thread and all three in one C method call,
+        trace function, nothing queued to kill, thread alive, has switched), else _CLOSED;
+        so ``fast._is_owned()`` checks the calling thread and all four in one C method call,
         cheaper than comparing ``get_ident()`` (a generic call and a big-int compare)."""
-        fast = self.alive and self.trace is None and not self.deleteme
-        self.fast = self.lock if fast else _UNOWNED
+        fast = self.alive and self.trace is None and not self.deleteme and self.lock is not None
+        self.fast = self.lock if fast else _CLOSED
 
 
 class _ThreadDeath:
@@ -121,10 +128,20 @@ class _ThreadDeath:
 
 _weak_proxy = weakref.proxy  # cheaper to make than a weakref.ref (no type call)
 _weakref_count = weakref.getweakrefcount
-_UNOWNED = _RLock()  # never acquired
-# A thread state of no thread: `fast` is _UNOWNED.
+
+
+class _Closed:
+    """`fast` of a thread state whose fast path is closed: owned by no thread. Not an RLock
+    that nobody holds: eventlet.monkey_patch() would replace one found in this module's
+    globals by a Python RLock, and log it."""
+    __slots__ = ()
+    _is_owned = staticmethod(bool)  # bool() is False, in one C call
+
+
+_CLOSED = _Closed()
+# A thread state of no thread: `fast` is _CLOSED.
 _NO_TS = _ThreadState.__new__(_ThreadState)
-_NO_TS.fast = _UNOWNED
+_NO_TS.fast = _CLOSED
 # The thread state looked up last. ``_recent.fast._is_owned()`` (one C call) tells whether it is
 # the calling thread's and its fast path is open, much cheaper than the thread-local lookup.
 _recent = _NO_TS
@@ -143,6 +160,14 @@ def _thread_state():
     if ts.deleteme:
         _clear_deleteme(ts)
     _recent = ts
+    return ts
+
+
+def _opened_thread_state():
+    """_thread_state() for switching or throwing: opens the thread's fast path."""
+    ts = _thread_state()
+    if ts.lock is None:
+        ts.open_fast()
     return ts
 
 
@@ -275,6 +300,7 @@ def _release_then_run(box, run, *args, **kwargs):
     return _call_visible(run, *args, **kwargs)
 
 
+_ENTRY_CODE = (_traced_run.__code__, _release_then_run.__code__)  # for _INTERNAL_CODE
 # Hidden from sys.settrace/sys.setprofile (descriptors for any object, called as functions): a
 # greenlet's run is all profilers see inside it, as with greenlet's C entry.
 _traced_run = _hidden_method(object, "_traced_run", _traced_run)
@@ -508,7 +534,11 @@ class greenlet(_GreenletState):
         function will simply return the arguments using the same rules as
         above.
         """
-        return self._switch_slow(args, kwargs)
+        try:
+            return self._switch_slow(args, kwargs)
+        except BaseException:
+            _drop_own_entries()
+            raise
 
     def _switch_positional(self, value=_NO_VALUE, /, *args):
         """switch() without keyword arguments, its common case."""
@@ -521,26 +551,41 @@ class greenlet(_GreenletState):
                 value = ()
             c = ts.current._gr_c
             ts.current = self
+            # Every way out by an exception goes through a handler here that drops our frames
+            # from its traceback (see _drop_own_entries). Kept short: 3.11 places handlers
+            # inline, and a longer fast path would need wider (EXTENDED_ARG) jumps above.
             try:
                 value = c.switch(value, self._gr_c)
             except BaseException:
-                if ts.current._gr_c is c and ts.trace is None:
-                    raise  # thrown into us
-                # No `as` name: every local costs each switch its setup and clearing.
-                return _resumed_with_exception(ts, c, self, sys.exc_info()[1])
+                try:
+                    # No `as` name: every local costs each switch its setup and clearing.
+                    return _resumed_with_exception(ts, c, self, sys.exc_info()[1])
+                except BaseException:
+                    _drop_own_entries()
+                    raise
             if ts.current._gr_c is not c or ts.trace is not None:
-                return _resumed_slow(ts, c, value)
+                try:
+                    return _resumed_slow(ts, c, value)
+                except BaseException:
+                    _drop_own_entries()
+                    raise
             return value
         args = args if value is _NO_VALUE else (value, *args)
         if ts is not None or type(self) is not greenlet:
-            return self._switch_slow(args, None)
+            try:
+                return self._switch_slow(args, None)
+            except BaseException:
+                _drop_own_entries()
+                raise
         # The first switch into a plain greenlet without keywords: `_switch`'s start,
-        # with only the common case's steps.
+        # with only the common case's steps (no run: `_switch` raises greenlet's error).
         ts = self._gr_parent._gr_ts
-        if ts is None or self._gr_started or not ts.fast._is_owned():
-            return self._switch_slow(args, None)
-        if self._gr_run is _NOT_GIVEN:
-            raise AttributeError("run")
+        if ts is None or self._gr_started or self._gr_run is _NOT_GIVEN or not ts.fast._is_owned():
+            try:
+                return self._switch_slow(args, None)
+            except BaseException:
+                _drop_own_entries()
+                raise
         # From here `args` holds the new continulet (a local of its own would cost every switch
         # its setup and clearing); the switch's argument holds it anyway while we are suspended.
         self._gr_c = args = _Cont(self._gr_run, *args) if args else _Cont(self._gr_run)
@@ -556,9 +601,11 @@ class greenlet(_GreenletState):
         try:
             value = c.switch(None, args)
         except BaseException:
-            if ts.current._gr_c is c and ts.trace is None:
-                raise  # thrown into us
-            return _resumed_with_exception(ts, c, self, sys.exc_info()[1], True)
+            try:
+                return _resumed_with_exception(ts, c, self, sys.exc_info()[1], True)
+            except BaseException:
+                _drop_own_entries()
+                raise
         if ts.trace is None:
             finished = ts.current
             if finished._gr_c is c:
@@ -568,10 +615,14 @@ class greenlet(_GreenletState):
                 ts.current = ts.main
                 finished._gr_ts = None
                 return value
-        return _resumed_slow(ts, c, value)
+        try:
+            return _resumed_slow(ts, c, value)
+        except BaseException:
+            _drop_own_entries()
+            raise
 
     def _switch_slow(self, args, kwargs, lowlevel=None):
-        return _switch(_thread_state(), self, args, None, kwargs or None, lowlevel)
+        return _switch(_opened_thread_state(), self, args, None, kwargs or None, lowlevel)
 
     def throw(self, typ=GreenletExit, val=None, tb=None, /):
         """Switches execution to this greenlet, but immediately raises the
@@ -588,7 +639,11 @@ class greenlet(_GreenletState):
         except that this trick does not work for the `greenlet.GreenletExit`
         exception, which would not propagate from ``g_raiser`` to ``g``.
         """
-        return _switch(_thread_state(), self, None, _normalize_throw(typ, val, tb))
+        try:
+            return _switch(_opened_thread_state(), self, None, _normalize_throw(typ, val, tb))
+        except BaseException:
+            _drop_own_entries()
+            raise
 
     def __bool__(self):
         return self._gr_ts is not None and self._gr_ts.alive
@@ -808,7 +863,8 @@ def _resumed_with_exception(ts, c, target, exc, start=False):
     try:
         finished = ts.current
         if finished._gr_c is c:  # thrown into us
-            _run_trace(ts, "throw", ts.origin, finished)
+            if ts.trace is not None:
+                _run_trace(ts, "throw", ts.origin, finished)
         elif finished is target and target._gr_c.is_pending():
             ts.current = c.gr._gr_self()  # the switch failed before leaving: we still run
             if start:
@@ -845,9 +901,32 @@ def _resumed_slow(ts, c, value):
     return _switch(ts, target, (value,), None)
 
 
-_INTERNAL_CODE = frozenset(f.__code__ for f in (
-    greenlet.switch, greenlet._switch_positional, greenlet._switch_slow, greenlet.throw, greenlet._kill_garbage,
-    _switch, _resumed_with_exception, _resumed_slow))
+# The code of our frames that may sit on a stack under a switch: gr_frame and tracebacks skip them.
+_INTERNAL_CODE = frozenset([f.__code__ for f in (
+    greenlet.switch, greenlet._switch_positional, greenlet._switch_slow, greenlet.throw,
+    greenlet._kill_garbage, greenlet._get_run, _switch, _resumed_with_exception, _resumed_slow,
+    _run_trace, _normalize_throw, _cross_thread, _lineage_main, _thread_state,
+    _opened_thread_state, _new_thread_state, _clear_deleteme, _check_greenlet, _begin, _finish,
+    _forwarded)] + list(_ENTRY_CODE))
+# 3.11+ re-raises (bare `raise`) an exception with its __traceback__ as it is then, adding no
+# entry; before, with the traceback it was caught with, whose first entry is the raising frame's.
+_RERAISE_USES_TRACEBACK = sys.version_info >= (3, 11)
+
+
+def _drop_own_entries():
+    """Called in the handler of switch()'s and throw()'s outermost frame just before a bare
+    `raise`: drops our frames from the handled exception's traceback, so it goes on from the
+    caller's frame straight to the frames the exception came from, as with greenlet's C switch.
+    Before 3.11 the first entry (that outermost frame) stays; the ones after it go."""
+    exc = sys.exc_info()[1]
+    head = exc.__traceback__
+    tb = head.tb_next
+    while tb is not None and tb.tb_frame.f_code in _INTERNAL_CODE:
+        tb = tb.tb_next
+    if _RERAISE_USES_TRACEBACK:
+        exc.__traceback__ = tb
+    else:
+        head.tb_next = tb
 
 # greenlet's switch and throw are C methods: sys.setprofile sees each call as one C call with
 # only the code it switches to inside, sys.settrace nothing of the switch.
