@@ -1,5 +1,6 @@
 """Channels: synchronous rendezvous between tasklets, also across threads."""
 import collections
+from operator import attrgetter
 
 from . import _pickling
 from ._scheduler import _local, hooks, lock, state
@@ -8,6 +9,18 @@ from ._tasklet import bomb, class_bomb, make_bomb
 CLOSED = "Send/receive operation on a closed channel"
 BLOCK_TRAP = "this tasklet does not like to be blocked."
 _acquire, _release = lock.acquire, lock.release
+
+
+def _int_setting(name, convert, doc):
+    """A channel attribute set from a bool or int (Stackless's check), stored converted in the
+    slot `_<name>`, which the hot path reads."""
+    slot = "_" + name
+
+    def set_value(self, value):
+        if not isinstance(value, int):
+            raise TypeError(f"{name} must be set to a bool or integer")
+        setattr(self, slot, convert(value))
+    return property(attrgetter(slot), set_value, doc=doc)
 
 
 class channel:
@@ -34,25 +47,9 @@ class channel:
     balance = property(lambda self: self._balance, doc="blocked senders (> 0) or receivers (< 0)")
     closing = property(lambda self: self._closing, doc="close() was called (and not open())")
 
-    @property
-    def preference(self):
-        return self._preference
-
-    @preference.setter
-    def preference(self, value):
-        if not isinstance(value, int):
-            raise TypeError("preference must be set to a bool or integer")
-        self._preference = 1 if value > 0 else -1 if value < 0 else 0
-
-    @property
-    def schedule_all(self):
-        return self._schedule_all
-
-    @schedule_all.setter
-    def schedule_all(self, value):
-        if not isinstance(value, int):
-            raise TypeError("schedule_all must be set to a bool or integer")
-        self._schedule_all = bool(value)
+    preference = _int_setting("preference", lambda v: 1 if v > 0 else -1 if v < 0 else 0,
+                              "who runs on when sender and receiver meet: -1, 0 or 1")
+    schedule_all = _int_setting("schedule_all", bool, "the caller always goes to the end of the run queue")
 
     @property
     def closed(self):
