@@ -619,12 +619,13 @@ int tpy_finalizing(void)
 #endif
 }
 
-/* Whether a garbage collection runs (its gc.callbacks included): the collector keeps the heads of
- * its object lists on its C stack, whose neighbours are relinked in place when objects die, so no
- * switch may copy that stack out meanwhile. The field is the same from 3.9 to 3.13. */
-int tpy_gc_collecting(void)
+/* The interpreter's flag that a garbage collection runs (its gc.callbacks included): the collector
+ * keeps the heads of its object lists on its C stack, whose neighbours are relinked in place when
+ * objects die, so no switch may copy that stack out meanwhile. Read on every switch, so the
+ * binding keeps its address. The field is the same from 3.9 to 3.13. */
+const int *tpy_gc_collecting_flag(void)
 {
-    return PyInterpreterState_Get()->gc.collecting;
+    return &PyInterpreterState_Get()->gc.collecting;
 }
 
 void tpy_set_tracing(int level)

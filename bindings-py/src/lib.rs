@@ -8,7 +8,7 @@ mod hidden;
 mod pystate;
 
 use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyNotImplementedError, PyTypeError};
-use pyo3::types::{PyDict, PyString, PyTraceback, PyTuple, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyTraceback, PyTuple, PyType};
 use pyo3::{create_exception, ffi, intern, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
 use std::cell::Cell;
@@ -395,66 +395,133 @@ fn free_strays() {
     STRAY_COUNT.store(strays.len(), Ordering::Relaxed);
 }
 
-/// Continulets whose pending continuation a garbage collection found garbage (see `defer_kill`):
-/// killed once the collection is over. Only touched with the GIL held, never across Python code.
-struct Deferred(std::cell::UnsafeCell<Vec<Py<Continulet>>>);
-
-// SAFETY: every access happens with the GIL held, which serialises the threads.
-unsafe impl Sync for Deferred {}
-
-static DEFERRED: Deferred = Deferred(std::cell::UnsafeCell::new(Vec::new()));
-
-thread_local! {
-    /// This thread runs `kill_deferred`, after the collection it belongs to.
-    static DRAINING: Cell<bool> = const { Cell::new(false) };
+/// What waits for the end of a garbage collection that runs on a continulet's stack.
+enum Later {
+    /// A continulet whose pending continuation the collection found garbage (see `defer_kill`).
+    Kill(Py<Continulet>),
+    /// A `call_when_switchable(func, *args)`.
+    Call(Py<PyAny>, Py<PyTuple>),
 }
 
-/// The tealet that runs the garbage collection in progress, recorded at its start (see
-/// `_gc_callback`); null if unknown.
-static COLLECTOR: AtomicPtr<tc::tealet_t> = AtomicPtr::new(ptr::null_mut());
+/// The garbage collection in progress as `_gc_callback` saw it, and what waits for its end.
+struct Collections {
+    /// From its "start" to its "stop": the serial of its thread and whether it runs on a
+    /// continulet's stack (not on its thread's own stack, which is never copied out).
+    running: Option<(u64, bool)>,
+    /// With the serial of the thread that deferred each (the collection's own thread).
+    deferred: Vec<(u64, Later)>,
+}
+
+/// Only touched with the GIL held, never across Python code.
+struct CollectionsCell(std::cell::UnsafeCell<Collections>);
+
+// SAFETY: every access happens with the GIL held, which serialises the threads.
+unsafe impl Sync for CollectionsCell {}
+
+static COLLECTIONS: CollectionsCell = CollectionsCell(std::cell::UnsafeCell::new(Collections { running: None, deferred: Vec::new() }));
+
+/// The interpreter's "a collection runs" flag (`tpy_gc_collecting_flag`), set at module init.
+static GC_COLLECTING: AtomicPtr<c_int> = AtomicPtr::new(ptr::null_mut());
+
+/// `gc.callbacks` and our entry in it (`_gc_callback`), set at module init.
+static GC_CALLBACK: OnceLock<(Py<PyList>, Py<PyAny>)> = OnceLock::new();
 
 /// Whether leaving the running continuation cannot copy out the C stack of a garbage collection
 /// in progress, which holds the heads of its object lists: an object dying meanwhile relinks its
-/// neighbours there, in the place of whatever stack was copied in. A thread's main tealet runs on
-/// the thread's own stack, never copied.
+/// neighbours there, in the place of whatever stack was copied in. Checked on every switch.
+#[inline(always)]
 fn switch_is_safe() -> bool {
-    // SAFETY: reads the interpreter's GC state; the GIL is held.
-    let collecting = unsafe { tpy_gc_collecting() } != 0;
-    if !collecting || DRAINING.with(Cell::get) {
-        return true;
-    }
-    let collector = COLLECTOR.load(Ordering::Relaxed);
-    !collector.is_null() && collector == MAIN.with(|m| m.get())
+    // SAFETY: the interpreter's flag, read with the GIL held.
+    let collecting = unsafe { *GC_COLLECTING.load(Ordering::Relaxed) } != 0;
+    !collecting || collecting_switch_is_safe()
 }
 
-/// The `gc.callbacks` entry: records where a collection runs; once it is over, kills what it
+#[cold]
+#[inline(never)]
+fn collecting_switch_is_safe() -> bool {
+    // SAFETY: every switch runs with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let (callbacks, ours) = GC_CALLBACK.get().expect("set at module init");
+    // Without our entry (a user removed it), where the collection runs is unknown.
+    if !callbacks.bind(py).iter().any(|c| c.is(ours)) {
+        return false;
+    }
+    // SAFETY: the GIL is held, and the read ends before any Python code runs.
+    match unsafe { (*COLLECTIONS.0.get()).running } {
+        Some((thread, on_continulet)) => !on_continulet || thread != thread_serial(),
+        // Before our "start" the lists are not made yet; after our "stop" they are gone.
+        None => true,
+    }
+}
+
+fn collection_switch_error() -> PyErr {
+    usage_error(
+        "cannot switch while a garbage collection runs on a continulet's stack (from a finalizer \
+         or weakref callback it runs); call_when_switchable() defers a call until it is over",
+    )
+}
+
+/// The `gc.callbacks` entry: records where a collection runs; once it is over, runs what it
 /// deferred.
 #[pyfunction]
 fn _gc_callback(py: Python<'_>, phase: &Bound<'_, PyString>, _info: &Bound<'_, PyAny>) {
     let start = phase.to_str().is_ok_and(|p| p == "start");
+    let main = MAIN.with(|m| m.get());
     // SAFETY: the core's current tealet of a thread that made its main one.
-    let here = if start && !MAIN.with(|m| m.get()).is_null() { unsafe { tc::tealet_current() } } else { ptr::null_mut() };
-    COLLECTOR.store(here, Ordering::Relaxed);
+    let running = start.then(|| (thread_serial(), !main.is_null() && unsafe { tc::tealet_current() } != main));
+    // SAFETY: the GIL is held, and the write ends before any Python code runs.
+    unsafe { (*COLLECTIONS.0.get()).running = running };
     if !start {
-        kill_deferred(py);
+        run_deferred(py);
     }
 }
 
-/// Kills the deferred continulets of this thread, including those deferred meanwhile. The
-/// collection's lists are gone by now, so switching is safe (`DRAINING`).
-fn kill_deferred(py: Python<'_>) {
-    let draining = DRAINING.with(|d| d.replace(true));
+/// Runs what this thread deferred, including what is deferred meanwhile.
+fn run_deferred(py: Python<'_>) {
+    let me = thread_serial();
     loop {
         // SAFETY: the GIL is held, and the borrow ends before any Python code runs.
         let next = unsafe {
-            let deferred = &mut *DEFERRED.0.get();
-            deferred.iter().position(|c| !c.get().foreign()).map(|i| deferred.swap_remove(i))
+            let deferred = &mut (*COLLECTIONS.0.get()).deferred;
+            deferred.iter().position(|&(thread, _)| thread == me).map(|i| deferred.remove(i).1)
         };
-        let Some(c) = next else { break };
-        c.get().kill(py);
-        c.release(py);
+        match next {
+            None => break,
+            Some(Later::Kill(c)) => {
+                c.get().kill(py);
+                c.release(py);
+            }
+            Some(Later::Call(func, args)) => {
+                if let Err(e) = func.call1(py, args.bind(py)) {
+                    e.write_unraisable(py, Some(func.bind(py)));
+                }
+            }
+        }
     }
-    DRAINING.with(|d| d.set(draining));
+}
+
+/// Defers `later` to the end of the collection in progress (see `switch_is_safe`).
+fn defer(later: Later) {
+    // SAFETY: the GIL is held (a `Py` is handed in), and nothing else borrows the list here.
+    unsafe { (*COLLECTIONS.0.get()).deferred.push((thread_serial(), later)) };
+}
+
+/// call_when_switchable(func, /, *args): calls `func(*args)` now, or, while a garbage collection
+/// runs on a continulet's stack (a finalizer or weakref callback it runs, where no switch is
+/// allowed), once that collection is over, in this thread; then its exceptions go to
+/// `sys.unraisablehook`. For finalizers that switch (kill a suspended coroutine).
+#[pyfunction]
+#[pyo3(signature = (func, /, *args))]
+fn call_when_switchable(func: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    if !func.is_callable() {
+        return Err(PyTypeError::new_err(format!("call_when_switchable() argument 1 must be callable, not {}", func.get_type().name()?)));
+    }
+    if switch_is_safe() {
+        func.call1(args)?;
+    } else {
+        defer(Later::Call(func.clone().unbind(), args.clone().unbind()));
+    }
+    Ok(())
 }
 
 /// The calling thread's main tealet, with its `Cont` attached on first use.
@@ -941,6 +1008,9 @@ fn route(cont: &Continulet, to: Option<&Continulet>) -> PyResult<Route> {
     if to.is_some_and(|t| t.finished()) {
         return Err(finished_error());
     }
+    if !switch_is_safe() {
+        return Err(collection_switch_error());
+    }
     // SAFETY: `cont` is bound in this thread, whose main tealet was made then, so a current
     // tealet exists.
     let current = unsafe { tc::tealet_current() };
@@ -1130,7 +1200,7 @@ impl Continulet {
     }
 
     /// `kill` during a garbage collection: keeps this continulet (resurrected, as a finalizer
-    /// may) for `kill_deferred`, once the collection is over, with what it holds untouched: a
+    /// may) for `run_deferred`, once the collection is over, with what it holds untouched: a
     /// pending continuation's end goes to the continulet of its callable, which may be garbage
     /// of the same cycle. A continulet being deallocated never gets here: one that holds a
     /// continuation to unwind is referenced by its own tealet.
@@ -1145,9 +1215,7 @@ impl Continulet {
             return;
         }
         // SAFETY: a live object of the continulet type or a subclass.
-        let c = unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Continulet>().unbind() };
-        // SAFETY: the GIL is held (see `Deferred`), and nothing else borrows the list here.
-        unsafe { (*DEFERRED.0.get()).push(c) };
+        defer(Later::Kill(unsafe { Bound::from_borrowed_ptr(py, obj).cast_into_unchecked::<Continulet>().unbind() }));
     }
 
     /// Throws ContinuletExit into a pending continuation held here, so its finally blocks run
@@ -1812,6 +1880,10 @@ fn is_descriptor_of(o: &Bound<'_, PyAny>, def: &AtomicPtr<ffi::PyMethodDef>) -> 
 #[pymodule]
 fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // pyo3 checks once that the interpreter is initialized, at the first attach from a detached
+    // state (as when it normalizes an error). During shutdown CPython no longer says so and the
+    // check panics; this does it now (the interpreter runs, so nothing is initialized).
+    Python::initialize();
     m.add_class::<Continulet>()?;
     // SAFETY: the type object was just created and no instance or subclass exists yet; a heap
     // type's slots may be filled in before use. The GC calls tp_finalize on garbage before it
@@ -1838,7 +1910,12 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     frames::register(m)?;
     hidden::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;
-    let callback = wrap_pyfunction!(_gc_callback, m)?;
-    py.import("gc")?.getattr("callbacks")?.call_method1("append", (callback,))?;
+    m.add_function(wrap_pyfunction!(call_when_switchable, m)?)?;
+    // SAFETY: reads the address of an interpreter field; the GIL is held.
+    GC_COLLECTING.store(unsafe { tpy_gc_collecting_flag() }.cast_mut(), Ordering::Relaxed);
+    let callbacks = py.import("gc")?.getattr("callbacks")?.cast_into::<PyList>()?;
+    let callback = wrap_pyfunction!(_gc_callback, m)?.into_any();
+    callbacks.append(&callback)?;
+    let _ = GC_CALLBACK.set((callbacks.unbind(), callback.unbind()));
     Ok(())
 }

@@ -45,7 +45,7 @@ extern "C" {
     ) -> *mut ffi::PyObject;
     pub fn tpy_tracing() -> c_int;
     pub fn tpy_finalizing() -> c_int;
-    pub fn tpy_gc_collecting() -> c_int;
+    pub fn tpy_gc_collecting_flag() -> *const c_int;
     pub fn tpy_set_tracing(level: c_int);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;
     pub fn tpy_get_context(s: *mut TpyState) -> *mut ffi::PyObject;

@@ -12,6 +12,8 @@ from . import _pickling, _scheduler
 from ._scheduler import ContinuletExit, _local, state, thread_state
 
 _HAS_TEALET = hasattr(_continuation, "get_frame")
+# PyPy's _continuation has none: its collector keeps nothing on a continulet's stack.
+_call_when_switchable = getattr(_continuation, "call_when_switchable", lambda func: func())
 
 
 class TaskletExit(SystemExit):
@@ -438,10 +440,11 @@ class tasklet:
             self.run()
 
     def __del__(self):
-        # Garbage while suspended mid-run: kill it so its finally blocks run.
+        # Garbage while suspended mid-run: kill it so its finally blocks run (after the
+        # collection, if one runs on a tasklet's stack: no switch is allowed there).
         if self._cont is not None \
                 and not self.scheduled and self._thread is getattr(_local, "s", None):
-            self.kill()
+            _call_when_switchable(self.kill)
 
     # -- flags --
     def set_atomic(self, flag):

@@ -504,3 +504,131 @@ def test_switch_from_a_weakref_callback_while_a_switch_call_releases_its_inputs(
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.split("\n")[:-1] == ["from idle", "3", "collected"]
+
+
+# A finalizer run by a collection on a continulet's stack. The collector keeps the heads of its
+# object lists on that stack; a switch could copy it out while objects die and relink the heads
+# in the region, and they would come back stale (a crash later in the collection).
+FINALIZER_SWITCH = """
+    import gc, sys
+    from _continuation import continulet, error
+    def idle(c):
+        while True:
+            c.switch("idle ran")
+    other = continulet(idle)
+    other.switch()
+    seen = []
+    class Switcher:
+        def __del__(self):
+            try:
+                seen.append(other.switch())
+            except error as e:
+                seen.append(str(e))
+    def garbage():
+        s = Switcher()
+        s.me = s
+    def collect(c):
+        garbage()
+        gc.collect()
+    gc.disable()
+"""
+
+
+def test_switch_from_a_finalizer_of_a_collection_on_a_continulet_stack_is_refused():
+    r = run_py(FINALIZER_SWITCH + """
+    continulet(collect).switch()
+    print(seen)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == ("[\"cannot switch while a garbage collection runs on a continulet's stack (from a "
+                        "finalizer or weakref callback it runs); call_when_switchable() defers a call "
+                        "until it is over\"]\n")
+
+
+def test_switch_from_a_finalizer_of_a_collection_on_the_main_stack_runs():
+    # The thread's own stack is never copied out: the switch goes ahead.
+    r = run_py(FINALIZER_SWITCH + """
+    garbage()
+    gc.collect()
+    print(seen)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == "['idle ran']\n"
+
+
+def test_without_the_gc_callback_every_switch_in_a_collection_is_refused():
+    # A user removed the binding's gc.callbacks entry: where a collection runs is unknown.
+    r = run_py(FINALIZER_SWITCH + """
+    gc.callbacks.clear()
+    garbage()
+    gc.collect()
+    print(seen[0][:50])
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == "cannot switch while a garbage collection runs on a\n"
+
+
+def test_call_when_switchable_calls_at_once_outside_a_collection():
+    from _continuation import call_when_switchable
+    calls = []
+    assert call_when_switchable(calls.append, 1) is None
+    assert calls == [1]
+    with pytest.raises(ZeroDivisionError):
+        call_when_switchable(lambda a, b: a / b, 1, 0)
+    with pytest.raises(TypeError, match="argument 1 must be callable, not int"):
+        call_when_switchable(3)
+
+
+def test_call_when_switchable_defers_a_finalizers_switch_to_the_collections_end():
+    # Deferred calls run in order once the lists are gone, before gc.collect() returns; they may
+    # switch, and their exceptions go to sys.unraisablehook with the function as object.
+    r = run_py("""
+        import gc, sys
+        from _continuation import continulet, call_when_switchable
+        def idle(c):
+            while True:
+                c.switch("idle ran")
+        other = continulet(idle)
+        other.switch()
+        log = []
+        def fail(why):
+            raise ValueError(why)
+        sys.unraisablehook = lambda u: log.append((type(u.exc_value).__name__, str(u.exc_value),
+                                                   u.object is fail))
+        class Switcher:
+            def __del__(self):
+                call_when_switchable(lambda: log.append(other.switch()))
+                call_when_switchable(fail, "deferred")
+                call_when_switchable(log.append, "third")
+                log.append("finalized")
+        def collect(c):
+            s = Switcher()
+            s.me = s
+            del s
+            gc.collect()
+            log.append("collected")
+        gc.disable()
+        continulet(collect).switch()
+        print(log)
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == ("['finalized', 'idle ran', ('ValueError', 'deferred', True), 'third', "
+                        "'collected']\n")
+
+
+def test_binding_error_during_interpreter_shutdown():
+    # The first error the binding makes in the process, made while Py_FinalizeEx clears the
+    # modules (CPython then says it is not initialized): pyo3's first-attach check aborted.
+    r = run_py("""
+        import _continuation
+        class Late:
+            def __del__(self):
+                try:
+                    _continuation.stack_saved(None)
+                except TypeError as e:
+                    print("TypeError:", e)
+        late = Late()
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == "TypeError: 'None' is not an instance of 'continulet'\n"
+    assert r.stderr == ""

@@ -4,9 +4,11 @@ import contextvars
 import contextlib
 import copy
 import gc
+import os
 import pickle
 import subprocess
 import sys
+import textwrap
 import threading
 import weakref
 
@@ -798,6 +800,73 @@ def test_garbage_cycle_through_its_own_frames_is_collected():
     assert ref() is not None
     gc.collect()
     assert log == ["GreenletExit"] and ref() is None
+
+
+def _run_child(code, **env):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, **env))
+
+
+def test_garbage_greenlets_of_a_collection_on_a_greenlets_stack_die_once_it_is_over():
+    # A collection in a greenlet finds suspended greenlets garbage. Killing them switches, which
+    # could copy out the collector's stack with the heads of its object lists while their
+    # finally blocks free its objects (this one frees the first found): a crash later in the
+    # collection. They die when it is over, before gc.collect() returns.
+    r = _run_child("""
+        import gc
+        import greenlet
+        class Node:
+            pass
+        log = []
+        def victim(firsts):
+            try:
+                greenlet.getcurrent().parent.switch()
+            finally:
+                log.append("finally")
+                if firsts:
+                    del firsts[0]
+        def garbage():
+            firsts = list(tuple(Node() for _ in range(100)))  # the oldest garbage
+            firsts.append(firsts)
+            for _ in range(40):
+                g = greenlet.greenlet(victim)
+                g.switch(firsts)
+                firsts.append(g)
+        def collector():
+            gc.collect()
+            garbage()
+            gc.collect()
+            log.append("collected")
+            return log
+        gc.disable()
+        for _ in range(5):
+            print(greenlet.greenlet(collector).switch() == ["finally"] * 40 + ["collected"])
+            log.clear()
+    """, PYTHONMALLOC="debug")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout == "True\n" * 5 and r.stderr == ""
+
+
+def test_error_in_a_killed_greenlet_goes_to_the_default_unraisablehook():
+    # As C greenlet's PyErr_WriteUnraisable: the greenlet as object, a traceback from its run.
+    r = _run_child("""
+        import greenlet
+        def run():
+            try:
+                greenlet.getcurrent().parent.switch()
+            finally:
+                raise ValueError("boom")
+        g = greenlet.greenlet(run)
+        g.switch()
+        del g
+        print("after")
+    """)
+    assert r.returncode == 0 and r.stdout == "after\n", r.stderr[-3000:]
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("Exception ignored in: <greenlet.greenlet object at 0x")
+    assert lines[0].endswith(" dead>")
+    assert lines[1:3] == ["Traceback (most recent call last):", '  File "<string>", line 7, in run']
+    assert lines[-1] == "ValueError: boom"
 
 
 @pytest.mark.parametrize("how", ["return", "raise", "switch then return"])

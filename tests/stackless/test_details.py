@@ -1,6 +1,7 @@
 """Details of issue 5's bullets that the other files do not pin down."""
 import contextvars
 import gc
+import sys
 import threading
 
 import stackless
@@ -174,6 +175,36 @@ def test_garbage_tasklet_blocked_on_a_garbage_channel_is_killed():
     gc.collect()
     assert log == [("finally", True), ("finally", True)]
     assert stackless.getcurrent() is stackless.getmain()
+
+
+def test_garbage_tasklets_of_a_collection_on_a_tasklets_stack_die_once_it_is_over(monkeypatch):
+    # Killing switches, which a collection on a tasklet's stack does not allow (the heads of its
+    # object lists are there): the kills run when it is over, before gc.collect() returns.
+    log, unraisable = [], []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def victim(held):
+        try:
+            stackless.schedule_remove()
+        finally:
+            log.append("finally")
+
+    def garbage():
+        held = []
+        held.append(held)
+        for _ in range(10):
+            t = stackless.tasklet(victim)(held)
+            t.run()
+            held.append(t)
+
+    def collector():
+        gc.collect()
+        log.append("collected")
+    stackless.tasklet(garbage)()
+    stackless.tasklet(collector)()
+    stackless.run()
+    assert unraisable == []
+    assert log == ["finally"] * 10 + ["collected"]
 
 
 def test_garbage_blocked_tasklets_do_not_keep_threadblock_waiting():

@@ -47,6 +47,7 @@ _set_context = _continuation.set_context
 _stack_used = _continuation.stack_used
 _hidden_method = _continuation.hidden_method
 _call_visible = _continuation.call_visible
+_call_when_switchable = _continuation.call_when_switchable
 # Called unbound: only `switch` has a descriptor of _Cont's own type, which 3.11+ specialize.
 _cont_throw = _continulet.throw
 
@@ -799,7 +800,8 @@ class greenlet(_GreenletState):
             ts.deleteme.append(self)  # killed by its own thread on its next greenlet call
             ts.update_fast()
             return
-        self._kill_garbage(ts)
+        # A collection that runs on a greenlet's stack cannot switch: it kills once it is over.
+        _call_when_switchable(self._kill_garbage, ts)
 
     def _kill_garbage(self, ts):
         """Throws GreenletExit into a suspended greenlet nobody references any more, with the
@@ -811,7 +813,7 @@ class greenlet(_GreenletState):
         try:
             self.throw(GreenletExit("Killing the greenlet because all references have vanished."))
         except BaseException as e:
-            sys.unraisablehook(_Unraisable(e, self))
+            _write_unraisable(e, self)
         if self._gr_ts is not None:
             self._gr_parent = parent
             sys.stderr.write("GreenletExit did not kill %r\n" % (self,))
@@ -850,13 +852,30 @@ _owner_of = greenlet._gr_owner.__get__
 _ts_of = greenlet._gr_ts.__get__
 
 
-class _Unraisable:
-    def __init__(self, exc, obj):
-        self.exc_type = type(exc)
-        self.exc_value = exc
-        self.exc_traceback = exc.__traceback__
-        self.err_msg = None
-        self.object = obj
+def _hook_args_type():
+    """The type sys.unraisablehook takes (sys.UnraisableHookArgs, which sys does not export),
+    from what CPython hands a hook for an exception in __del__."""
+    class Raiser:
+        def __del__(self):
+            raise RuntimeError
+    seen = []
+    hook, sys.unraisablehook = sys.unraisablehook, seen.append
+    try:
+        Raiser()
+    finally:
+        sys.unraisablehook = hook
+    return type(seen[0])
+
+
+_HookArgs = _hook_args_type()
+
+
+def _write_unraisable(exc, obj):
+    """What C's PyErr_WriteUnraisable(obj) does with `exc`, shown without our frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code in _INTERNAL_CODE:
+        tb = tb.tb_next
+    sys.unraisablehook(_HookArgs((type(exc), exc, tb, None, obj)))
 
 
 def _resumed_with_exception(ts, c, target, exc, start=False):
