@@ -440,16 +440,17 @@ def test_first_switch_needs_no_memory_for_the_data_stack():
 
 def test_finished_call_whose_result_is_the_finalizer_reports_no_released_inputs():
     # A call's result lands in the slot that held what it called; then the eval loop may run a
-    # collection whose finalizer switches away. When that result is the finalizer's function,
-    # the suspended frame must not look as if it were still calling it: its released inputs
-    # (here `z`) were reported to the GC as references it does not own (3.12, 3.13).
+    # collection whose finalizer switches away (deferred to the collection's end: it runs on a
+    # continulet's stack). When that result is the finalizer's function, the suspended frame must
+    # not look as if it were still calling it: its released inputs (here `z`) were reported to
+    # the GC as references it does not own (3.12, 3.13).
     r = run_py("""
         import gc
-        from _continuation import continulet
+        from _continuation import continulet, call_when_switchable
         main, box, keep = [None], [], []
         class X:
             def __del__(self):
-                main[0].switch("suspended in __del__")
+                call_when_switchable(main[0].switch, "suspended in __del__")
         class Z:
             pass
         def f(c):

@@ -195,7 +195,7 @@ def _clear_deleteme(ts):
     pending, ts.deleteme = ts.deleteme, []
     ts.update_fast()
     for g in pending:
-        g._kill_garbage(ts)
+        _call_when_switchable(g._kill_garbage, ts)
 
 
 def getcurrent():
