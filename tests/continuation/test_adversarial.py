@@ -510,14 +510,16 @@ def test_switch_from_a_weakref_callback_while_a_switch_call_releases_its_inputs(
 # A finalizer run by a collection on a continulet's stack. The collector keeps the heads of its
 # object lists on that stack; a switch could copy it out while objects die and relink the heads
 # in the region, and they would come back stale (a crash later in the collection).
-FINALIZER_SWITCH = """
+IDLE = """
     import gc, sys
-    from _continuation import continulet, error
+    from _continuation import continulet, error, call_when_switchable
     def idle(c):
         while True:
             c.switch("idle ran")
     other = continulet(idle)
     other.switch()
+"""
+FINALIZER_SWITCH = IDLE + """
     seen = []
     class Switcher:
         def __del__(self):
@@ -583,34 +585,27 @@ def test_call_when_switchable_calls_at_once_outside_a_collection():
 def test_call_when_switchable_defers_a_finalizers_switch_to_the_collections_end():
     # Deferred calls run in order once the lists are gone, before gc.collect() returns; they may
     # switch, and their exceptions go to sys.unraisablehook with the function as object.
-    r = run_py("""
-        import gc, sys
-        from _continuation import continulet, call_when_switchable
-        def idle(c):
-            while True:
-                c.switch("idle ran")
-        other = continulet(idle)
-        other.switch()
-        log = []
-        def fail(why):
-            raise ValueError(why)
-        sys.unraisablehook = lambda u: log.append((type(u.exc_value).__name__, str(u.exc_value),
-                                                   u.object is fail))
-        class Switcher:
-            def __del__(self):
-                call_when_switchable(lambda: log.append(other.switch()))
-                call_when_switchable(fail, "deferred")
-                call_when_switchable(log.append, "third")
-                log.append("finalized")
-        def collect(c):
-            s = Switcher()
-            s.me = s
-            del s
-            gc.collect()
-            log.append("collected")
-        gc.disable()
-        continulet(collect).switch()
-        print(log)
+    r = run_py(IDLE + """
+    log = []
+    def fail(why):
+        raise ValueError(why)
+    sys.unraisablehook = lambda u: log.append((type(u.exc_value).__name__, str(u.exc_value),
+                                               u.object is fail))
+    class Switcher:
+        def __del__(self):
+            call_when_switchable(lambda: log.append(other.switch()))
+            call_when_switchable(fail, "deferred")
+            call_when_switchable(log.append, "third")
+            log.append("finalized")
+    def collect(c):
+        s = Switcher()
+        s.me = s
+        del s
+        gc.collect()
+        log.append("collected")
+    gc.disable()
+    continulet(collect).switch()
+    print(log)
     """)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout == ("['finalized', 'idle ran', ('ValueError', 'deferred', True), 'third', "
