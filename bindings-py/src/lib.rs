@@ -1882,7 +1882,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     // pyo3 checks once that the interpreter is initialized, at the first attach from a detached
     // state (as when it normalizes an error). During shutdown CPython no longer says so and the
-    // check panics; this does it now (the interpreter runs, so nothing is initialized).
+    // check panics; this makes it now (the interpreter runs, so it initializes nothing).
     Python::initialize();
     m.add_class::<Continulet>()?;
     // SAFETY: the type object was just created and no instance or subclass exists yet; a heap
