@@ -872,9 +872,7 @@ _HookArgs = _hook_args_type()
 
 def _write_unraisable(exc, obj):
     """What C's PyErr_WriteUnraisable(obj) does with `exc`, shown without our frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code in _INTERNAL_CODE:
-        tb = tb.tb_next
+    tb = _past_own_entries(exc.__traceback__)
     sys.unraisablehook(_HookArgs((type(exc), exc, tb, None, obj)))
 
 
@@ -932,6 +930,13 @@ _INTERNAL_CODE = frozenset([f.__code__ for f in (
 _RERAISE_USES_TRACEBACK = sys.version_info >= (3, 11)
 
 
+def _past_own_entries(tb):
+    """The first entry of traceback `tb` that is not one of our frames (or None)."""
+    while tb is not None and tb.tb_frame.f_code in _INTERNAL_CODE:
+        tb = tb.tb_next
+    return tb
+
+
 def _drop_own_entries():
     """Called in the handler of switch()'s and throw()'s outermost frame just before a bare
     `raise`: drops our frames from the handled exception's traceback, so it goes on from the
@@ -939,9 +944,7 @@ def _drop_own_entries():
     Before 3.11 the first entry (that outermost frame) stays; the ones after it go."""
     exc = sys.exc_info()[1]
     head = exc.__traceback__
-    tb = head.tb_next
-    while tb is not None and tb.tb_frame.f_code in _INTERNAL_CODE:
-        tb = tb.tb_next
+    tb = _past_own_entries(head.tb_next)
     if _RERAISE_USES_TRACEBACK:
         exc.__traceback__ = tb
     else:
