@@ -480,20 +480,28 @@ fn _gc_callback(py: Python<'_>, phase: &Bound<'_, PyString>, _info: &Bound<'_, P
 fn run_deferred(py: Python<'_>) {
     let me = thread_serial();
     loop {
+        // This thread's entries in one pass (a collection may defer many); what they defer in
+        // turn comes after them, in the next round.
         // SAFETY: the GIL is held, and the borrow ends before any Python code runs.
-        let next = unsafe {
+        let mine: Vec<_> = unsafe {
             let deferred = &mut (*COLLECTIONS.0.get()).deferred;
-            deferred.iter().position(|&(thread, _)| thread == me).map(|i| deferred.remove(i).1)
+            let (mine, others) = std::mem::take(deferred).into_iter().partition(|&(thread, _)| thread == me);
+            *deferred = others;
+            mine
         };
-        match next {
-            None => break,
-            Some(Later::Kill(c)) => {
-                c.get().kill(py);
-                c.release(py);
-            }
-            Some(Later::Call(func, args)) => {
-                if let Err(e) = func.call1(py, args.bind(py)) {
-                    e.write_unraisable(py, Some(func.bind(py)));
+        if mine.is_empty() {
+            break;
+        }
+        for (_, later) in mine {
+            match later {
+                Later::Kill(c) => {
+                    c.get().kill(py);
+                    c.release(py);
+                }
+                Later::Call(func, args) => {
+                    if let Err(e) = func.call1(py, args.bind(py)) {
+                        e.write_unraisable(py, Some(func.bind(py)));
+                    }
                 }
             }
         }
