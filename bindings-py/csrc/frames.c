@@ -52,6 +52,10 @@ typedef struct _PyInterpreterFrame iframe;
 #define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)  /* each C-level eval loop's marker frame */
 #define INIT_SHIM(f)     (PyCode_Check(FRAME_CODE(f)) && (f)->stacktop == 1 \
                           && _PyCode_CODE((PyCodeObject *)FRAME_CODE(f))[0].op.code == EXIT_INIT_CHECK)
+/* A base opcode whose specialised forms call a Python function inline (a frame record resumes
+ * just after one): calls, `x[i]` with a Python __getitem__, properties. */
+#define INLINE_CALL(op)  ((op) == CALL || (op) == CALL_KW || (op) == CALL_FUNCTION_EX \
+                          || (op) == BINARY_SUBSCR || (op) == LOAD_ATTR)
 #elif V312
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((f)->f_funcobj)
@@ -62,6 +66,8 @@ typedef struct _PyInterpreterFrame iframe;
 #define EX_CALLABLE      1                                /* CALL_FUNCTION_EX inputs: NULL, callable, ... */
 #define ENTRY_FRAME(f)   ((f)->owner == FRAME_OWNED_BY_CSTACK)
 #define INIT_SHIM(f)     0                                /* __init__ is only inlined from 3.13 on */
+#define INLINE_CALL(op)  ((op) == CALL || (op) == CALL_FUNCTION_EX || (op) == BINARY_SUBSCR \
+                          || (op) == LOAD_ATTR)
 #else
 #define FRAME_CODE(f)    ((PyObject *)(f)->f_code)
 #define FRAME_FUNC(f)    ((PyObject *)(f)->f_func)
@@ -72,6 +78,7 @@ typedef struct _PyInterpreterFrame iframe;
 #define EX_CALLABLE      1
 #define ENTRY_FRAME(f)   0
 #define INIT_SHIM(f)     0
+#define INLINE_CALL(op)  ((op) == CALL || (op) == CALL_FUNCTION_EX || (op) == BINARY_SUBSCR)
 #endif
 
 /* A fresh frame for `func` in frame memory `f` (takes a reference to func). */
@@ -262,9 +269,28 @@ static int bad_record(PyObject *code, const char *why)
     return -1;
 }
 
-/* Checks that `rec` can be resumed without trusting it further than its values: the shape, a
- * resume point just after a call with the value stack as deep as the items make it, slot
- * indices in range, cells in the cell slots. Returns 0, or -1 with ValueError. */
+/* Whether code unit `unit` of `co` comes right after an instruction that calls inline (and its
+ * inline caches): where a frame suspended in a call resumes. */
+static int after_inline_call(PyCodeObject *co, int unit)
+{
+    PyObject *bytes = PyCode_GetCode(co);            /* unspecialised: caches read as CACHE */
+    if (!bytes) {
+        PyErr_Clear();
+        return 0;
+    }
+    const unsigned char *ops = (const unsigned char *)PyBytes_AS_STRING(bytes);   /* (op, arg) pairs */
+    int at = unit - 1;
+    while (at > 0 && ops[2 * at] == CACHE) at--;
+    tsd_instr call;
+    int ok = at >= 0 && tsd_instruction(co, at, &call) == 0 && call.index == at && INLINE_CALL(call.opcode);
+    Py_DECREF(bytes);
+    return ok;
+}
+
+/* Checks that `rec` fits its code: the shape, a resume point just after an inline call with the
+ * value stack as deep as the items make it, slot indices in range, cells in the cell slots.
+ * Returns 0, or -1 with ValueError. It catches records of other code (a changed source), not
+ * crafted ones: like pickle data, the values and where NULLs go are trusted. */
 static int parse_record(PyObject *rec, record_parts *p)
 {
     const char *kind;
@@ -292,7 +318,8 @@ static int parse_record(PyObject *rec, record_parts *p)
     if (n < nlocals || n >= nlocals + co->co_stacksize)
         return bad_record(code, "wrong number of slots");
     if (p->offset <= 0 || p->offset % 2 || p->offset >= _PyCode_NBYTES(co)
-        || tsd_instruction(co, (int)(p->offset / 2), &in) < 0 || in.depth != n - nlocals + 1)
+        || tsd_instruction(co, (int)(p->offset / 2), &in) < 0 || in.index != p->offset / 2
+        || in.depth != n - nlocals + 1 || !after_inline_call(co, in.index))
         return bad_record(code, "the offset is not a resume point for this many stack entries");
     const char *kinds = PyBytes_AS_STRING(co->co_localspluskinds);
     for (Py_ssize_t i = 0; i < nlocals; i++)
@@ -422,6 +449,9 @@ PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, 
         iframe *outer = outer_of(gens, k, n);
         if (gens[k]) ((iframe *)gens[k]->gi_iframe)->previous = outer ? outer : *HEAD(ts);
     }
+    /* The frames' except blocks leave the handled exception as it was when they were captured:
+     * our caller's comes back at the end. */
+    PyObject *callers_handled = PyErr_GetHandledException();
     if (handled != Py_None) PyErr_SetHandledException(handled);
     PyObject *value = PyObject_CallNoArgs(first), *exc = value ? NULL : take_exc();
     for (Py_ssize_t k = 0; k < n; k++) {
@@ -433,6 +463,8 @@ PyObject *tpy_frames_resume(PyObject *cont, PyObject *records, PyObject *first, 
         exc = value ? NULL : take_exc();
         Py_DECREF(gens[k]);
     }
+    PyErr_SetHandledException(callers_handled);
+    Py_XDECREF(callers_handled);
     PyMem_Free(gens);
     PyMem_Free(inits);
     Py_DECREF(seq);

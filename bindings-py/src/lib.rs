@@ -7,7 +7,7 @@ mod frames;
 mod hidden;
 mod pystate;
 
-use pyo3::exceptions::{PyBaseException, PyException, PyMemoryError, PyNotImplementedError, PyTypeError};
+use pyo3::exceptions::{PyBaseException, PyException, PyNotImplementedError, PyTypeError};
 use pyo3::types::{PyDict, PyList, PyString, PyTraceback, PyTuple, PyType};
 use pyo3::{create_exception, ffi, intern, prelude::*, Borrowed, PyTraverseError, PyVisit};
 use pystate::*;
@@ -110,7 +110,7 @@ impl Release for Box<Cont> {
         unsafe { tpy_state_recycle(self.state) };
         // SAFETY: the GIL is held (see `Pool`), and nothing else borrows the pool here.
         let pool = unsafe { &mut *POOL.0.get() };
-        if pool.len() < POOL_MAX {
+        if pool.len() < POOL_MAX && pool.try_reserve(1).is_ok() {
             pool.push(self);
         } else {
             // SAFETY: the emptied state is ours alone.
@@ -326,13 +326,23 @@ fn thread_serial() -> u64 {
 }
 
 fn core_error(rc: c_int) -> PyErr {
+    if rc == tc::TEALET_ERR_NOMEM {
+        return no_memory();
+    }
     // SAFETY: tealet_strerror returns a static NUL-terminated string for any code.
     let msg = unsafe { std::ffi::CStr::from_ptr(tc::tealet_strerror(rc)) };
-    if rc == tc::TEALET_ERR_NOMEM {
-        PyMemoryError::new_err(msg.to_string_lossy().into_owned())
-    } else {
-        error::new_err(format!("tealet: {}", msg.to_string_lossy()))
-    }
+    error::new_err(format!("tealet: {}", msg.to_string_lossy()))
+}
+
+/// CPython's own MemoryError (PyErr_NoMemory, from its preallocated instances), taken as it is:
+/// unlike a lazy PyErr, neither making nor raising it allocates, which an allocation that just
+/// failed requires.
+fn no_memory() -> PyErr {
+    // SAFETY: errors are only made with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: sets the error indicator, which `fetch` takes back at once.
+    unsafe { ffi::PyErr_NoMemory() };
+    PyErr::fetch(py)
 }
 
 /// `tpy_type_flag`'s cache entries, one per class attribute it reads.
@@ -358,11 +368,20 @@ fn new_cont(py: Python<'_>, call: Option<Call>) -> PyResult<*mut Cont> {
     }
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
-    if state.is_null() {
+    let layout = std::alloc::Layout::new::<Cont>();
+    // SAFETY: Cont is not zero-sized; `Box::from_raw` frees it with this layout.
+    let data = if state.is_null() { ptr::null_mut() } else { (unsafe { std::alloc::alloc(layout) }) as *mut Cont };
+    if data.is_null() {
+        if !state.is_null() {
+            // SAFETY: a fresh state nothing else knows.
+            unsafe { tpy_state_free(state) };
+        }
         call.release(py);
-        return Err(PyMemoryError::new_err("continulet state"));
+        return Err(no_memory());
     }
-    Ok(Box::into_raw(Box::new(Cont { tealet: ptr::null_mut(), finished: false, state, call, owner: None, outbox: None })))
+    // SAFETY: fresh memory with Cont's layout.
+    unsafe { data.write(Cont { tealet: ptr::null_mut(), finished: false, state, call, owner: None, outbox: None }) };
+    Ok(data)
 }
 
 /// Tealet records that only their thread may free, by its serial, with their number: never-started
@@ -544,7 +563,7 @@ fn main_tealet() -> PyResult<*mut tc::tealet_t> {
             // SAFETY: creates (or returns) this thread's main tealet.
             let t = unsafe { tc::tealet_main() };
             if t.is_null() {
-                return Err(PyMemoryError::new_err("tealet_main"));
+                return Err(no_memory());
             }
             // SAFETY: the GIL is held (callers are entry points); a Cont without a call.
             let data = new_cont(unsafe { Python::assume_attached() }, None)?;
@@ -774,8 +793,9 @@ fn finish(data: *mut Cont, value: *mut *mut c_void, context: Option<Py<PyAny>>) 
         (*data).finished = true;
         (*data).owner.as_ref().expect("a started continulet's tealet has its owner")
     };
-    // A continulet's own tealet finishes once: the context it replaces is None.
-    std::mem::forget(owner.get().slot.last_context.replace(context));
+    // A continulet's own tealet finishes once, so this drops nothing.
+    let replaced = owner.get().slot.last_context.replace(context);
+    assert!(replaced.is_none(), "a continulet finished twice");
     let target = owner.get().slot.tealet.replace(ptr::null_mut());
     let target = if target.is_null() { main_tealet().unwrap_or(ptr::null_mut()) } else { target };
     // SAFETY: value is the core's in/out slot; the target takes the payload from our outbox,

@@ -421,9 +421,12 @@ class tasklet:
                 return
             raise RuntimeError("You cannot throw to a dead tasklet")
         s = self._thread
-        if self is s.current:
-            b.raise_()
         local = s is state()
+        if self is s.current:
+            if not local:
+                # It runs now and cannot be interrupted; raising here would hit the caller.
+                raise RuntimeError("cannot throw into a tasklet that is running in another thread")
+            b.raise_()
         if not pending and local:
             s.check_trap()
         if self._channel is not None:

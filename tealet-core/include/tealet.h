@@ -35,7 +35,7 @@ enum {
 };
 
 typedef struct tealet_config {
-    size_t stack_size; /* usable bytes, 0 = default */
+    size_t stack_size; /* usable bytes, 0 = default; over 1 TiB: TEALET_ERR_INVALID */
     int policy;        /* TEALET_STACK_* */
 } tealet_config_t;
 

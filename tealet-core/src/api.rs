@@ -1,13 +1,18 @@
 //! Safe Rust API over the C ABI: closures, `Result`s, values are `usize`.
 //!
 //! Drop policy: dropping a [`Tealet`] that never ran drops its closure; dropping one that is
-//! suspended frees its stack **without unwinding it** (like `std::mem::forget` of everything
-//! on that stack: destructors there never run, their heap memory leaks). Finish a tealet
-//! (switch to it until it returns) to release its resources cleanly. A panic inside a tealet
-//! aborts the process: nothing unwinds across a switch.
+//! suspended unwinds its stack first (its `switch_back` or `switch` call panics with a private
+//! payload that the tealet's entry catches), so destructors there run, as with corosensei. A
+//! stack that cannot be unwound (a panic=abort build, a drop during a panic, a tealet that
+//! switches away while unwinding) is leaked, never reused: a scoped thread may still borrow
+//! it. A panic inside a tealet ends it and goes on in the tealet it returns to (the one that
+//! last switched to it), as a panic out of that one's `switch`.
+use std::any::Any;
+use std::cell::Cell;
 use std::ffi::{c_void, CStr};
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr::null_mut;
 
 use crate::ffi::*;
@@ -31,12 +36,6 @@ fn check(rc: i32) -> Result<(), Error> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    Dedicated,
-    Shared,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     New,
     Running,
@@ -53,29 +52,70 @@ pub struct Tealet {
     _thread_bound: PhantomData<*mut ()>,
 }
 
+/// The payload of the unwind that dropping a suspended tealet starts inside it.
+struct ForcedUnwind;
+
+thread_local! {
+    /// The tealet `Drop` resumes to unwind it (else null).
+    static UNWIND: Cell<*mut tealet_t> = const { Cell::new(null_mut()) };
+    /// A panic that ended a tealet, for the tealet it returned to.
+    static PANIC: Cell<Option<Box<dyn Any + Send>>> = const { Cell::new(None) };
+}
+
+/// What a switch of ours that returned `v` gives its caller, on the tealet it resumed.
+fn resumed(v: *mut c_void) -> usize {
+    // SAFETY: tealet_current has no preconditions.
+    let me = unsafe { tealet_current() };
+    if !me.is_null() && UNWIND.with(|u| u.get() == me) {
+        UNWIND.with(|u| u.set(null_mut()));
+        panic::resume_unwind(Box::new(ForcedUnwind));
+    }
+    if let Some(payload) = PANIC.with(Cell::take) {
+        panic::resume_unwind(payload);
+    }
+    v as usize
+}
+
 unsafe extern "C" fn run_body(_me: *mut tealet_t, arg: *mut c_void, value: *mut *mut c_void) -> *mut tealet_t {
     // SAFETY: `arg` is the boxed body from `Tealet::new`, taken exactly once (status NEW -> RUNNING);
     // `value` is valid during run.
     unsafe {
         let body = Box::from_raw(arg as *mut Body);
-        let result = body(*value as usize);
-        *value = result as *mut c_void;
+        let first = *value as usize;
+        // The unwind stops here: nothing unwinds across a switch.
+        *value = match panic::catch_unwind(AssertUnwindSafe(move || body(first))) {
+            Ok(result) => result as *mut c_void,
+            Err(payload) => {
+                if !payload.is::<ForcedUnwind>() {
+                    PANIC.with(|p| p.set(Some(payload)));
+                }
+                null_mut()
+            }
+        };
         tealet_previous()
     }
 }
 
 impl Tealet {
-    /// A tealet that runs `f(first value)` on the first switch and, when `f` returns, continues
-    /// in the tealet that last switched to it with `f`'s result.
-    pub fn new(f: impl FnOnce(usize) -> usize + 'static, policy: Policy, stack_size: usize) -> Result<Self, Error> {
-        let body: *mut Body = Box::into_raw(Box::new(Box::new(f)));
-        let cfg = tealet_config_t {
-            stack_size,
-            policy: match policy {
-                Policy::Dedicated => TEALET_STACK_DEDICATED,
-                Policy::Shared => TEALET_STACK_SHARED,
-            },
-        };
+    /// A tealet on a stack of its own that runs `f(first value)` on the first switch and, when
+    /// `f` returns, continues in the tealet that last switched to it with `f`'s result.
+    pub fn new(f: impl FnOnce(usize) -> usize + 'static, stack_size: usize) -> Result<Self, Error> {
+        Self::create(Box::new(f), TEALET_STACK_DEDICATED, stack_size)
+    }
+
+    /// Like [`Tealet::new`], on the dense policy's shared stack regions.
+    ///
+    /// # Safety
+    /// While this tealet is suspended its stack may be copied to the heap and its region used by
+    /// another tealet, so nothing outside it may use a reference into its stack then (for
+    /// example a thread of a `std::thread::scope` it opened and switched away from).
+    pub unsafe fn new_shared(f: impl FnOnce(usize) -> usize + 'static, stack_size: usize) -> Result<Self, Error> {
+        Self::create(Box::new(f), TEALET_STACK_SHARED, stack_size)
+    }
+
+    fn create(f: Body, policy: i32, stack_size: usize) -> Result<Self, Error> {
+        let body: *mut Body = Box::into_raw(Box::new(f));
+        let cfg = tealet_config_t { stack_size, policy };
         let mut raw = null_mut();
         // SAFETY: valid run function, config and out pointer.
         let rc = unsafe { tealet_create(Some(run_body), body as *mut c_void, &cfg, &mut raw) };
@@ -92,7 +132,7 @@ impl Tealet {
         let mut v = value as *mut c_void;
         // SAFETY: `raw` is live until drop; the C side checks thread and status.
         check(unsafe { tealet_switch(self.raw, &mut v) })?;
-        Ok(v as usize)
+        Ok(resumed(v))
     }
 
     pub fn status(&self) -> Status {
@@ -122,18 +162,33 @@ pub fn switch_back(value: usize) -> Result<usize, Error> {
     let mut v = value as *mut c_void;
     // SAFETY: `tealet_previous` is a live tealet of this thread or NULL (rejected by switch).
     check(unsafe { tealet_switch(tealet_previous(), &mut v) })?;
-    Ok(v as usize)
+    Ok(resumed(v))
 }
 
 impl Drop for Tealet {
     fn drop(&mut self) {
-        let status = self.status();
+        let mut status = self.status();
+        if status == Status::Suspended && cfg!(panic = "unwind") && !std::thread::panicking() {
+            UNWIND.with(|u| u.set(self.raw));
+            // SAFETY: `raw` is a suspended tealet of this thread (the handle is !Send); it
+            // comes back here once unwound, or sooner if it switches away while unwinding.
+            let rc = unsafe { tealet_switch(self.raw, null_mut()) };
+            UNWIND.with(|u| u.set(null_mut()));
+            if rc == TEALET_OK {
+                if let Some(payload) = PANIC.with(Cell::take) {
+                    panic::resume_unwind(payload); // a destructor on its stack panicked
+                }
+            }
+            status = self.status();
+        }
         // SAFETY: `raw` is ours; the body box is still ours only while NEW.
         unsafe {
-            if status == Status::New {
-                drop(Box::from_raw(self.body));
+            match status {
+                Status::New => drop(Box::from_raw(self.body)),
+                Status::Finished => {}
+                // Running (dropped from inside itself) or not unwound: leaked, as documented.
+                Status::Running | Status::Suspended => return,
             }
-            // Running (dropped from inside itself) or foreign-thread tealets cannot be freed: leak.
             let _ = tealet_free(self.raw);
         }
     }

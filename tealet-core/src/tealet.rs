@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::stack::pool::Pool;
 use crate::stack::shared::Regions;
-use crate::stack::{page_round, StackError, DEFAULT_DEDICATED, DEFAULT_SHARED, GUARD_SIZE, MIN_STACK};
+use crate::stack::{page_round, StackError, DEFAULT_DEDICATED, DEFAULT_SHARED, GUARD_SIZE, MAX_STACK, MIN_STACK};
 
 pub(crate) const OK: i32 = 0;
 pub(crate) const ERR_INVALID: i32 = -1;
@@ -364,6 +364,19 @@ pub(crate) fn thread_state() -> *mut ThreadState {
     init_thread()
 }
 
+/// `Box::into_raw(Box::new(v))`, with ERR_NOMEM where `Box::new` would abort.
+fn try_box<T>(v: T) -> Result<*mut T, i32> {
+    let layout = std::alloc::Layout::new::<T>();
+    // SAFETY: records are not zero-sized; `destroy` frees them as the Box of the same type.
+    let p = unsafe { std::alloc::alloc(layout) } as *mut T;
+    if p.is_null() {
+        return Err(ERR_NOMEM);
+    }
+    // SAFETY: `p` is fresh memory with T's layout.
+    unsafe { p.write(v) };
+    Ok(p)
+}
+
 fn record(id: u64, home: Arc<Home>, kind: u8, status: i32, sp: usize, link: usize) -> Tealet {
     Tealet {
         sp,
@@ -442,6 +455,9 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
         StackError::NoMem => ERR_NOMEM,
         StackError::Exhausted => ERR_STACK,
     };
+    if stack_size > MAX_STACK {
+        return Err(ERR_INVALID);
+    }
     // SAFETY: `ts` is this thread's live state and no switch is in progress.
     let ts = unsafe { &mut *ts };
     match policy {
@@ -452,7 +468,7 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
             let top = base + slot;
             let sp = top - tealet_asm::FRAME_SIZE;
             let t = record(ts.next_id(), ts.home.clone(), KIND_DEDICATED, NEW, sp, run as usize);
-            let t = Box::into_raw(Box::new(DedicatedTealet { t, base, slot }));
+            let t = try_box(DedicatedTealet { t, base, slot }).inspect_err(|_| ts.pool.release(base, slot))?;
             // SAFETY: the slot is ours alone, so its first frame (which hands `arg` to `entry`)
             // can be written now and the first switch needs no callback.
             unsafe {
@@ -467,7 +483,7 @@ pub(crate) fn create(run: RunFn, arg: *mut c_void, stack_size: usize, policy: i3
             let home = ts.regions.pick(size + GUARD_SIZE, &ts.home).map_err(map_err)?;
             // The region may be occupied: `restore` writes the first frame on the first switch.
             let id = ts.next_id();
-            Ok(Box::into_raw(Box::new(record(id, home, KIND_SHARED, NEW, arg as usize, run as usize))))
+            try_box(record(id, home, KIND_SHARED, NEW, arg as usize, run as usize))
         }
         _ => Err(ERR_INVALID),
     }

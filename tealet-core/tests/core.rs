@@ -157,6 +157,13 @@ fn error_codes() {
         assert_eq!(tealet_create(Some(adder), null_mut(), null_mut(), null_mut()), TEALET_ERR_INVALID);
         let bad = tealet_config_t { stack_size: 0, policy: 9 };
         assert_eq!(tealet_create(Some(adder), null_mut(), &bad, &mut out), TEALET_ERR_INVALID);
+        // Sizes no address space holds are bad input (page rounding must not wrap them around).
+        for policy in POLICIES {
+            for stack_size in [usize::MAX, usize::MAX - 4095, usize::MAX - 65535, (1 << 40) + 1] {
+                let huge = tealet_config_t { stack_size, policy };
+                assert_eq!(tealet_create(Some(adder), null_mut(), &huge, &mut out), TEALET_ERR_INVALID, "{stack_size:#x}");
+            }
+        }
         assert_eq!(tealet_switch(null_mut(), null_mut()), TEALET_ERR_INVALID);
         assert_eq!(tealet_free(null_mut()), TEALET_ERR_INVALID);
         assert_eq!(tealet_stack_used(null_mut()), 0);

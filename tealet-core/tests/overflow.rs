@@ -4,6 +4,9 @@ use std::ptr::null_mut;
 
 use tealet_core::*;
 
+mod common;
+use common::in_child;
+
 #[inline(never)]
 #[allow(unconditional_recursion)] // it is meant to overflow the stack
 fn recurse(n: u64) -> u64 {
@@ -27,37 +30,6 @@ unsafe extern "C" fn far_below(_me: *mut tealet_t, _arg: *mut c_void, _v: *mut *
     // SAFETY: meant to fault: `target` is inside the guard below this tealet's stack.
     unsafe { std::ptr::write_volatile(target as *mut u8, 1) };
     null_mut()
-}
-
-/// Run `f` in a forked child; return (exit signal or status, stderr).
-fn in_child(f: impl FnOnce()) -> (i32, String) {
-    let mut fds = [0; 2];
-    // SAFETY: fork; the child only runs `f` then _exits; the parent reads the pipe and reaps it.
-    unsafe {
-        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
-        let pid = libc::fork();
-        assert!(pid >= 0);
-        if pid == 0 {
-            libc::dup2(fds[1], 2);
-            f();
-            libc::_exit(0);
-        }
-        libc::close(fds[1]);
-        let mut out = Vec::new();
-        let mut buf = [0u8; 512];
-        loop {
-            let n = libc::read(fds[0], buf.as_mut_ptr() as *mut _, buf.len());
-            if n <= 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n as usize]);
-        }
-        libc::close(fds[0]);
-        let mut status = 0;
-        libc::waitpid(pid, &mut status, 0);
-        let code = if libc::WIFSIGNALED(status) { -libc::WTERMSIG(status) } else { libc::WEXITSTATUS(status) };
-        (code, String::from_utf8_lossy(&out).into_owned())
-    }
 }
 
 #[test]

@@ -438,6 +438,27 @@ def test_first_switch_needs_no_memory_for_the_data_stack():
     assert lines[:-1] == ["ran"] * sum(made)
 
 
+def test_unbounded_nesting_of_starts_ends_in_memory_error():
+    # Each continulet counts its own recursion, so a callable that starts another one from
+    # inside itself nests until memory runs out: a MemoryError, never an abort (the binding's
+    # own allocations, such as its pool of freed states, must not abort either).
+    r = run_py("""
+        import resource
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 29, hard))
+        from _continuation import continulet
+        def nest(c):
+            return continulet(nest).switch()
+        try:
+            continulet(nest).switch()
+        except MemoryError:
+            # Before the traceback of every level goes: the main stack must be able to grow.
+            resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+            print("MemoryError")
+    """)
+    assert (r.returncode, r.stdout) == (0, "MemoryError\n"), r.stderr[-3000:]
+
+
 def test_finished_call_whose_result_is_the_finalizer_reports_no_released_inputs():
     # A call's result lands in the slot that held what it called; then the eval loop may run a
     # collection whose finalizer switches away (deferred to the collection's end: it runs on a

@@ -377,6 +377,36 @@ def test_throw_into_unstarted_never_runs_it():
     assert not ran and g.dead
 
 
+def test_greenlet_killed_before_its_start_can_be_a_parent():
+    killed = greenlet.greenlet(lambda: None)
+    killed.throw()
+    assert killed.dead and "otid=0x(nil)" not in repr(killed)
+    started = greenlet.greenlet(lambda: getcurrent().parent.switch())
+    started.switch()
+    started.parent = killed  # same thread: accepted
+    assert greenlet.greenlet(lambda: "ran", parent=killed).switch() == "ran"
+
+
+def test_exception_from_a_greenlet_keeps_its_own_context():
+    def fails():
+        try:
+            raise OSError("inner")
+        except OSError:
+            raise ValueError("outer")
+
+    try:
+        raise KeyError("handled by the caller")
+    except KeyError:
+        # The first switch of a thread, keywords and tracing take the general path.
+        for switch in (lambda g: g.switch(), lambda g: g.switch(x=1)):
+            with pytest.raises(ValueError) as info:
+                switch(greenlet.greenlet(lambda **kw: fails()))
+            assert type(info.value.__context__) is OSError
+            with pytest.raises(ZeroDivisionError) as info:
+                switch(greenlet.greenlet(lambda **kw: 1 / 0))
+            assert info.value.__context__ is None
+
+
 def test_each_thread_has_its_own_main():
     result = {}
 
@@ -679,6 +709,29 @@ def test_garbage_greenlet_gets_greenlet_exit():
     del g
     gc.collect()
     assert log == ["GreenletExit", "finally"]
+
+
+def test_garbage_greenlet_is_killed_by_greenlets_own_throw():
+    log = []
+
+    class Task(greenlet.greenlet):
+        def throw(self, *args):
+            log.append("override")
+            return greenlet.greenlet.throw(self, *args)
+
+        dead = "a subclass's own attribute"
+
+    def run():
+        try:
+            getcurrent().parent.switch()
+        finally:
+            log.append("finally")
+
+    assert repr(Task(run)).endswith(" pending>")
+    t = Task(run)
+    t.switch()
+    del t
+    assert log == ["finally"]
 
 
 def test_garbage_greenlet_dropped_in_other_thread_dies_in_its_own_thread():

@@ -172,6 +172,61 @@ def test_records_passed_to_the_binding_directly_are_checked(tmp_path):
     assert out[12].endswith(": the offset is not a resume point for this many stack entries")
 
 
+def test_only_resume_points_right_after_an_inline_call_are_accepted(tmp_path):
+    # Same stack depth is not enough: an offset after a POP_EXCEPT or an EXTENDED_ARG prefix, with
+    # the items as they were, resumed the frame in the middle of other code (a crash).
+    script = """
+        import _continuation
+        def inner(c):
+            return c.switch()
+        def outer(c, xs):
+            total = 0
+            for x in xs:
+                with open(__file__ if "__file__" in globals() else "/dev/null"):
+                    total += inner(c) + x
+            return total
+        def entry(c):
+            return outer(c, [1, 2, 3])
+        c = _continuation.continulet(entry)
+        c.switch()
+        (good,), handled = _continuation.capture_frames(c, inner.__code__, entry.__code__)
+        kind, code, func, offset, items, nulls, selfs = good
+        accepted = []
+        for at in range(0, len(code.co_code), 2):
+            try:
+                _continuation.check_frames([(kind, code, func, at, items, nulls, selfs)])
+                accepted.append(at)
+            except ValueError:
+                pass
+        print(accepted == [offset], code.co_name)
+    """
+    assert run_py(tmp_path, script).stdout.split() == ["True", "outer"]
+
+
+def test_resuming_leaves_the_callers_handled_exception_alone(tmp_path):
+    script = """
+        import sys, _continuation
+        def inner(c):
+            return c.switch()
+        def outer(c):
+            try:
+                raise OSError("captured while handled")
+            except OSError:
+                return inner(c) + 1
+        def entry(c):
+            return outer(c)
+        c = _continuation.continulet(entry)
+        c.switch()
+        records, handled = _continuation.capture_frames(c, inner.__code__, entry.__code__)
+        try:
+            raise KeyError("the caller's")
+        except KeyError:
+            for given in (None, ValueError("theirs")):
+                print(_continuation.resume_frames(None, records, lambda: 41, given), repr(sys.exc_info()[1]))
+    """
+    assert run_py(tmp_path, script).stdout.splitlines() == ['42 KeyError("the caller\'s")'] * 2
+
+
 BY_VALUE = """
     import pickle, sys, stackless
     ch = stackless.channel()

@@ -150,6 +150,29 @@ def test_cannot_switch_to_a_tasklet_of_another_thread():
         made[0].run()
 
 
+def test_kill_of_a_tasklet_running_in_another_thread_is_refused():
+    running, release = threading.Event(), threading.Event()
+    box = []
+
+    def busy():
+        box.append(stackless.getcurrent())
+        running.set()
+        release.wait()
+        return "finished"
+
+    t, result, errors = in_thread(lambda: stackless.tasklet(busy)().run())
+    running.wait()
+    try:
+        for throw in (box[0].kill, lambda: box[0].throw(ValueError)):
+            with pytest.raises(RuntimeError, match="running in another thread"):
+                throw()
+        assert box[0].alive
+    finally:
+        release.set()
+        t.join()
+    assert not errors and not box[0].alive
+
+
 SOLO_TO_SHARED = r"""
 import threading
 import stackless

@@ -347,6 +347,7 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
                 target.run  # noqa: B018 (greenlet looks run up here too: AttributeError)
                 target._gr_started = True
                 target._gr_run = None
+                target._gr_owner = ts.main  # it died in this thread, as if started here
             if isinstance(exc, GreenletExit):
                 args, exc, kwargs = (exc,), None, None
             target = target._gr_parent
@@ -373,10 +374,13 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
             if ts.trace is not None and origin is not target:
                 _run_trace(ts, "switch" if exc is None else "throw", origin, target)
             if exc is not None:
+                # As greenlet's C raise: the caller's handled exception is not its context.
+                context = exc.__context__
                 try:
                     raise exc
                 finally:
-                    del exc  # the traceback holds this frame: no cycle through it
+                    exc.__context__ = context
+                    del exc, context  # the traceback holds this frame: no cycle through it
             return _pack(args, kwargs)
         value = None if start or exc is not None else _pack(args, kwargs)
         c = ts.current._gr_c
@@ -780,7 +784,7 @@ class greenlet(_GreenletState):
         exited = owner_ts is not None and not owner_ts.alive
         otid = "%#x" % owner_ts.ident if owner_ts is not None and not exited else "0x(nil)"
         head = "<%s object at %#x (otid=%s)" % (_tp_name(type(self)), id(self), otid)
-        if self.dead:
+        if greenlet.dead.fget(self):  # greenlet's own, not a subclass's `dead`
             return head + (" (thread exited) dead>" if exited else " dead>")
         if ts is None:
             return head + " pending>"
@@ -811,7 +815,8 @@ class greenlet(_GreenletState):
         parent = self._gr_parent
         self._gr_parent = ts.current
         try:
-            self.throw(GreenletExit("Killing the greenlet because all references have vanished."))
+            # greenlet's own throw: a subclass's override is not part of the kill.
+            greenlet.throw(self, GreenletExit("Killing the greenlet because all references have vanished."))
         except BaseException as e:
             _write_unraisable(e, self)
         if self._gr_ts is not None:

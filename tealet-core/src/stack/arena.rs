@@ -1,8 +1,9 @@
 //! Process-wide arenas: big `MAP_NORESERVE` reservations carved into slots of one size, each
 //! slot = guard page(s) + usable stack. Guards are `MADV_GUARD_INSTALL` markers (no extra
 //! kernel mappings) where the kernel has them, else `mprotect` within a `vm.max_map_count` budget.
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 
 use super::{StackError, GUARD_SIZE};
 
@@ -24,6 +25,32 @@ static CLASSES: Mutex<Vec<Class>> = Mutex::new(Vec::new());
 static GUARD_MODE: OnceLock<GuardMode> = OnceLock::new();
 static MPROTECT_GUARDS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// CLASSES, held by the forking thread across a fork (see `classes`).
+    static FORK_HOLD: Cell<Option<MutexGuard<'static, Vec<Class>>>> = const { Cell::new(None) };
+}
+
+/// Lock CLASSES. A fork while another thread held it would leave it locked for good in the
+/// child, so the forking thread takes it first and both sides release it afterwards.
+fn classes() -> MutexGuard<'static, Vec<Class>> {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        extern "C" fn prepare() {
+            FORK_HOLD.with(|h| h.set(Some(lock_classes())));
+        }
+        extern "C" fn release() {
+            FORK_HOLD.with(|h| drop(h.take()));
+        }
+        // SAFETY: the handlers only lock and unlock CLASSES on the forking thread.
+        unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+    });
+    lock_classes()
+}
+
+fn lock_classes() -> MutexGuard<'static, Vec<Class>> {
+    CLASSES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum GuardMode {
     Madvise,
@@ -31,12 +58,18 @@ enum GuardMode {
     Mprotect(usize),
 }
 
-fn max_map_budget() -> usize {
+/// The process's mappings: (`vm.max_map_count`, mappings in use).
+fn map_counts() -> (usize, usize) {
     let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(65530);
     let used = std::fs::read_to_string("/proc/self/maps").map(|s| s.lines().count()).unwrap_or(0);
+    (max, used)
+}
+
+fn max_map_budget() -> usize {
+    let (max, used) = map_counts();
     // Each mprotect guard can split one mapping into three: two new VMAs. Use half the headroom.
     max.saturating_sub(used) / 4
 }
@@ -82,7 +115,9 @@ fn reserve(len: usize) -> Result<usize, StackError> {
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(StackError::NoMem);
+        // mmap says ENOMEM for both; a process at its mapping limit has memory to spare.
+        let (max, used) = map_counts();
+        return Err(if used + 1 >= max { StackError::Exhausted } else { StackError::NoMem });
     }
     // SAFETY: `p..p+len` is the mapping just created. Huge pages would make every touched
     // stack cost 2 MiB of RSS.
@@ -145,7 +180,7 @@ fn install_guard(base: usize) -> Result<(), StackError> {
 
 /// A guarded slot of `slot` bytes (guard included); returns its lowest address.
 pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
-    let mut classes = CLASSES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut classes = classes();
     let idx = match classes.iter().position(|c| c.slot == slot) {
         Some(i) => i,
         None => {
@@ -165,8 +200,17 @@ pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
     }
     let class = &mut classes[idx];
     if class.cursor + slot > class.end {
-        let len = CHUNK_BYTES.max(slot * 4) / slot * slot;
-        let start = reserve(len)?;
+        // Under an address-space limit (ulimit -v) a chunk may not fit: then a few slots, or
+        // one, leaving the rest of the headroom to other sizes.
+        let chunk = CHUNK_BYTES.max(slot * 4) / slot * slot;
+        let mut reserved = Err(StackError::NoMem);
+        for len in [chunk, slot * 4, slot] {
+            reserved = reserve(len).map(|start| (start, len));
+            if reserved != Err(StackError::NoMem) {
+                break;
+            }
+        }
+        let (start, len) = reserved?;
         class.cursor = start;
         class.end = start + len;
     }
@@ -180,9 +224,12 @@ pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
 
 /// Give a slot back to every thread; its guard stays installed.
 pub(crate) fn free(base: usize, slot: usize) {
-    let mut classes = CLASSES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut classes = classes();
     if let Some(c) = classes.iter_mut().find(|c| c.slot == slot) {
-        c.free.push(base);
+        // Out of memory, the slot stays reserved and unused: freeing must not abort.
+        if c.free.try_reserve(1).is_ok() {
+            c.free.push(base);
+        }
     }
 }
 

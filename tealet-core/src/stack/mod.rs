@@ -15,9 +15,19 @@ pub(crate) const DEFAULT_DEDICATED: usize = 256 * 1024;
 pub(crate) const DEFAULT_SHARED: usize = 8 * 1024 * 1024;
 /// Smallest stack we hand out: signal frames alone take several KiB with AVX-512.
 pub(crate) const MIN_STACK: usize = 32 * 1024;
+/// Largest stack size accepted: larger requests are bad input, not a shortage of memory (and
+/// the slot arithmetic stays far from overflow).
+pub(crate) const MAX_STACK: usize = 1 << 40;
 
 pub(crate) fn page_round(n: usize) -> usize {
     (n + 4095) & !4095
+}
+
+/// An address in the calling function's frame: tells which stack the caller runs on.
+#[inline(always)]
+pub(crate) fn current_stack_address() -> usize {
+    let marker = 0u8;
+    core::hint::black_box(&marker) as *const u8 as usize
 }
 
 /// Why a stack could not be had.

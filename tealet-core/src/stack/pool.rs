@@ -34,6 +34,12 @@ impl Pool {
                 &mut self.classes.last_mut().expect("just pushed").1
             }
         };
+        if list.try_reserve(1).is_err() {
+            // Out of memory: the arena takes it back, without its pages.
+            arena::trim(base, slot);
+            arena::free(base, slot);
+            return;
+        }
         list.push(base);
         self.held += 1;
         if self.held >= TRIM_AT {

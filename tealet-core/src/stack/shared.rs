@@ -31,15 +31,21 @@ impl Regions {
             return Ok(h.clone());
         }
         self.next = self.next.wrapping_add(1);
-        let same: Vec<&Arc<Home>> = self.homes.iter().filter(|h| h.slot == slot).collect();
-        Ok(same[self.next % same.len()].clone())
+        let mut regions = self.homes.iter().filter(|h| h.slot == slot);
+        Ok(regions.nth(self.next % same).expect("`same` regions of this size").clone())
     }
 }
 
 impl Drop for Regions {
     fn drop(&mut self) {
+        // A thread can end on a tealet's stack (exit() or pthread_exit() inside a tealet runs
+        // the thread's destructors there): that region stays mapped, as it is, for good.
+        let here = super::current_stack_address();
         for h in self.homes.drain(..) {
             h.retire();
+            if (h.base..h.base + h.slot).contains(&here) {
+                continue;
+            }
             arena::trim(h.base, h.slot);
             arena::free(h.base, h.slot);
         }
