@@ -586,6 +586,35 @@ def test_settrace_per_thread_events():
     ]
 
 
+def test_settrace_sees_switches_to_itself_and_throws_into_unstarted_greenlets():
+    events = []
+    main = getcurrent()
+    parent = greenlet.greenlet(lambda: main.switch())
+    parent.switch()
+    dead = greenlet.greenlet(lambda: None)
+    dead.switch()
+    unstarted = [greenlet.greenlet(lambda: None, parent=p) for p in (main, main, parent)]
+    greenlet.settrace(lambda event, args: events.append((event, args)))
+    try:
+        main.switch()
+        dead.switch()  # goes to its parent: this greenlet
+        with pytest.raises(KeyError):
+            unstarted[0].throw(KeyError)
+        assert isinstance(unstarted[1].throw(), GreenletExit)
+        with pytest.raises(KeyError):
+            unstarted[2].throw(KeyError)  # dies, its parent gets the KeyError, which reaches us
+    finally:
+        greenlet.settrace(None)
+    u0, u1, u2 = unstarted
+    assert events == [
+        ("switch", (main, main)),
+        ("switch", (main, main)),
+        ("throw", (main, u0)), ("throw", (u0, main)),
+        ("throw", (main, u1)), ("switch", (u1, main)),
+        ("throw", (main, u2)), ("throw", (u2, parent)), ("throw", (parent, main)),
+    ]
+
+
 def test_failing_trace_is_removed_and_raises_in_target():
     def trace(event, args):
         raise RuntimeError("trace failed")

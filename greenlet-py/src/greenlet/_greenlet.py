@@ -348,6 +348,10 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
                 target._gr_started = True
                 target._gr_run = None
                 target._gr_owner = ts.main  # it died in this thread, as if started here
+                if ts.trace is not None:
+                    # greenlet starts it to die at once: a trace sees the throw into it.
+                    _run_trace(ts, "throw", origin, target)
+                    origin = target
             if isinstance(exc, GreenletExit):
                 args, exc, kwargs = (exc,), None, None
             target = target._gr_parent
@@ -371,7 +375,7 @@ def _switch(ts, target, args, exc, kwargs=None, lowlevel=None):
                 raise error("cannot switch to a different thread (which happens to have exited)")
             raise _cross_thread(target)
         if target is ts.current:
-            if ts.trace is not None and origin is not target:
+            if ts.trace is not None:  # also a switch to itself, as greenlet's
                 _run_trace(ts, "switch" if exc is None else "throw", origin, target)
             if exc is not None:
                 # As greenlet's C raise: the caller's handled exception is not its context.
