@@ -132,8 +132,11 @@ class channel:
                 else:
                     task = s.runnable_after(cur)
                 s.switch(cur, task)
-            except RuntimeError:
-                self._remove(cur)   # deadlock: leave the channel as it was
+            except BaseException:
+                # Raised before it was taken (deadlock, an interrupt while waiting for another
+                # thread, a failing callback): leave the channel as it was. Once taken, it is
+                # off the channel already.
+                self._remove(cur)
                 raise
         else:
             partner.tempval = value
@@ -190,8 +193,8 @@ class channel:
                 else:
                     task = s.runnable_after(cur)
                 value = s.switch(cur, task)
-            except RuntimeError:
-                self._remove(cur)   # deadlock: leave the channel as it was
+            except BaseException:
+                self._remove(cur)   # as in send()
                 raise
         else:
             value = partner.tempval

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -148,6 +150,47 @@ def test_cannot_switch_to_a_tasklet_of_another_thread():
     t.join()
     with pytest.raises(RuntimeError, match="another thread"):
         made[0].run()
+
+
+INTERRUPTED_RECEIVE = r"""
+import signal, threading, time
+import stackless
+
+class Interrupted(Exception):
+    pass
+
+def interrupt(signum, frame):
+    raise Interrupted
+
+ch = stackless.channel()
+registered = threading.Event()
+
+def other():
+    stackless.getcurrent()          # a stackless thread that could still send
+    registered.set()
+    time.sleep(1.0)
+
+t = threading.Thread(target=other)
+t.start()
+registered.wait()
+signal.signal(signal.SIGALRM, interrupt)
+signal.setitimer(signal.ITIMER_REAL, 0.2)
+try:
+    ch.receive()                    # waits for the other thread; the signal interrupts it
+except Interrupted:
+    print("interrupted", ch.balance, stackless.getmain().blocked)
+stackless.tasklet(ch.send)("X")
+stackless.tasklet(lambda: print("got", ch.receive()))()
+stackless.run()
+print("balance", ch.balance)
+t.join()
+"""
+
+
+def test_an_interrupted_blocking_receive_leaves_the_channel():
+    r = subprocess.run([sys.executable, "-c", INTERRUPTED_RECEIVE], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.splitlines() == ["interrupted 0 0", "got X", "balance 0"], r.stderr
 
 
 def test_kill_of_a_tasklet_running_in_another_thread_is_refused():
