@@ -1,8 +1,9 @@
 """Channels: synchronous rendezvous between tasklets, also across threads."""
 import collections
+import gc
 from operator import attrgetter
 
-from . import _pickling
+from . import _pickling, _scheduler
 from ._scheduler import _local, hooks, lock, state
 from ._tasklet import bomb, class_bomb, make_bomb
 
@@ -75,11 +76,14 @@ class channel:
     def _remove(self, task):
         """Take blocked `task` off this channel (kill, throw, deadlock)."""
         with lock:
-            if task._channel is self:
-                self._queue.remove(task)
-                self._balance -= task._blocked
-                task._channel = None
-                task._thread.nblocked -= 1
+            self._remove_locked(task)
+
+    def _remove_locked(self, task):
+        if task._channel is self:
+            self._queue.remove(task)
+            self._balance -= task._blocked
+            task._channel = None
+            task._thread.nblocked -= 1
 
     # send() and receive() are the hot path: each is written out in full, and holds the
     # lock (only taken once a second thread uses stackless) just while it reads and
@@ -264,3 +268,17 @@ class channel:
         return "<%s.%s balance=%d%s at %#x>" % (
             type(self).__module__, type(self).__qualname__, self._balance,
             " closed" if self.closed else " closing" if self._closing else "", id(self))
+
+
+def _release_blocked(s):
+    """`s`'s thread ended with tasklets blocked on channels: they can never take or give a
+    value again, so they leave their channels (a value sent to one would be lost). Found by a
+    scan of the heap: rare, and no channel operation pays for it."""
+    for ch in gc.get_objects():
+        if isinstance(ch, channel) and ch._queue:
+            with lock:
+                for task in [t for t in ch._queue if t._thread is s]:
+                    ch._remove_locked(task)
+
+
+_scheduler.release_blocked = _release_blocked

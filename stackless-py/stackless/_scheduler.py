@@ -22,6 +22,7 @@ from .policies import RoundRobin
 
 DEADLOCK = "Deadlock: the last runnable tasklet cannot be blocked."
 bomb = None                    # stackless.bomb, set by _tasklet (which imports us)
+release_blocked = None         # set by _channel (which imports us): see _ThreadEnd
 
 
 class _NoCollectorThrows(BaseException):
@@ -60,7 +61,7 @@ class _ThreadEnd:
 
     def __init__(self, s):
         # Own references: module globals may be gone at interpreter exit.
-        self.s, self.lock, self.threads = s, lock, _threads
+        self.s, self.lock, self.threads, self.release_blocked = s, lock, _threads, release_blocked
 
     def __del__(self):
         s = self.s
@@ -70,6 +71,8 @@ class _ThreadEnd:
             for other in self.threads.values():
                 if other.waiting:
                     other.cond.notify()
+        if s.nblocked:
+            self.release_blocked(s)
 
 
 class _Thread:

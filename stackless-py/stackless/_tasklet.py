@@ -187,7 +187,8 @@ class tasklet:
     def alive(self):
         if self is self._thread.main:
             return self._thread.alive
-        return self._args is not None
+        # A started one dies with its thread (its stack cannot run anywhere else).
+        return self._args is not None and (self._cont is None or self._thread.alive)
 
     @property
     def _blocked(self):

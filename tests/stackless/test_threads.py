@@ -152,6 +152,29 @@ def test_cannot_switch_to_a_tasklet_of_another_thread():
         made[0].run()
 
 
+def test_tasklets_blocked_when_their_thread_ends_leave_their_channels():
+    ch = stackless.channel()
+    made, log = [], []
+
+    def receiver():
+        log.append(ch.receive())
+
+    def worker():
+        made.append(stackless.tasklet(receiver)())
+        stackless.run()                 # the receiver blocks; the thread ends
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    task = made[0]
+    assert (ch.balance, task.blocked, task.alive, task.thread_id) == (0, 0, False, -1)
+    with pytest.raises(RuntimeError, match="Deadlock"):
+        ch.send("lost")                 # no receiver any more: not handed to one that never runs
+    with pytest.raises(RuntimeError, match="dead"):
+        task.insert()
+    assert log == []
+
+
 INTERRUPTED_RECEIVE = r"""
 import signal, threading, time
 import stackless
