@@ -368,14 +368,16 @@ fn new_cont(py: Python<'_>, call: Option<Call>) -> PyResult<*mut Cont> {
     }
     // SAFETY: plain allocation of a zeroed C struct.
     let state = unsafe { tpy_state_new() };
-    let layout = std::alloc::Layout::new::<Cont>();
-    // SAFETY: Cont is not zero-sized; `Box::from_raw` frees it with this layout.
-    let data = if state.is_null() { ptr::null_mut() } else { (unsafe { std::alloc::alloc(layout) }) as *mut Cont };
+    if state.is_null() {
+        call.release(py);
+        return Err(no_memory());
+    }
+    // `Box::new` would abort out of memory. SAFETY: Cont is not zero-sized; `Box::from_raw`
+    // frees it with this layout.
+    let data = unsafe { std::alloc::alloc(std::alloc::Layout::new::<Cont>()) } as *mut Cont;
     if data.is_null() {
-        if !state.is_null() {
-            // SAFETY: a fresh state nothing else knows.
-            unsafe { tpy_state_free(state) };
-        }
+        // SAFETY: a fresh state nothing else knows.
+        unsafe { tpy_state_free(state) };
         call.release(py);
         return Err(no_memory());
     }

@@ -64,9 +64,9 @@ thread_local! {
 
 /// What a switch of ours that returned `v` gives its caller, on the tealet it resumed.
 fn resumed(v: *mut c_void) -> usize {
-    // SAFETY: tealet_current has no preconditions.
-    let me = unsafe { tealet_current() };
-    if !me.is_null() && UNWIND.with(|u| u.get() == me) {
+    let unwind = UNWIND.with(Cell::get);
+    // SAFETY: tealet_current has no preconditions (asked only while a drop unwinds a tealet).
+    if !unwind.is_null() && unwind == unsafe { tealet_current() } {
         UNWIND.with(|u| u.set(null_mut()));
         panic::resume_unwind(Box::new(ForcedUnwind));
     }
