@@ -3,7 +3,7 @@
 //! kernel mappings) where the kernel has them, else `mprotect` within a `vm.max_map_count` budget.
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use super::{StackError, GUARD_SIZE};
 
@@ -26,25 +26,26 @@ static GUARD_MODE: OnceLock<GuardMode> = OnceLock::new();
 static MPROTECT_GUARDS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// CLASSES, held by the forking thread across a fork (see `classes`).
+    /// CLASSES, held by the forking thread across a fork (see `AT_FORK`).
     static FORK_HOLD: Cell<Option<MutexGuard<'static, Vec<Class>>>> = const { Cell::new(None) };
 }
 
-/// Lock CLASSES. A fork while another thread held it would leave it locked for good in the
-/// child, so the forking thread takes it first and both sides release it afterwards.
-fn classes() -> MutexGuard<'static, Vec<Class>> {
-    static AT_FORK: Once = Once::new();
-    AT_FORK.call_once(|| {
-        extern "C" fn prepare() {
-            FORK_HOLD.with(|h| h.set(Some(lock_classes())));
-        }
-        extern "C" fn release() {
-            FORK_HOLD.with(|h| drop(h.take()));
-        }
-        // SAFETY: the handlers only lock and unlock CLASSES on the forking thread.
-        unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
-    });
-    lock_classes()
+/// A fork while another thread held CLASSES would leave it locked for good in the child, so the
+/// forking thread takes it first and both sides release it afterwards. Registered as the library
+/// loads: registering on first use left a window (a fork during it) where the child hung.
+#[used]
+#[link_section = ".init_array"]
+static AT_FORK: extern "C" fn() = register_at_fork;
+
+extern "C" fn register_at_fork() {
+    extern "C" fn prepare() {
+        FORK_HOLD.with(|h| h.set(Some(lock_classes())));
+    }
+    extern "C" fn release() {
+        FORK_HOLD.with(|h| drop(h.take()));
+    }
+    // SAFETY: the handlers only lock and unlock CLASSES on the forking thread.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
 }
 
 fn lock_classes() -> MutexGuard<'static, Vec<Class>> {
@@ -180,7 +181,7 @@ fn install_guard(base: usize) -> Result<(), StackError> {
 
 /// A guarded slot of `slot` bytes (guard included); returns its lowest address.
 pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
-    let mut classes = classes();
+    let mut classes = lock_classes();
     let idx = match classes.iter().position(|c| c.slot == slot) {
         Some(i) => i,
         None => {
@@ -224,7 +225,7 @@ pub(crate) fn alloc(slot: usize) -> Result<usize, StackError> {
 
 /// Give a slot back to every thread; its guard stays installed.
 pub(crate) fn free(base: usize, slot: usize) {
-    let mut classes = classes();
+    let mut classes = lock_classes();
     if let Some(c) = classes.iter_mut().find(|c| c.slot == slot) {
         // Out of memory, the slot stays reserved and unused: freeing must not abort.
         if c.free.try_reserve(1).is_ok() {
