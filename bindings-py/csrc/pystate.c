@@ -595,7 +595,7 @@ PyObject *tpy_hidden_call(PyObject *func, PyObject *self, PyObject *const *args,
         if (!vector) return PyErr_NoMemory();
     }
     vector[0] = self;
-    memcpy(vector + 1, args, total * sizeof *vector);
+    for (Py_ssize_t i = 0; i < total; i++) vector[i + 1] = args[i];   /* mostly 0 or 1: no memcpy call */
     PyThreadState *ts = PyThreadState_Get();
     int level = ts->tracing;
     ts->tracing = level + 1;
@@ -608,6 +608,27 @@ PyObject *tpy_hidden_call(PyObject *func, PyObject *self, PyObject *const *args,
 }
 
 int tpy_tracing(void) { return PyThreadState_Get()->tracing; }
+
+/* Calls func(obj) as a hidden call, as CPython calls a finalizer: the exception being raised
+ * stays, and func's error goes to sys.unraisablehook with func as its object. */
+void tpy_hidden_finalize(PyObject *func, PyObject *obj)
+{
+#if V312
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+#endif
+    PyObject *no_args[1] = {NULL};
+    PyObject *result = tpy_hidden_call(func, obj, no_args, 0, NULL);
+    if (result) Py_DECREF(result);
+    else PyErr_WriteUnraisable(func);
+#if V312
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(type, value, tb);
+#endif
+}
 
 /* Whether Py_FinalizeEx has begun (after atexit callbacks, before modules are torn down). */
 int tpy_finalizing(void)

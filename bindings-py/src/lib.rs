@@ -3,6 +3,7 @@
 //! continulet semantics (who holds which continuation) and the Python API.
 // `error` is PyPy's name for the module's exception class.
 #![allow(non_camel_case_types)]
+mod finalizer;
 mod frames;
 mod hidden;
 mod pystate;
@@ -1831,6 +1832,21 @@ fn _stack_depths(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<Vec<(i32, 
     Ok(out)
 }
 
+/// Bound and not finished.
+fn pending(c: &Continulet) -> bool {
+    c.slot.bound.get() && !c.slot.tealet.get().is_null()
+}
+
+/// Whether `obj` is a pending continulet (for `pending_finalizer`).
+///
+/// # Safety
+/// GIL held; `obj` is a live object.
+pub(crate) unsafe fn is_pending(py: Python<'_>, obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: the caller's promise.
+    let obj = unsafe { Borrowed::from_ptr(py, obj) };
+    obj.cast::<Continulet>().is_ok_and(|c| pending(c.get()))
+}
+
 /// `continulet.is_pending()`: bound and not finished. A raw METH_NOARGS C function, not a pyo3
 /// method: greenlet-py makes it the `__del__` of its continulets, called on every deallocation.
 unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -1838,7 +1854,7 @@ unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ff
     let pending = unsafe {
         let py = Python::assume_attached();
         let c = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
-        c.get().slot.bound.get() && !c.get().slot.tealet.get().is_null()
+        pending(c.get())
     };
     // SAFETY: True and False are live static objects; a new reference is returned.
     unsafe {
@@ -1937,6 +1953,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     m.add_function(wrap_pyfunction!(stack_used, m)?)?;
     m.add_function(wrap_pyfunction!(get_tstate_trash_delete_nesting, m)?)?;
+    finalizer::register(m)?;
     frames::register(m)?;
     hidden::register(m)?;
     m.add_function(wrap_pyfunction!(_stack_depths, m)?)?;

@@ -43,6 +43,7 @@ extern "C" {
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> *mut ffi::PyObject;
+    pub fn tpy_hidden_finalize(func: *mut ffi::PyObject, obj: *mut ffi::PyObject);
     pub fn tpy_tracing() -> c_int;
     pub fn tpy_finalizing() -> c_int;
     pub fn tpy_gc_collecting_flag() -> *const c_int;

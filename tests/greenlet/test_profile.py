@@ -197,6 +197,45 @@ def test_settrace_sees_the_user_code_and_nothing_of_ours():
 
 
 @pytest.mark.parametrize("tracing", ["settrace", "setprofile"])
+def test_a_garbage_greenlets_kill_shows_its_own_code_and_nothing_of_ours(tracing):
+    """greenlet kills in its C deallocator: tracers and profilers see the killed greenlet's own
+    code only (the same events as C greenlet 3.5.6)."""
+    main = getcurrent()
+
+    def run():
+        try:
+            main.switch()
+        finally:
+            callback()
+
+    g = greenlet.greenlet(run)
+    g.switch()
+    events = []
+
+    def tracer(frame, event, arg):
+        events.append((event, frame.f_code.co_name))
+        return tracer
+
+    def drop():
+        nonlocal g
+        g = None
+
+    set_tracing = getattr(sys, tracing)
+    set_tracing(tracer)
+    try:
+        drop()
+    finally:
+        set_tracing(None)
+    if tracing == "settrace":
+        # run's frame started before tracing, so it has no local trace function.
+        assert events == [("call", "drop"), ("line", "drop"), ("call", "callback"),
+                          ("line", "callback"), ("return", "callback"), ("return", "drop")]
+    else:
+        assert events[:-1] == [("call", "drop"), ("call", "callback"), ("return", "callback"),
+                               ("return", "run"), ("return", "drop")]
+
+
+@pytest.mark.parametrize("tracing", ["settrace", "setprofile"])
 def test_a_greenlet_started_while_tracing_is_traced_after_its_parent_stops(tracing):
     """The tracing level belongs to each greenlet: tracing turned off and on again in another
     greenlet applies to a suspended one when it resumes."""

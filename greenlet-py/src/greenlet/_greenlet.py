@@ -796,13 +796,10 @@ class greenlet(_GreenletState):
         return head + state + " active started" + (" main" if self._gr_main else "") + ">"
 
     def __del__(self):
-        try:
-            if self._gr_ts is None or self._gr_main or sys.is_finalizing():
-                return
-        except AttributeError:  # no state: __init__ failed on its arguments, or never ran
-            return
+        # Called only while its continulet is pending: started and not finished (see the
+        # pending_finalizer at the end of the module).
         ts = self._gr_ts
-        if not ts.alive:
+        if not ts.alive or sys.is_finalizing():
             return
         if ts.ident != _get_ident():
             ts.deleteme.append(self)  # killed by its own thread on its next greenlet call
@@ -882,7 +879,7 @@ _HookArgs = _hook_args_type()
 def _write_unraisable(exc, obj):
     """What C's PyErr_WriteUnraisable(obj) does with `exc`, shown without our frames."""
     tb = _past_own_entries(exc.__traceback__)
-    sys.unraisablehook(_HookArgs((type(exc), exc, tb, None, obj)))
+    _call_visible(sys.unraisablehook, _HookArgs((type(exc), exc, tb, None, obj)))
 
 
 def _resumed_with_exception(ts, c, target, exc, start=False):
@@ -963,6 +960,10 @@ def _drop_own_entries():
 # only the code it switches to inside, sys.settrace nothing of the switch.
 greenlet.switch = _hidden_method(greenlet, "switch", greenlet.switch, greenlet._switch_positional)
 greenlet.throw = _hidden_method(greenlet, "throw", greenlet.throw)
+# C greenlet kills in its deallocator. As a Python __del__ this would cost every greenlet a call
+# and a frame at its death; as the binding's C finalizer it costs only a greenlet whose continulet
+# is pending (started, not finished; a main greenlet's never is) a hidden call.
+greenlet.__del__ = _continuation.pending_finalizer(greenlet, _GreenletState._gr_c, greenlet.__del__)
 
 
 class UnswitchableGreenlet(greenlet):
