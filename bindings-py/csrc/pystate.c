@@ -630,6 +630,18 @@ void tpy_hidden_finalize(PyObject *func, PyObject *obj)
 #endif
 }
 
+/* Makes the type's own attributes read-only, as PyPy's built-in types (3.10+; 3.9 has no such
+ * flag for heap types). Subclasses stay mutable. */
+void tpy_make_immutable(PyTypeObject *type)
+{
+#if V310
+    type->tp_flags |= Py_TPFLAGS_IMMUTABLETYPE;
+    PyType_Modified(type);
+#else
+    (void)type;
+#endif
+}
+
 /* Whether Py_FinalizeEx has begun (after atexit callbacks, before modules are torn down). */
 int tpy_finalizing(void)
 {

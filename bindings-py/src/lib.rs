@@ -1964,5 +1964,7 @@ fn _continuation(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let callback = wrap_pyfunction!(_gc_callback, m)?.into_any();
     callbacks.append(&callback)?;
     let _ = GC_CALLBACK.set((callbacks.unbind(), callback.unbind()));
+    // SAFETY: the type is complete (every slot and method above is in place); the GIL is held.
+    unsafe { tpy_make_immutable(py.get_type::<Continulet>().as_type_ptr()) };
     Ok(())
 }

@@ -46,6 +46,7 @@ extern "C" {
     pub fn tpy_hidden_finalize(func: *mut ffi::PyObject, obj: *mut ffi::PyObject);
     pub fn tpy_tracing() -> c_int;
     pub fn tpy_finalizing() -> c_int;
+    pub fn tpy_make_immutable(ty: *mut ffi::PyTypeObject);
     pub fn tpy_gc_collecting_flag() -> *const c_int;
     pub fn tpy_set_tracing(level: c_int);
     pub fn tpy_top_frame(s: *mut TpyState) -> *mut ffi::PyObject;

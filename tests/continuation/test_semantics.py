@@ -717,6 +717,24 @@ def test_instance_attributes_only_on_subclasses():
     assert t.__dict__ == {"z": 3, "y": 2}
 
 
+@pytest.mark.skipif(not IS_PYPY and sys.version_info < (3, 10),
+                    reason="3.9 has no immutable heap types")
+def test_the_type_is_immutable_its_subclasses_are_not():
+    with pytest.raises(TypeError):
+        continulet.switch = lambda self: None
+    with pytest.raises(TypeError):
+        continulet.extra = 1
+    with pytest.raises(TypeError):
+        del continulet.is_pending
+    assert continulet(lambda c: 5).switch() == 5
+
+    class Sub(continulet):
+        pass
+    Sub.extra = 1
+    Sub.switch = lambda self, value=None, to=None: "overridden"
+    assert Sub(lambda c: None).switch() == "overridden"
+
+
 def test_subclass_switch_and_overrides():
     class A(continulet):
         pass
