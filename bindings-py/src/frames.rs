@@ -45,7 +45,7 @@ fn capture_frames(py: Python<'_>, cont: &Bound<'_, Continulet>, top: &Bound<'_, 
 
 #[pyfunction]
 #[pyo3(signature = (cont, records, first, handled = None))]
-fn resume_frames(py: Python<'_>, cont: &Bound<'_, PyAny>, records: &Bound<'_, PyAny>, first: &Bound<'_, PyAny>, handled: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+fn resume_frames(py: Python<'_>, cont: &Bound<'_, Continulet>, records: &Bound<'_, PyAny>, first: &Bound<'_, PyAny>, handled: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
     let handled = handled.map_or_else(|| py.None().into_bound(py), |h| h.clone());
     if !handled.is_none() && !handled.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         return Err(pyo3::exceptions::PyTypeError::new_err("handled must be an exception or None"));

@@ -222,9 +222,14 @@ def test_resuming_leaves_the_callers_handled_exception_alone(tmp_path):
             raise KeyError("the caller's")
         except KeyError:
             for given in (None, ValueError("theirs")):
-                print(_continuation.resume_frames(None, records, lambda: 41, given), repr(sys.exc_info()[1]))
+                print(_continuation.resume_frames(c, records, lambda: 41, given), repr(sys.exc_info()[1]))
+        try:
+            _continuation.resume_frames(None, records, lambda: 41)
+        except TypeError as e:
+            print("TypeError", "continulet" in str(e))
     """
-    assert run_py(tmp_path, script).stdout.splitlines() == ['42 KeyError("the caller\'s")'] * 2
+    assert run_py(tmp_path, script).stdout.splitlines() == ['42 KeyError("the caller\'s")'] * 2 + [
+        "TypeError True"]
 
 
 BY_VALUE = """
