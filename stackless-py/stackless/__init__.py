@@ -213,8 +213,10 @@ def __getattr__(name):
     if name == "runcount":
         return getruncount()
     if name == "threads":
+        # As Stackless: every thread of the interpreter, the main thread first, whether or
+        # not it has used stackless yet.
         main_ident = threading.main_thread().ident
-        idents = [s.ident for s in _scheduler.all_threads()]
-        return sorted(idents, key=lambda i: i != main_ident)
+        idents = [main_ident] + [t.ident for t in threading.enumerate() if t.ident != main_ident]
+        return idents + [s.ident for s in _scheduler.all_threads() if s.ident not in idents]
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import stackless
 from stackless.policies import Deadline, Priority, RoundRobin
@@ -10,6 +14,24 @@ def test_module_attributes():
     assert stackless.threads[0] == threading.main_thread().ident
     with pytest.raises(AttributeError):
         stackless.no_such_attribute
+
+
+def test_threads_lists_every_thread_main_first_before_any_use():
+    code = """
+        import threading
+        import stackless
+        release = threading.Event()
+        t = threading.Thread(target=release.wait)
+        t.start()
+        print(stackless.threads == [threading.main_thread().ident, t.ident])
+        release.set()
+        t.join()
+        print(stackless.threads == [threading.main_thread().ident])
+    """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True"]
 
 
 def test_run_puts_the_caller_aside():
