@@ -445,7 +445,9 @@ class tasklet:
 
     def __del__(self):
         # Garbage while suspended mid-run: kill it so its finally blocks run (after the
-        # collection, if one runs on a tasklet's stack: no switch is allowed there).
+        # collection, if one runs on a tasklet's stack: no switch is allowed there). With
+        # tealet this is the binding's C finalizer (below): only a tasklet whose continulet is
+        # pending gets here.
         if self._cont is not None \
                 and not self.scheduled and self._thread is getattr(_local, "s", None):
             _call_when_switchable(self.kill)
@@ -506,6 +508,12 @@ class tasklet:
         what = "main" if self.is_main else "dead" if not self.alive else \
             "blocked" if self._channel is not None else "scheduled" if self.scheduled else "paused"
         return "<%s.%s %s at %#x>" % (type(self).__module__, type(self).__qualname__, what, id(self))
+
+
+if hasattr(_continuation, "pending_finalizer"):
+    # As Stackless's C deallocator: a tasklet that is not suspended mid-run (unstarted, ended,
+    # main) dies without a Python call, and tracers see only the killed tasklet's own code.
+    tasklet.__del__ = _continuation.pending_finalizer(tasklet, tasklet._cont, tasklet.__del__)
 
 
 class atomic:

@@ -278,3 +278,34 @@ def test_rare_fields_default_and_rebinding_drops_keyword_arguments():
     stackless.run()
     assert seen == [((3,), {})]
     assert not t.alive
+
+
+def test_a_garbage_tasklets_kill_is_not_traced_but_its_own_code_is():
+    """As Stackless's C deallocator: the finalizer and the kill it starts are not traced."""
+    log = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        finally:
+            log.append("finally")
+    gc.disable()  # it dies in the collection below, not in an automatic one before
+    try:
+        stackless.tasklet(f)()
+        stackless.run()
+    finally:
+        gc.enable()
+    events = []
+
+    def tracer(frame, event, arg):
+        events.append((event, frame.f_code.co_name))
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        gc.collect()
+    finally:
+        sys.settrace(None)
+    assert log == ["finally"]
+    if hasattr(sys.modules["_continuation"], "pending_finalizer"):
+        assert not {name for _, name in events} & {"__del__", "kill", "_throw"}
