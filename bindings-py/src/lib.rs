@@ -1851,14 +1851,13 @@ pub(crate) unsafe fn is_pending(py: Python<'_>, obj: *mut ffi::PyObject) -> bool
 /// method: greenlet-py makes it the `__del__` of its continulets, called on every deallocation.
 unsafe extern "C" fn is_pending_method(slf: *mut ffi::PyObject, _noargs: *mut ffi::PyObject) -> *mut ffi::PyObject {
     // SAFETY: the method descriptor checked that slf is a continulet; called with the GIL held.
-    let pending = unsafe {
+    let is = unsafe {
         let py = Python::assume_attached();
-        let c = Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>();
-        pending(c.get())
+        pending(Borrowed::from_ptr(py, slf).cast_unchecked::<Continulet>().get())
     };
     // SAFETY: True and False are live static objects; a new reference is returned.
     unsafe {
-        let b = if pending { ffi::Py_True() } else { ffi::Py_False() };
+        let b = if is { ffi::Py_True() } else { ffi::Py_False() };
         ffi::Py_INCREF(b);
         b
     }
